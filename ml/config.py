@@ -1,0 +1,185 @@
+"""One typed settings object for the whole platform.
+
+Precedence (lowest first): the commented defaults below < a TOML settings file (path in
+``RECO_SETTINGS_FILE``) < environment variables (``RECO_<SECTION>__<KEY>``, e.g.
+``RECO_SPLIT__TEST_DAYS=60``) < per-run overrides (Airflow DAG-run params, CLI flags) passed to
+:meth:`Settings.with_overrides`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class PathSettings(BaseModel):
+    """Where things live. Everything generated goes under ``home`` (git-ignored)."""
+
+    home: Path = PROJECT_ROOT / "var"  # local state: lake, datasets, runs, MLflow store, GX results
+    bundled_data: Path = PROJECT_ROOT / "data" / "online_retail"  # the two Online Retail files
+    expectations: Path = PROJECT_ROOT / "expectations"  # Great Expectations suites (JSON)
+
+    @property
+    def lake(self) -> Path:
+        """Partitioned Parquet lake: interactions, catalog, quarantine."""
+        return self.home / "lake"
+
+    @property
+    def datasets(self) -> Path:
+        """Split datasets, one folder per as-of date."""
+        return self.home / "datasets"
+
+    @property
+    def runs(self) -> Path:
+        """Per-pipeline-run outputs (models, metrics, recommendations)."""
+        return self.home / "runs"
+
+    @property
+    def quality(self) -> Path:
+        """Great Expectations validation results and Data Docs."""
+        return self.home / "quality"
+
+
+class SourceSettings(BaseModel):
+    """Which shop data the pipeline reads."""
+
+    kind: Literal["online-retail", "files"] = "online-retail"  # the bundled data, or a shop's files
+    events: list[Path] = Field(default_factory=list)  # CSV/Parquet files in the generic schema
+    catalog: Path | None = None  # optional item catalog file
+
+
+class CleaningSettings(BaseModel):
+    """Rules that decide which raw rows become interactions."""
+
+    max_quantity: int = 5_000  # lines above this are bulk/wholesale outliers, quarantined
+    # stock codes that are not products (Online Retail: postage, fees, manual lines, samples, tests)
+    non_product_codes: list[str] = Field(
+        default_factory=lambda: ["POST", "DOT", "M", "C2", "C3", "D", "S", "B", "BANK CHARGES", "ADJUST", "ADJUST2",
+                                 "PADS", "AMAZONFEE", "CRUK", "TEST001", "TEST002", "GIFT"]
+    )
+    non_product_pattern: str = r"gift_\d+_\d+"  # gift vouchers; matched against the whole code
+
+
+class SplitSettings(BaseModel):
+    """Leak-free global temporal split: train < validation_start <= valid < test_start <= test."""
+
+    test_start: date | None = None  # explicit cut 2; None: last `test_days` before the as-of end
+    validation_start: date | None = None  # explicit cut 1; None: `validation_days` before test_start
+    test_days: int = 100  # bundled data ends 2011-12-09, so the default test period starts 2011-09-01
+    validation_days: int = 31
+    min_user_train_items: int = 1  # users need this many distinct training items to be evaluated
+    kcore: int = 0  # iterative k-core filter on training data only (0 = off)
+    sparse_max_items: int = 3  # users with at most this many distinct training items are "sparse"
+
+
+class ModelSettings(BaseModel):
+    """Hyper-parameters of the recommenders (defaults from well-tuned replications)."""
+
+    als_factors: int = 64
+    als_regularization: float = 0.05
+    als_iterations: int = 20
+    als_alpha: float = 2.0  # confidence scaling of BM25-weighted counts
+    recent_days: int = 30  # window of the "recent popularity" baseline
+    bert_hidden: int = 64
+    bert_layers: int = 2
+    bert_heads: int = 2
+    bert_max_len: int = 200
+    bert_mask_prob: float = 0.2
+    bert_dropout: float = 0.1
+    bert_batch_size: int = 128
+    bert_lr: float = 1e-3
+    bert_max_epochs: int = 200
+    bert_patience: int = 5  # epochs without validation NDCG@10 improvement before stopping
+    seed: int = 42
+
+
+class EvalSettings(BaseModel):
+    """Evaluation protocol."""
+
+    ks: list[int] = Field(default_factory=lambda: [10, 20])
+
+
+class TrackingSettings(BaseModel):
+    """MLflow: local SQLite store by default, a server URI when configured."""
+
+    tracking_uri: str | None = None  # None: sqlite:///<home>/mlflow/mlflow.db
+    experiment: str = "nightly-recommender"
+    registered_model: str = "shop-recommender"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by RECO_SETTINGS_FILE (if any)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by pydantic here
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("RECO_SETTINGS_FILE")
+        if not path:
+            return {}
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+
+
+class Settings(BaseSettings):
+    """All settings of the platform, grouped by stage."""
+
+    model_config = SettingsConfigDict(env_prefix="RECO_", env_nested_delimiter="__", extra="forbid")
+
+    paths: PathSettings = Field(default_factory=PathSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        """Order: run overrides > environment > TOML file > defaults."""
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> "Settings":
+        """Return a copy with ``{"section": {"key": value}}`` overrides (e.g. DAG-run params) applied.
+
+        Args:
+            overrides: nested mapping; ``None`` values are ignored.
+        Returns:
+            A new, validated Settings.
+        """
+        data = self.model_dump()
+        for section, values in (overrides or {}).items():
+            if section not in data or not isinstance(values, dict):
+                raise KeyError(f"unknown settings section {section!r}")
+            for key, value in values.items():
+                if key not in data[section]:
+                    raise KeyError(f"unknown setting {section}.{key}")
+                if value is not None:
+                    data[section][key] = value
+        return Settings.model_validate(data)
+
+    @property
+    def mlflow_uri(self) -> str:
+        """The MLflow tracking URI in force."""
+        if self.tracking.tracking_uri:
+            return self.tracking.tracking_uri
+        return f"sqlite:///{self.paths.home / 'mlflow' / 'mlflow.db'}"
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Build settings from defaults, the TOML file and the environment.
+
+    Args:
+        overrides: top-level sections to set explicitly (highest precedence).
+    Returns:
+        The validated Settings.
+    """
+    return Settings(**overrides)

@@ -1,0 +1,202 @@
+"""``prepare``: read a shop's events, clean them with quarantine, and publish them to the lake."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ml import columns as C
+from ml.config import Settings
+from ml.data import catalog as catalog_mod
+from ml.data import cleaning, lake, sources
+
+INTERACTIONS = "interactions"
+QUARANTINE = "quarantine"
+CATALOG_FILE = Path("catalog") / "catalog.parquet"
+REPORT_FILE = "report.json"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What to read: the bundled Online Retail files, or a shop's events (+ optional catalog)."""
+
+    events: tuple[Path, ...] = ()
+    catalog: Path | None = None
+    online_retail: Path | None = None
+
+    @classmethod
+    def bundled(cls, settings: Settings) -> "SourceSpec":
+        """The two bundled Online Retail files."""
+        return cls(online_retail=settings.paths.bundled_data)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SourceSpec":
+        """The source configured in ``settings.source``."""
+        if settings.source.kind == "online-retail":
+            return cls.bundled(settings)
+        return cls(events=tuple(settings.source.events), catalog=settings.source.catalog)
+
+    def describe(self) -> str:
+        """One line naming the inputs."""
+        if self.online_retail is not None:
+            return f"online-retail ({self.online_retail})"
+        cat = f" + catalog {self.catalog}" if self.catalog else ""
+        return ", ".join(map(str, self.events)) + cat
+
+
+def read_raw(spec: SourceSpec) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Read the raw events (and the shop catalog, if any) named by ``spec``."""
+    if spec.online_retail is not None:
+        raw = sources.read_online_retail(spec.online_retail)
+    else:
+        if not spec.events:
+            raise ValueError("no events file given")
+        raw = pd.concat([sources.read_events(p) for p in spec.events], ignore_index=True)
+    shop_catalog = sources.read_catalog(spec.catalog) if spec.catalog else None
+    if shop_catalog is not None:
+        catalog_mod.check_events_against_catalog(raw, shop_catalog, spec.events[0], spec.catalog)
+    return raw, shop_catalog
+
+
+def to_interactions(kept: pd.DataFrame) -> pd.DataFrame:
+    """Kept raw rows as interactions with a confidence weight (``INTERACTION_COLUMNS``)."""
+    out = kept[[C.USER, C.ITEM, C.TIMESTAMP, C.QUANTITY, C.PRICE, C.ORDER, C.SOURCE, C.SOURCE_ROW]].copy()
+    out[C.QUANTITY] = out[C.QUANTITY].astype("int64")
+    out[C.WEIGHT] = cleaning.confidence_weight(kept[C.QUANTITY], kept[C.EVENT_TYPE])
+    out[C.ORDER] = out[C.ORDER].fillna(out[C.USER] + "@" + out[C.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    return out[C.INTERACTION_COLUMNS]
+
+
+def to_quarantine(quarantined: pd.DataFrame) -> pd.DataFrame:
+    """Quarantined rows: source, row number, reason, timestamp and the whole row as JSON."""
+    raw_json = quarantined[sources.RAW_COLUMNS].to_json(orient="records", lines=True, date_format="iso")
+    lines = raw_json.splitlines() if len(quarantined) else []
+    return pd.DataFrame(
+        {
+            C.SOURCE: quarantined[C.SOURCE].astype("string"),
+            C.SOURCE_ROW: quarantined[C.SOURCE_ROW].astype("int64"),
+            C.REASON: quarantined[C.REASON].astype("string"),
+            C.TIMESTAMP: quarantined[C.TIMESTAMP],
+            C.RAW: pd.Series(lines, dtype="string", index=quarantined.index),
+        }
+    )
+
+
+def build_report(raw: pd.DataFrame, result: cleaning.CleanResult, interactions: pd.DataFrame, catalog: pd.DataFrame, spec: SourceSpec, as_of, rows_after_as_of: int) -> dict:
+    """Counts that account for every input row, overall and per source."""
+    per_source = {}
+    for source, rows in raw.groupby(C.SOURCE, observed=True).size().items():
+        q = result.quarantined[result.quarantined[C.SOURCE] == source]
+        kept = int((result.kept[C.SOURCE] == source).sum())
+        per_source[str(source)] = {
+            "rows_in": int(rows),
+            "rows_kept": kept,
+            "rows_quarantined": len(q),
+            "quarantine_by_reason": {str(k): int(v) for k, v in q[C.REASON].value_counts().items()},
+        }
+    return {
+        "source": spec.describe(),
+        "as_of": str(as_of) if as_of is not None else None,
+        "rows_after_as_of": rows_after_as_of,
+        "rows_in": result.rows_in,
+        "rows_kept": len(result.kept),
+        "rows_quarantined": len(result.quarantined),
+        "quarantine_by_reason": result.counts_by_reason(),
+        "per_source": per_source,
+        "users": int(interactions[C.USER].nunique()),
+        "items": len(catalog),
+        "first_timestamp": str(interactions[C.TIMESTAMP].min()) if len(interactions) else None,
+        "last_timestamp": str(interactions[C.TIMESTAMP].max()) if len(interactions) else None,
+    }
+
+
+def check_report(report: dict) -> None:
+    """Assert the no-loss invariant overall and per source; raise if any row is unaccounted."""
+    problems = []
+    if report["rows_in"] != report["rows_kept"] + report["rows_quarantined"]:
+        problems.append("overall")
+    if sum(report["quarantine_by_reason"].values()) != report["rows_quarantined"]:
+        problems.append("reasons")
+    for name, s in report["per_source"].items():
+        if s["rows_in"] != s["rows_kept"] + s["rows_quarantined"] or sum(s["quarantine_by_reason"].values()) != s["rows_quarantined"]:
+            problems.append(name)
+    if problems:
+        raise AssertionError(f"row accounting does not add up for: {', '.join(problems)}")
+
+
+def ingest(spec: SourceSpec, as_of: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+    """Read the inputs and keep the rows available on ``as_of`` (a nightly run's logical date).
+
+    Returns:
+        (raw frame, shop catalog or None, number of rows dated after ``as_of``).
+    Raises:
+        InputDataError: bad input.
+    """
+    raw, shop_catalog = read_raw(spec)
+    rows_after = 0
+    if as_of is not None:
+        available = raw[C.TIMESTAMP] < pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
+        rows_after = int((~available).sum())
+        raw = raw[available].reset_index(drop=True)
+    return raw, shop_catalog, rows_after
+
+
+def clean_and_publish(
+    raw: pd.DataFrame,
+    shop_catalog: pd.DataFrame | None,
+    spec: SourceSpec,
+    out: Path,
+    settings: Settings,
+    as_of: pd.Timestamp | None = None,
+    rows_after_as_of: int = 0,
+) -> dict:
+    """Clean a raw frame and publish interactions, quarantine, catalog and ``report.json`` under ``out``.
+
+    All outputs are computed and the row accounting is checked before anything is written; the
+    partitions of the dates present are then replaced, so a rerun never duplicates rows.
+
+    Returns:
+        The report.
+    """
+    started = time.perf_counter()
+    result = cleaning.clean(raw, settings.cleaning)
+    interactions = to_interactions(result.kept)
+    catalog = catalog_mod.build_catalog(result.kept, shop_catalog)
+    quarantine = to_quarantine(result.quarantined)
+    report = build_report(raw, result, interactions, catalog, spec, as_of, rows_after_as_of)
+    check_report(report)
+
+    out = Path(out)
+    with lake.staging_dir(out) as staging:
+        staged_i = lake.stage_partitioned(interactions, staging, INTERACTIONS)
+        staged_q = lake.stage_partitioned(quarantine, staging, QUARANTINE)
+        lake.publish_partitions(staged_i, out / INTERACTIONS)
+        lake.publish_partitions(staged_q, out / QUARANTINE)
+    lake.write_parquet_atomic(catalog, out / CATALOG_FILE)
+    report["clean_s"] = round(time.perf_counter() - started, 2)
+    lake.write_json_atomic(report, out / REPORT_FILE)
+    return report
+
+
+def prepare(spec: SourceSpec, out: Path, settings: Settings, as_of: pd.Timestamp | None = None) -> dict:
+    """Read, clean and publish interactions, catalog and quarantine under ``out``; write ``report.json``.
+
+    Args:
+        spec: the inputs.
+        out: the lake folder (created if missing). Partitions of the dates present are replaced.
+        settings: cleaning settings are used.
+        as_of: only rows dated on or before this day are available.
+    Returns:
+        The report (also written to ``out/report.json``).
+    Raises:
+        InputDataError: bad input; nothing is written.
+    """
+    started = time.perf_counter()
+    raw, shop_catalog, rows_after = ingest(spec, as_of)
+    report = clean_and_publish(raw, shop_catalog, spec, out, settings, as_of, rows_after)
+    report["elapsed_s"] = round(time.perf_counter() - started, 2)
+    lake.write_json_atomic(report, Path(out) / REPORT_FILE)
+    return report

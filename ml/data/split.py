@@ -1,0 +1,90 @@
+"""Leak-free splits: a global temporal split (default) and leave-one-out (for published baselines).
+
+Both return three event frames (train, valid, test) with raw ids. The invariant every caller relies
+on: nothing in ``train`` happens at or after the first ``test`` event of a temporal split, and
+filters such as k-core only ever look at ``train``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+
+from ml import columns as C
+from ml.config import SplitSettings
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """The two cut dates of a temporal split: train < validation_start <= valid < test_start <= test."""
+
+    validation_start: pd.Timestamp
+    test_start: pd.Timestamp
+    end: pd.Timestamp  # exclusive end of the data considered (as-of day + 1)
+
+
+def temporal_cuts(events: pd.DataFrame, cfg: SplitSettings, as_of: date | pd.Timestamp | None = None) -> Cuts:
+    """Cut dates from settings: explicit dates win, else relative to the end of the data.
+
+    Args:
+        events: the events (for the end date when ``as_of`` is not given).
+        cfg: split settings.
+        as_of: last day of available data.
+    Returns:
+        Cuts, checked to be ordered.
+    """
+    if as_of is not None:
+        end = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
+    else:
+        end = events[C.TIMESTAMP].max().normalize() + pd.Timedelta(days=1)
+    test_start = pd.Timestamp(cfg.test_start) if cfg.test_start else end - pd.Timedelta(days=cfg.test_days)
+    valid_start = (
+        pd.Timestamp(cfg.validation_start) if cfg.validation_start else test_start - pd.Timedelta(days=cfg.validation_days)
+    )
+    if not valid_start <= test_start < end:
+        raise ValueError(f"cuts out of order: validation {valid_start.date()}, test {test_start.date()}, end {end.date()}")
+    return Cuts(valid_start, test_start, end)
+
+
+def temporal_split(events: pd.DataFrame, cuts: Cuts) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Split events on global time cuts (no per-user split: the future never leaks into training)."""
+    ts = events[C.TIMESTAMP]
+    events = events[ts < cuts.end]
+    ts = events[C.TIMESTAMP]
+    train = events[ts < cuts.validation_start]
+    valid = events[(ts >= cuts.validation_start) & (ts < cuts.test_start)]
+    test = events[ts >= cuts.test_start]
+    return train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def leave_one_out_split(events: pd.DataFrame, min_events: int = 3) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per user: last event -> test, second-to-last -> valid, the rest -> train (BERT4Rec protocol).
+
+    Users with fewer than ``min_events`` events stay entirely in train. Ties in time keep file order.
+    """
+    ordered = events.reset_index(drop=True).reset_index(names="_order")
+    ordered = ordered.sort_values([C.USER, C.TIMESTAMP, "_order"], kind="stable")
+    from_end = ordered.groupby(C.USER, sort=False).cumcount(ascending=False)
+    size = ordered.groupby(C.USER, sort=False)[C.ITEM].transform("size")
+    held = size >= min_events
+    test = ordered[held & (from_end == 0)]
+    valid = ordered[held & (from_end == 1)]
+    train = ordered[~held | (from_end >= 2)]
+    return tuple(f.sort_values("_order").drop(columns="_order").reset_index(drop=True) for f in (train, valid, test))
+
+
+def kcore_filter(train: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Iteratively keep users and items with at least ``k`` distinct partners (training data only)."""
+    if k <= 1:
+        return train
+    df = train
+    while True:
+        pairs = df[[C.USER, C.ITEM]].drop_duplicates()
+        user_deg = pairs.groupby(C.USER).size()
+        item_deg = pairs.groupby(C.ITEM).size()
+        keep = df[C.USER].map(user_deg).ge(k) & df[C.ITEM].map(item_deg).ge(k)
+        if keep.all():
+            return df.reset_index(drop=True)
+        df = df[keep]
