@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOME_DIR := $(CURDIR)/var
 AS_OF ?= 2011-12-09
+CONF ?= {}
 PIP_QUIET := -q --disable-pip-version-check
 
 export AIRFLOW_HOME := $(HOME_DIR)/airflow
@@ -40,7 +41,7 @@ $(HOME_DIR)/airflow/airflow.db: $(VENV)/.installed
 
 ## run: the nightly DAG end to end, once, for logical date AS_OF, then a summary
 run: $(HOME_DIR)/airflow/airflow.db
-	$(PY) -m ml.pipeline.local_run --as-of $(AS_OF)
+	$(PY) -m ml.pipeline.local_run --as-of $(AS_OF) --conf '$(CONF)'
 
 ## test: the whole test suite
 test: $(VENV)/.installed

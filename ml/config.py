@@ -75,6 +75,9 @@ class SplitSettings(BaseModel):
     validation_start: date | None = None  # explicit cut 1; None: `validation_days` before test_start
     test_days: int = 100  # bundled data ends 2011-12-09, so the default test period starts 2011-09-01
     validation_days: int = 31
+    # only the last N days before test_start are used (train + history); older tastes hurt more than
+    # they help on the bundled data (ALS NDCG@10 0.27 -> 0.33 with 270 days). None = everything.
+    window_days: int | None = 270
     min_user_train_items: int = 1  # users need this many distinct training items to be evaluated
     kcore: int = 0  # iterative k-core filter on training data only (0 = off)
     sparse_max_items: int = 3  # users with at most this many distinct training items are "sparse"
@@ -86,7 +89,8 @@ class ModelSettings(BaseModel):
     als_factors: int = 64
     als_regularization: float = 0.05
     als_iterations: int = 20
-    als_alpha: float = 2.0  # confidence scaling of BM25-weighted counts
+    als_alpha: float = 2.0  # confidence scaling of the weighted counts
+    als_weighting: Literal["bm25", "log1p"] = "log1p"  # log1p beat BM25 on the bundled data
     recent_days: int = 30  # window of the "recent popularity" baseline
     bert_hidden: int = 64
     bert_layers: int = 2
@@ -104,7 +108,7 @@ class ModelSettings(BaseModel):
 class EvalSettings(BaseModel):
     """Evaluation protocol."""
 
-    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])  # metrics.json reports each; the plot draws the curve
 
 
 class TrackingSettings(BaseModel):

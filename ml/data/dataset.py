@@ -79,7 +79,8 @@ class SplitData:
         h = hashlib.sha256()
         for part in PARTS:
             frame = getattr(self, part)[EVENT_COLUMNS]
-            h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+            rows = np.sort(pd.util.hash_pandas_object(frame, index=False).to_numpy())  # row order does not matter
+            h.update(part.encode() + rows.tobytes())
         return h.hexdigest()[:16]
 
     def save(self, folder: Path) -> None:
@@ -127,6 +128,10 @@ def build_split(events: pd.DataFrame, cfg: SplitSettings, protocol: str = "tempo
         cuts = split_mod.temporal_cuts(events, cfg, as_of)
         train, valid, test = split_mod.temporal_split(events, cuts)
         info.update(validation_start=str(cuts.validation_start.date()), test_start=str(cuts.test_start.date()), end=str(cuts.end.date()))
+        if cfg.window_days:
+            window_start = cuts.test_start - pd.Timedelta(days=cfg.window_days)
+            info.update(window_start=str(window_start.date()), events_before_window=int((train[C.TIMESTAMP] < window_start).sum()))
+            train = train[train[C.TIMESTAMP] >= window_start]
     elif protocol == "leave-one-out":
         train, valid, test = split_mod.leave_one_out_split(events)
     else:
@@ -153,4 +158,6 @@ def build_split(events: pd.DataFrame, cfg: SplitSettings, protocol: str = "tempo
         test_users=int(test_known[C.USER].nunique()),
         valid_users=int(valid_known[C.USER].nunique()),
     )
-    return SplitData(train.reset_index(drop=True), valid_known.reset_index(drop=True), test_known.reset_index(drop=True), user_ids, item_ids, info)
+    order = [C.TIMESTAMP, C.USER, C.ITEM]
+    parts = [f.sort_values(order, kind="stable").reset_index(drop=True) for f in (train, valid_known, test_known)]
+    return SplitData(*parts, user_ids, item_ids, info)

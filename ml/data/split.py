@@ -26,7 +26,7 @@ class Cuts:
 
 
 def temporal_cuts(events: pd.DataFrame, cfg: SplitSettings, as_of: date | pd.Timestamp | None = None) -> Cuts:
-    """Cut dates from settings: explicit dates win, else relative to the end of the data.
+    """Cut dates from settings: explicit dates win, else relative to the last day with events.
 
     Args:
         events: the events (for the end date when ``as_of`` is not given).
@@ -35,10 +35,9 @@ def temporal_cuts(events: pd.DataFrame, cfg: SplitSettings, as_of: date | pd.Tim
     Returns:
         Cuts, checked to be ordered.
     """
-    if as_of is not None:
-        end = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1)
-    else:
-        end = events[C.TIMESTAMP].max().normalize() + pd.Timedelta(days=1)
+    end = events[C.TIMESTAMP].max().normalize() + pd.Timedelta(days=1)
+    if as_of is not None:  # the last available day: as-of, or the last day with events if earlier
+        end = min(end, pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1))
     test_start = pd.Timestamp(cfg.test_start) if cfg.test_start else end - pd.Timedelta(days=cfg.test_days)
     valid_start = (
         pd.Timestamp(cfg.validation_start) if cfg.validation_start else test_start - pd.Timedelta(days=cfg.validation_days)

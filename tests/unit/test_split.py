@@ -82,7 +82,9 @@ def test_kcore_uses_training_data_only():
     data = build_split(ev, cfg)
     cuts = temporal_cuts(ev, cfg)
     raw_train, _, _ = temporal_split(ev, cuts)
-    assert data.train.equals(kcore_filter(raw_train, 5))
+    order = [C.TIMESTAMP, C.USER, C.ITEM]
+    expected = kcore_filter(raw_train, 5).sort_values(order, kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(data.train, expected)
     pairs = data.train[[C.USER, C.ITEM]].drop_duplicates()
     assert pairs.groupby(C.USER).size().min() >= 5 and pairs.groupby(C.ITEM).size().min() >= 5
 
@@ -93,6 +95,15 @@ def test_saved_dataset_loads_back_with_the_same_digest(tmp_path):
     loaded = SplitData.load(tmp_path / "ds")
     assert loaded.digest() == data.digest() and loaded.info["digest"] == data.digest()
     assert loaded.history_for_test().n_users == data.n_users
+
+
+def test_training_window_drops_only_old_training_events():
+    ev = _events(days=200)
+    data = build_split(ev, SplitSettings(test_days=40, validation_days=20, window_days=60))
+    window_start = pd.Timestamp(data.info["window_start"])
+    assert window_start == pd.Timestamp(data.info["test_start"]) - pd.Timedelta(days=60)
+    assert data.train[C.TIMESTAMP].min() >= window_start
+    assert data.info["events_before_window"] > 0
 
 
 def test_cuts_are_a_value_object():

@@ -1,0 +1,163 @@
+"""
+### Nightly recommender retraining
+
+Cleans the shop's transactions (every dropped row quarantined with its reason), gates them with
+Great Expectations, builds a leak-free temporal split, trains the recommenders, fuses them,
+evaluates on the held-out future period and records everything in MLflow.
+
+`ingest -> clean -> gate -> build_dataset -> start_tracking -> train_* -> fuse -> evaluate -> summary`
+
+Trigger it by hand with the form to choose the as-of date, the models and a few settings; all other
+settings come from `RECO_*` environment variables or the file in `RECO_SETTINGS_FILE`. BERT4Rec runs
+in the `gpu` pool so a worker with a GPU can take it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+MODEL_CHOICES = ["pop", "pop_recent", "rebuy", "als", "bert4rec"]
+
+
+def _run():
+    """(settings, as_of, params, run_id) of the current task's DAG run."""
+    from ml.pipeline.airflow_params import as_of_date, settings_from_params
+
+    ctx = get_current_context()
+    params = dict(ctx["params"])
+    return settings_from_params(params), as_of_date(params, ctx.get("logical_date"), ctx.get("run_after")), params, ctx["run_id"]
+
+
+@dag(
+    dag_id="nightly_recommender",
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2011, 12, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["recommender", "nightly"],
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
+    params={
+        "as_of": Param(None, type=["null", "string"], format="date", title="As-of date",
+                       description="Use data up to this day (YYYY-MM-DD). Empty: the run's logical date."),
+        "models": Param(MODEL_CHOICES, type="array", items={"type": "string", "enum": MODEL_CHOICES},
+                        title="Models", description="Base models to train; fusion combines those trained."),
+        "test_days": Param(100, type="integer", minimum=1, title="Test days", description="Length of the held-out test period."),
+        "validation_days": Param(31, type="integer", minimum=1, title="Validation days", description="Length of the validation period before the test."),
+        "bert_max_epochs": Param(200, type="integer", minimum=1, title="BERT4Rec max epochs", description="Upper bound; early stopping usually ends sooner."),
+        "seed": Param(42, type="integer", title="Seed", description="Random seed of every model."),
+        "register_models": Param(True, type="boolean", title="Register models", description="Log every model as an MLflow pyfunc and register it."),
+    },
+    doc_md=__doc__,
+)
+def nightly_recommender():
+    @task
+    def ingest() -> dict:
+        """Read the source up to the as-of date, gate the raw rows, stage them."""
+        from ml.pipeline.steps import ingest_step
+
+        settings, as_of, _, _ = _run()
+        return ingest_step(settings, as_of)
+
+    @task
+    def clean(ingested: dict) -> dict:
+        """Clean into the lake: interactions, catalog, quarantine (with reasons)."""
+        from ml.pipeline.steps import clean_step
+
+        settings, as_of, _, _ = _run()
+        return clean_step(settings, as_of, ingested["raw_path"])
+
+    @task
+    def gate(cleaned: dict) -> dict:
+        """Great Expectations gates on interactions and catalog; a failure stops the run."""
+        from ml.pipeline.steps import gate_step
+
+        settings, as_of, _, _ = _run()
+        return gate_step(settings, as_of)
+
+    @task
+    def build_dataset(gated: dict) -> dict:
+        """Leak-free temporal split for the as-of date."""
+        from ml.pipeline.steps import build_dataset_step
+
+        settings, as_of, _, _ = _run()
+        return build_dataset_step(settings, as_of)
+
+    @task
+    def start_tracking(dataset: dict) -> str:
+        """Open the MLflow parent run and log settings and the dataset."""
+        from ml.pipeline.steps import start_tracking_step
+
+        settings, as_of, params, run_id = _run()
+        return start_tracking_step(settings, as_of, run_id, dataset, params, tags={"airflow_run_id": run_id})
+
+    @task
+    def train_baselines(dataset: dict, parent_run_id: str) -> list[dict]:
+        """Popularity (all-time, recent) and re-buy baselines."""
+        from ml.pipeline.airflow_params import selected_models
+        from ml.pipeline.steps import train_step
+
+        settings, as_of, params, run_id = _run()
+        wanted = [m for m in ("pop", "pop_recent", "rebuy") if m in selected_models(params)]
+        return [train_step(settings, as_of, dataset["path"], m, parent_run_id, run_id) for m in wanted]
+
+    @task
+    def train_als(dataset: dict, parent_run_id: str) -> list[dict]:
+        """ALS (implicit), on the GPU when implicit has CUDA."""
+        from ml.pipeline.airflow_params import selected_models
+        from ml.pipeline.steps import train_step
+
+        settings, as_of, params, run_id = _run()
+        if "als" not in selected_models(params):
+            return []
+        return [train_step(settings, as_of, dataset["path"], "als", parent_run_id, run_id)]
+
+    @task(pool="gpu")
+    def train_bert4rec(dataset: dict, parent_run_id: str) -> list[dict]:
+        """BERT4Rec (Lightning + transformers), early-stopped on validation NDCG@10."""
+        from ml.pipeline.airflow_params import selected_models
+        from ml.pipeline.steps import train_step
+
+        settings, as_of, params, run_id = _run()
+        if "bert4rec" not in selected_models(params):
+            return []
+        return [train_step(settings, as_of, dataset["path"], "bert4rec", parent_run_id, run_id)]
+
+    @task
+    def fuse(dataset: dict, parent_run_id: str, baselines: list[dict], als: list[dict], bert: list[dict]) -> dict:
+        """Fusion weights per view, chosen on validation."""
+        from ml.pipeline.steps import FUSION_MEMBERS, fuse_step
+
+        settings, as_of, _, run_id = _run()
+        members = [r["model"] for r in baselines + als + bert if r["model"] in FUSION_MEMBERS]
+        return fuse_step(settings, as_of, dataset["path"], members, parent_run_id, run_id)
+
+    @task
+    def evaluate(dataset: dict, parent_run_id: str, fused: dict, baselines: list[dict], als: list[dict], bert: list[dict]) -> dict:
+        """Full-ranking metrics on the test period; models logged and registered in MLflow."""
+        from ml.pipeline.steps import evaluate_step
+
+        settings, as_of, params, run_id = _run()
+        models = [r["model"] for r in baselines + als + bert] + [fused["model"]]
+        return evaluate_step(settings, as_of, dataset["path"], models, parent_run_id, run_id, register=params.get("register_models", True))
+
+    @task
+    def summary(cleaned: dict, dataset: dict, evaluated: dict) -> str:
+        """A short summary of the run, also written next to its metrics."""
+        from ml.pipeline.steps import write_summary
+
+        settings, as_of, _, _ = _run()
+        return write_summary(settings, as_of, {"clean": cleaned, "dataset": dataset, "evaluate": evaluated})
+
+    ingested = ingest()
+    cleaned = clean(ingested)
+    dataset = build_dataset(gate(cleaned))
+    parent = start_tracking(dataset)
+    trained = (train_baselines(dataset, parent), train_als(dataset, parent), train_bert4rec(dataset, parent))
+    fused = fuse(dataset, parent, *trained)
+    summary(cleaned, dataset, evaluate(dataset, parent, fused, *trained))
+
+
+nightly_recommender()

@@ -1,0 +1,38 @@
+"""Plots that compare models, logged as MLflow artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_metric_curves(doc: dict, path: Path, metrics: tuple[str, ...] = ("ndcg", "recall")) -> Path:
+    """Metric@K curves of every model, one panel per (view, metric), from a metrics.json document.
+
+    Returns:
+        The PNG path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = sorted(doc["ks"])
+    views = list(next(iter(doc["models"].values()))["views"]) if doc["models"] else []
+    fig, axes = plt.subplots(len(views), len(metrics), figsize=(5 * len(metrics), 3.6 * max(len(views), 1)), squeeze=False)
+    for r, view in enumerate(views):
+        for c, metric in enumerate(metrics):
+            ax = axes[r][c]
+            for name, entry in doc["models"].items():
+                overall = entry["views"][view]["overall"]
+                ax.plot(ks, [overall[f"{metric}@{k}"] for k in ks], marker="o", label=name)
+            ax.set_title(f"{metric}@K ({view} view, test period)")
+            ax.set_xlabel("K")
+            ax.set_xticks(ks)
+            ax.grid(alpha=0.3)
+    if views:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

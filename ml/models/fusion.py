@@ -1,0 +1,178 @@
+"""Hybrid recommender: a weighted fusion of other recommenders' rankings or scores."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ml.data.interactions import Interactions
+from ml.models.base import Recommender
+
+RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al., 2009)
+TOP_M = 200  # ranks below this contribute nothing to RRF
+
+
+def rrf_contribution(scores: np.ndarray, top_m: int = TOP_M, k: int = RRF_K) -> np.ndarray:
+    """Dense ``1 / (k + rank)`` for each row's top ``top_m`` items (rank 1 = best), 0 elsewhere."""
+    from ml.eval.ranking import top_n
+
+    ids, _ = top_n(scores, top_m)
+    out = np.zeros(scores.shape, np.float32)
+    rows, ranks = np.nonzero(ids >= 0)
+    out[rows, ids[rows, ranks]] = 1.0 / (k + ranks + 1)
+    return out
+
+
+def normalize_scores(scores: np.ndarray, how: str = "minmax") -> np.ndarray:
+    """Per-row normalization: "minmax" to [0, 1] or "z" (zero mean, unit std); -inf/NaN become the row minimum."""
+    s = np.array(scores, dtype=np.float32, copy=True)
+    finite = np.isfinite(s)
+    lo = np.where(finite, s, np.inf).min(axis=1, keepdims=True)
+    lo = np.where(np.isfinite(lo), lo, 0.0)
+    s = np.where(finite, s, lo)
+    if how == "minmax":
+        span = s.max(axis=1, keepdims=True) - lo
+        return np.divide(s - lo, span, out=np.zeros_like(s), where=span > 0)
+    if how == "z":
+        std = s.std(axis=1, keepdims=True)
+        return np.divide(s - s.mean(axis=1, keepdims=True), std, out=np.zeros_like(s), where=std > 0)
+    raise ValueError(f"unknown normalization {how!r}")
+
+
+class Fusion(Recommender):
+    """Weighted combination of fitted member models, itself a Recommender.
+
+    Args:
+        members: name -> Recommender.
+        weights: name -> weight (default 1.0 each); a member with weight 0 is not scored.
+        method: "rrf": sum of ``w / (60 + rank)`` over each member's top 200 (rank before history
+            filtering); "score": sum of ``w * normalized score`` with per-user ``normalization``.
+        normalization: "minmax" or "z" (method "score" only).
+        members_fitted: False (default): ``fit`` fits every member on its data; True: the members
+            are already fitted and ``fit`` leaves them alone (then Fusion needs no ``fit`` call).
+    """
+
+    def __init__(
+        self,
+        members: Mapping[str, Recommender],
+        weights: Mapping[str, float] | None = None,
+        method: str = "rrf",
+        normalization: str = "minmax",
+        members_fitted: bool = False,
+        top_m: int = TOP_M,
+        rrf_k: int = RRF_K,
+    ):
+        if method not in ("rrf", "score"):
+            raise ValueError(f"method must be 'rrf' or 'score', got {method!r}")
+        self.members = dict(members)
+        self.weights = {name: 1.0 for name in self.members} if weights is None else {n: float(w) for n, w in weights.items()}
+        unknown = set(self.weights) - set(self.members)
+        if unknown:
+            raise ValueError(f"weights for unknown members: {sorted(unknown)}")
+        self.method, self.normalization = method, normalization
+        self.members_fitted = members_fitted
+        self.top_m, self.rrf_k = top_m, rrf_k
+        self.name = "fusion"
+
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> "Fusion":
+        """Fit every member on ``train`` unless ``members_fitted`` (weights are set by ``fit_weights``)."""
+        if not self.members_fitted:
+            for member in self.members.values():
+                member.fit(train, valid)
+            self.members_fitted = True
+        return self
+
+    def _contribution(self, member: Recommender, users: np.ndarray, history: Interactions) -> np.ndarray:
+        scores = member.score(users, history)
+        if self.method == "rrf":
+            return rrf_contribution(scores, self.top_m, self.rrf_k)
+        return normalize_scores(scores, self.normalization)
+
+    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """Weighted sum of the members' contributions, ``(len(users), n_items)`` float32."""
+        total = None
+        for name, member in self.members.items():
+            w = self.weights.get(name, 0.0)
+            if w == 0.0:
+                continue
+            part = w * self._contribution(member, users, history)
+            total = part if total is None else total + part
+        if total is None:
+            raise ValueError("every fusion weight is zero")
+        return total.astype(np.float32, copy=False)
+
+    def fit_weights(
+        self,
+        valid_users: np.ndarray,
+        history: Interactions,
+        truth: sp.csr_matrix,
+        grid: Mapping[str, Iterable[float]] | Iterable[Mapping[str, float]],
+        k: int = 10,
+        filter_already_liked_items: bool = True,
+    ) -> dict[str, float]:
+        """Pick the weights with the best mean NDCG@k on validation and keep them.
+
+        Args:
+            valid_users: users to evaluate (with non-empty truth).
+            history: events known before the validation period (e.g. train).
+            truth: binary CSR over the user universe of the validation events.
+            grid: either name -> candidate weights (their Cartesian product is searched) or an
+                explicit list of weight dicts. All-zero combinations are skipped.
+            k: NDCG cut-off.
+            filter_already_liked_items: as in ``recommend``.
+        Returns:
+            the chosen weights (also stored in ``self.weights``); ``self.weight_search`` keeps every
+            candidate's NDCG.
+        """
+        from ml.eval.metrics import ndcg_at_k
+        from ml.eval.ranking import top_n
+
+        if isinstance(grid, Mapping):
+            names = list(grid)
+            candidates = [dict(zip(names, values)) for values in itertools.product(*(list(grid[n]) for n in names))]
+        else:
+            candidates = [dict(c) for c in grid]
+        candidates = [c for c in candidates if any(v != 0 for v in c.values())]
+        if not candidates:
+            raise ValueError("empty weight grid")
+        users = np.asarray(valid_users, dtype=np.int64)
+        truth = sp.csr_matrix(truth)
+        seen = history.csr(binary=True) if filter_already_liked_items else None
+        names = sorted({n for c in candidates for n, v in c.items() if v != 0})
+        sums = np.zeros(len(candidates))
+        for start in range(0, len(users), self.batch_users):
+            batch = users[start : start + self.batch_users]
+            parts = {n: self._contribution(self.members[n], batch, history) for n in names}
+            exclude = seen[batch] if seen is not None else None
+            for i, cand in enumerate(candidates):
+                fused = sum(w * parts[n] for n, w in cand.items() if w != 0)
+                ids, _ = top_n(fused, k, exclude=exclude)
+                sums[i] += np.nansum(ndcg_at_k(ids, truth[batch], k))
+        best = int(np.argmax(sums))
+        n_eval = max(int((np.diff(truth[users].indptr) > 0).sum()), 1)
+        self.weight_search = [{"weights": c, f"ndcg@{k}": s / n_eval} for c, s in zip(candidates, sums)]
+        self.weights = {n: float(candidates[best].get(n, 0.0)) for n in self.members}
+        return self.weights
+
+    def _save(self, path: Path) -> None:
+        for name, member in self.members.items():
+            member.save(path / "members" / name)
+        meta = {
+            "members": list(self.members), "weights": self.weights, "method": self.method,
+            "normalization": self.normalization, "top_m": self.top_m, "rrf_k": self.rrf_k,
+        }
+        (path / "fusion.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def _load(cls, path: Path) -> "Fusion":
+        meta = json.loads((path / "fusion.json").read_text())
+        members = {name: Recommender.load(path / "members" / name) for name in meta["members"]}
+        return cls(
+            members, meta["weights"], meta["method"], meta["normalization"],
+            members_fitted=True, top_m=meta["top_m"], rrf_k=meta["rrf_k"],
+        )

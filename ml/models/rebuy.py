@@ -1,0 +1,95 @@
+"""'Buy again': rank a user's own past purchases by how often (then how recently) they were bought."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ml.data.interactions import ITEM_IDX, TS, USER_IDX, Interactions
+from ml.models.base import Recommender
+from ml.models.popularity import distinct_users_per_item
+
+RECENCY_WEIGHT = 0.5  # < 1: recency only orders items bought equally often
+POPULARITY_WEIGHT = 1e-3  # tiny: popularity only fills and tie-breaks the list
+
+
+class HistoryCache:
+    """Remembers one value derived from the last ``history`` seen (by identity, via a weak reference).
+
+    ``recommend`` calls ``score`` once per user batch with the same ``history``; this keeps models from
+    re-aggregating all events for every batch. ``Interactions`` is immutable, so identity is enough.
+    """
+
+    def __init__(self) -> None:
+        self._ref: weakref.ref | None = None
+        self._value: Any = None
+
+    def get(self, history: Interactions, build: Callable[[Interactions], Any]) -> Any:
+        """Return ``build(history)``, computed once per distinct ``history`` object."""
+        if self._ref is None or self._ref() is not history:
+            self._value = build(history)
+            self._ref = weakref.ref(history)
+        return self._value
+
+
+def _aggregate(history: Interactions) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Per (user, item): number of events, and recency of the last one scaled to [0, 1)."""
+    f = history.frame
+    grouped = f.groupby([USER_IDX, ITEM_IDX], sort=False)[TS].agg(["size", "max"]).reset_index()
+    users, items = grouped[USER_IDX].to_numpy(), grouped[ITEM_IDX].to_numpy()
+    last = grouped["max"].to_numpy(np.float64)
+    lo, hi = (last.min(), last.max()) if len(last) else (0.0, 0.0)
+    recency = (last - lo) / (hi - lo + 1.0)
+    shape = (history.n_users, history.n_items)
+    counts = sp.csr_matrix((grouped["size"].to_numpy(np.float64), (users, items)), shape=shape)
+    recent = sp.csr_matrix((recency, (users, items)), shape=shape)
+    return counts, recent
+
+
+class Rebuy(Recommender):
+    """Score = own purchase count + 0.5 * recency of the last purchase + 1e-3 * popularity share.
+
+    Items a user bought rank by how many times they bought them (events in ``history``), ties by the
+    more recent last purchase; every other item scores below 1e-3 by global popularity (distinct
+    training buyers / the maximum), so lists are always full. Scores are float32, so orderings that
+    need more than ~6 significant digits are approximate. With ``filter_already_liked_items=True``
+    the model degenerates to popularity: use it with repeats allowed.
+    """
+
+    name = "rebuy"
+
+    def __init__(self) -> None:
+        self.popularity: np.ndarray | None = None  # float64, max-normalized to [0, 1]
+        self._cache = HistoryCache()
+
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> "Rebuy":
+        """Learn the global popularity used to fill lists (``valid`` is unused)."""
+        pop = distinct_users_per_item(train)
+        self.popularity = pop / pop.max() if pop.max() > 0 else pop
+        return self
+
+    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """Dense ``(len(users), n_items)`` float32 scores from the users' own events in ``history``."""
+        if self.popularity is None:
+            raise RuntimeError("Rebuy is not fitted")
+        counts, recent = self._cache.get(history, _aggregate)
+        users = np.asarray(users, dtype=np.int64)
+        fill = POPULARITY_WEIGHT * self.popularity
+        scores = np.tile(fill, (len(users), 1))
+        own = (counts[users] + RECENCY_WEIGHT * recent[users]).tocoo()
+        scores[own.row, own.col] += own.data
+        return scores.astype(np.float32)
+
+    def _save(self, path: Path) -> None:
+        np.save(path / "popularity.npy", self.popularity)
+
+    @classmethod
+    def _load(cls, path: Path) -> "Rebuy":
+        model = cls()
+        model.popularity = np.load(path / "popularity.npy")
+        return model

@@ -1,0 +1,215 @@
+"""Fit, fuse and evaluate recommenders on a SplitData: the code the DAG and ``benchmark`` share.
+
+Two phases keep evaluation honest:
+
+* **validation phase**: every model is fitted on ``train``; BERT4Rec early-stops on ``valid``,
+  and fusion weights are chosen on ``valid`` (history = train).
+* **test phase**: cheap models are refitted on train + valid; BERT4Rec keeps its best checkpoint.
+  All are scored on ``test`` with history = train + valid.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ml import columns as C
+from ml.config import Settings
+from ml.data.dataset import SplitData
+from ml.data.interactions import Interactions
+from ml.data.lake import write_json_atomic, write_parquet_atomic
+from ml.eval.evaluate import evaluate
+from ml.models.base import Recommender
+from ml.tracking.pyfunc import recommendations_frame
+
+BASE_MODELS = ("pop", "pop_recent", "rebuy", "als", "bert4rec")
+ALL_MODELS = BASE_MODELS + ("fusion",)
+VIEWS = {"repeat": False, "discover": True}  # view -> exclude items the user already has
+TOP_K = 20
+FUSION_GRID = (0.0, 0.5, 1.0)
+
+
+def make_model(name: str, settings: Settings, logger=None, checkpoint_dir: Path | None = None) -> Recommender:
+    """A fresh, unfitted model by name, configured from ``settings.models``."""
+    m = settings.models
+    if name == "pop":
+        from ml.models.popularity import Popularity
+
+        return Popularity()
+    if name == "pop_recent":
+        from ml.models.popularity import Popularity
+
+        return Popularity(window_days=m.recent_days)
+    if name == "rebuy":
+        from ml.models.rebuy import Rebuy
+
+        return Rebuy()
+    if name == "als":
+        from ml.models.als import ALS
+
+        return ALS(factors=m.als_factors, regularization=m.als_regularization, iterations=m.als_iterations, alpha=m.als_alpha,
+                   weighting=m.als_weighting, seed=m.seed)
+    if name == "bert4rec":
+        from ml.models.bert4rec.model import Bert4Rec
+
+        return Bert4Rec(
+            hidden=m.bert_hidden, layers=m.bert_layers, heads=m.bert_heads, max_len=m.bert_max_len,
+            mask_prob=m.bert_mask_prob, dropout=m.bert_dropout, batch_size=m.bert_batch_size, lr=m.bert_lr,
+            max_epochs=m.bert_max_epochs, patience=m.bert_patience, seed=m.seed, logger=logger,
+            checkpoint_dir=checkpoint_dir,
+        )
+    raise ValueError(f"unknown model {name!r} (choose from {', '.join(ALL_MODELS)})")
+
+
+def model_dir(run_dir: Path, name: str, phase: str) -> Path:
+    """Where a model of a phase ('valid' or 'final') is saved inside a run folder."""
+    return Path(run_dir) / "models" / name / phase
+
+
+def fit_model(name: str, data: SplitData, settings: Settings, run_dir: Path, logger=None) -> dict:
+    """Fit one base model in both phases and save it; returns timings and the model's own summary.
+
+    Args:
+        name: one of ``BASE_MODELS``.
+        data: the split.
+        settings: hyper-parameters.
+        run_dir: run folder; models go to ``models/<name>/{valid,final}``.
+        logger: a Lightning logger for BERT4Rec curves (optional).
+    Returns:
+        ``{"model", "fit_seconds", "refit_seconds", "summary"}``.
+    """
+    train, valid = data.train_i, data.valid_i
+    started = time.perf_counter()
+    model = make_model(name, settings, logger=logger, checkpoint_dir=Path(run_dir) / "checkpoints" / name)
+    model.fit(train, valid if len(valid) else None)
+    fit_s = time.perf_counter() - started
+    model.save(model_dir(run_dir, name, "valid"))
+    refit_s = 0.0
+    if name != "bert4rec":  # BERT4Rec keeps its early-stopped weights; history brings it up to date
+        started = time.perf_counter()
+        model = make_model(name, settings).fit(train.concat(valid))
+        refit_s = time.perf_counter() - started
+    model.save(model_dir(run_dir, name, "final"))
+    summary = getattr(model, "training_summary", None) or {}
+    if hasattr(model, "device"):
+        summary = {**summary, "device": model.device}
+    result = {"model": name, "fit_seconds": round(fit_s, 2), "refit_seconds": round(refit_s, 2), "summary": summary}
+    write_json_atomic(result, Path(run_dir) / "models" / name / "fit.json")
+    return result
+
+
+def fit_fusion(members: list[str], data: SplitData, run_dir: Path) -> dict:
+    """Choose fusion weights on validation, once per view, and save one final fusion per view.
+
+    The "repeat" view leans on the user's own history (re-buy), the "discover" view cannot, so each
+    view gets the weights that are best for it; members are fitted on train for the search and
+    replaced by their final (train + valid) versions afterwards.
+
+    Returns:
+        ``{"model": "fusion", "weights": {view: weights}, "weight_search": {view: [...]}, "fit_seconds"}``.
+    """
+    from ml.models.fusion import Fusion
+
+    started = time.perf_counter()
+    valid_members = {n: Recommender.load(model_dir(run_dir, n, "valid")) for n in members}
+    final_members = {n: Recommender.load(model_dir(run_dir, n, "final")) for n in members}
+    truth = data.valid_i.csr(binary=True)
+    weights, searches = {}, {}
+    for view, exclude_seen in VIEWS.items():
+        view_truth = truth - truth.multiply(data.train_i.csr(binary=True)) if exclude_seen else truth
+        view_truth = sp.csr_matrix(view_truth)
+        view_truth.eliminate_zeros()
+        users = np.flatnonzero(np.diff(view_truth.indptr) > 0)
+        fusion = Fusion(valid_members, members_fitted=True)
+        weights[view] = fusion.fit_weights(users, data.train_i, view_truth, {n: FUSION_GRID for n in members}, filter_already_liked_items=exclude_seen)
+        searches[view] = getattr(fusion, "weight_search", [])
+        Fusion(final_members, weights=weights[view], members_fitted=True).save(model_dir(run_dir, "fusion", _phase(view)))
+    result = {"model": "fusion", "weights": weights, "weight_search": searches, "fit_seconds": round(time.perf_counter() - started, 2)}
+    write_json_atomic(result, Path(run_dir) / "models" / "fusion" / "fit.json")
+    return result
+
+
+def _phase(view: str) -> str:
+    """The saved phase a view is served from: 'final', or 'final_<view>' where a model has one per view."""
+    return "final" if view == "repeat" else f"final_{view}"
+
+
+def load_final(run_dir: Path, name: str, view: str) -> Recommender:
+    """The final model of ``name`` for ``view`` (a view-specific one where it exists)."""
+    specific = model_dir(run_dir, name, _phase(view))
+    return Recommender.load(specific if specific.exists() else model_dir(run_dir, name, "final"))
+
+
+def segments(data: SplitData, history: Interactions, users: np.ndarray, sparse_max: int) -> dict[str, np.ndarray]:
+    """User segments over ``users``: ``sparse`` (<= ``sparse_max`` distinct history items) and ``rest``."""
+    n_items = np.diff(history.csr(binary=True).indptr)[users]
+    sparse = n_items <= sparse_max
+    return {"sparse": sparse, "rest": ~sparse}
+
+
+def ground_truth(data: SplitData, history: Interactions) -> dict[str, sp.csr_matrix]:
+    """Test truth per view: ``repeat`` = all test items; ``discover`` = test items not in history."""
+    truth = data.test_i.csr(binary=True)
+    seen = history.csr(binary=True)
+    new = truth - truth.multiply(seen)
+    new.eliminate_zeros()
+    return {"repeat": truth, "discover": sp.csr_matrix(new)}
+
+
+def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_dir: Path, out_dir: Path | None = None) -> dict:
+    """Score every final model on the test period, in both views, overall and per segment.
+
+    Writes ``metrics.json``, ``recommendations.parquet`` (model, view, user_id, rank, item_id,
+    score; top 20 per evaluated user) and ``ground_truth.parquet`` (user_id, item_id, repeat)
+    into ``out_dir`` (default ``run_dir``).
+
+    Returns:
+        The metrics document.
+    """
+    out_dir = Path(out_dir or run_dir)
+    history = data.history_for_test()
+    truths = ground_truth(data, history)
+    popularity = np.asarray((history.csr(binary=True) > 0).sum(axis=0)).ravel()
+    ks = settings.eval.ks
+    doc: dict = {"protocol": data.info, "ks": ks, "sparse_max_items": settings.split.sparse_max_items, "models": {}}
+    rec_frames = []
+    for name in names:
+        fit_path = Path(run_dir) / "models" / name / "fit.json"
+        fit = json.loads(fit_path.read_text()) if fit_path.exists() else {}
+        entry = {"fit_seconds": fit.get("fit_seconds"), "refit_seconds": fit.get("refit_seconds"), "views": {}}
+        for view, exclude_seen in VIEWS.items():
+            model = load_final(run_dir, name, view)
+            truth = truths[view]
+            users = np.flatnonzero(np.diff(truth.indptr) > 0)
+            started = time.perf_counter()
+            ids, scores = model.recommend(users, history, n=max(max(ks), TOP_K), filter_already_liked_items=exclude_seen)
+            entry[f"predict_seconds_{view}"] = round(time.perf_counter() - started, 2)
+            segs = segments(data, history, users, settings.split.sparse_max_items)
+            entry["views"][view] = evaluate(ids, truth, users, segs, ks=ks, item_popularity=popularity, n_items=data.n_items)
+            frame = recommendations_frame(data.user_ids[users], ids[:, :TOP_K], scores[:, :TOP_K], data.item_ids)
+            rec_frames.append(frame.assign(**{C.MODEL: name, "view": view}))
+        doc["models"][name] = entry
+    truth = truths["repeat"].tocoo()
+    repeat = np.asarray(history.csr(binary=True)[truth.row, truth.col]).ravel() > 0
+    gt = pd.DataFrame({C.USER: data.user_ids[truth.row], C.ITEM: data.item_ids[truth.col], "repeat": repeat})
+    recs = pd.concat(rec_frames, ignore_index=True)[[C.MODEL, "view", C.USER, C.RANK, C.ITEM, C.SCORE]] if rec_frames else pd.DataFrame()
+    write_parquet_atomic(recs, out_dir / "recommendations.parquet")
+    write_parquet_atomic(gt, out_dir / "ground_truth.parquet")
+    write_json_atomic(doc, out_dir / "metrics.json")
+    return doc
+
+
+def metrics_table(doc: dict, metric: str = "ndcg@10") -> str:
+    """A plain-text table: one row per model, columns view x segment for ``metric``."""
+    cols = [(v, s) for v in VIEWS for s in ("overall", "sparse", "rest")]
+    header = f"{'model':<11}" + "".join(f"{v[:4]}/{s:<8}" for v, s in cols) + "  fit_s"
+    lines = [f"{metric}", header]
+    for name, entry in doc["models"].items():
+        vals = [entry["views"][v].get(s, {}).get(metric, float("nan")) for v, s in cols]
+        lines.append(f"{name:<11}" + "".join(f"{x:>13.4f}" for x in vals) + f"  {entry.get('fit_seconds') or 0:>6}")
+    return "\n".join(lines)

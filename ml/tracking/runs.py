@@ -1,0 +1,126 @@
+"""MLflow tracking: one parent run per pipeline run, a nested run per model, models as pyfunc.
+
+All runs of one pipeline run share the tag ``pipeline_key`` (the Airflow DAG-run id, or a benchmark
+id), so a retried task finds and reuses its runs instead of duplicating them; a new DAG run for the
+same date is a new execution and gets runs of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from ml.config import Settings
+from ml.eval.evaluate import mlflow_metrics
+
+PIPELINE_KEY = "pipeline_key"
+MODEL_TAG = "model"
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the configured store and make sure the experiment exists.
+
+    A new experiment's artifacts go under ``<home>/mlflow/artifacts`` (local store) so nothing is
+    written to the current working directory.
+
+    Returns:
+        The experiment id.
+    """
+    (settings.paths.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    exp = mlflow.get_experiment_by_name(settings.tracking.experiment)
+    if exp is not None:
+        mlflow.set_experiment(settings.tracking.experiment)
+        return exp.experiment_id
+    location = None
+    if not settings.tracking.tracking_uri:
+        location = (settings.paths.home / "mlflow" / "artifacts").resolve().as_uri()
+    exp_id = mlflow.create_experiment(settings.tracking.experiment, artifact_location=location)
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def _find(settings: Settings, key: str, model: str | None) -> str | None:
+    exp_id = configure(settings)
+    query = f"tags.{PIPELINE_KEY} = '{key}'"
+    query += f" and tags.{MODEL_TAG} = '{model}'" if model else " and tags.mlflow.parentRunId IS NULL"
+    runs = MlflowClient().search_runs([exp_id], filter_string=query, max_results=50, order_by=["attributes.start_time DESC"])
+    if model is None:
+        runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return runs[0].info.run_id if runs else None
+
+
+def start_parent_run(settings: Settings, key: str, params: dict, tags: dict | None = None) -> str:
+    """Create (or reuse, for the same ``key``) the parent run of a pipeline run and log its params.
+
+    Returns:
+        The parent run id.
+    """
+    run_id = _find(settings, key, None)
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"pipeline {key}") as run:
+        mlflow.set_tags({PIPELINE_KEY: key, **(tags or {})})
+        mlflow.log_params(_flat(params))
+        return run.info.run_id
+
+
+def model_run(settings: Settings, parent_run_id: str, key: str, model: str) -> str:
+    """The nested run of ``model`` under the parent (created on first use, reused on reruns)."""
+    run_id = _find(settings, key, model)
+    if run_id:
+        return run_id
+    with mlflow.start_run(run_id=parent_run_id):
+        with mlflow.start_run(run_name=model, nested=True) as child:
+            mlflow.set_tags({PIPELINE_KEY: key, MODEL_TAG: model})
+            return child.info.run_id
+
+
+def log_to_run(settings: Settings, run_id: str, params: dict | None = None, metrics: dict | None = None, artifacts: list[Path] | None = None, tags: dict | None = None) -> None:
+    """Log params, numeric metrics, files and tags to an existing run."""
+    configure(settings)
+    with mlflow.start_run(run_id=run_id):
+        if params:
+            mlflow.log_params(_flat(params))
+        if metrics:
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+        for path in artifacts or []:
+            mlflow.log_artifact(str(path))
+        if tags:
+            mlflow.set_tags(tags)
+
+
+def log_dataset(settings: Settings, run_id: str, data, name: str) -> None:
+    """Record the split as an MLflow dataset input (name, digest, source folder, counts)."""
+    import pandas as pd
+
+    configure(settings)
+    with mlflow.start_run(run_id=run_id):
+        sample = data.train.head(1000).assign(timestamp=lambda f: f["timestamp"].astype("int64"))
+        ds = mlflow.data.from_pandas(sample, source=str(data.info.get("path", "")), name=name, digest=data.digest())
+        mlflow.log_input(ds, context="training")
+        mlflow.log_params({f"data.{k}": v for k, v in data.info.items() if not isinstance(v, (dict, list))})
+        del pd
+
+
+def model_metrics(entry: dict) -> dict[str, float]:
+    """One model's metrics.json entry flattened to MLflow names: ``<view>/<segment>/ndcg_at_10``."""
+    out = {}
+    for view, result in entry["views"].items():
+        out.update({f"{view}/{k}": v for k, v in mlflow_metrics(result).items()})
+    for key in ("fit_seconds", "refit_seconds"):
+        if entry.get(key) is not None:
+            out[key] = entry[key]
+    return out
+
+
+def _flat(params: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in params.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{name}."))
+        else:
+            out[name] = json.dumps(v) if isinstance(v, list) else v
+    return out
