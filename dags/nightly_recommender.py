@@ -34,7 +34,7 @@ def _run():
 @dag(
     dag_id="nightly_recommender",
     schedule="0 2 * * *",
-    start_date=pendulum.datetime(2011, 12, 1, tz="UTC"),
+    start_date=pendulum.datetime(2009, 12, 1, tz="UTC"),  # first day of the bundled history: any day can be replayed
     catchup=False,
     max_active_runs=1,
     tags=["recommender", "nightly"],

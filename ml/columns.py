@@ -25,7 +25,6 @@ N_LINES = "n_lines"
 SOURCE = "source"  # which input file (or "synthetic") a row came from
 SOURCE_ROW = "source_row"  # 0-based row number inside that input file
 REASON = "reason"  # quarantine reason code
-RAW = "raw"  # the original row, JSON-encoded, kept in quarantine
 
 SCORE = "score"
 RANK = "rank"
@@ -33,4 +32,4 @@ MODEL = "model"
 
 INTERACTION_COLUMNS = [USER, ITEM, TIMESTAMP, QUANTITY, PRICE, WEIGHT, ORDER, SOURCE, SOURCE_ROW]
 CATALOG_COLUMNS = [ITEM, TITLE, PRICE, FIRST_SEEN, LAST_SEEN, POPULARITY, N_LINES]
-QUARANTINE_COLUMNS = [SOURCE, SOURCE_ROW, REASON, TIMESTAMP, RAW]
+# quarantine rows keep every normalized input field (ml.data.sources.RAW_COLUMNS) plus REASON

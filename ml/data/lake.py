@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -44,13 +45,14 @@ def stage_partitioned(df: pd.DataFrame, staging: Path, name: str, ts_column: str
     target.mkdir(parents=True, exist_ok=True)
     if df.empty:
         return target
-    frame = df.assign(**{C.EVENT_DATE: df[ts_column].dt.strftime("%Y-%m-%d")})
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    day = pc.cast(table[ts_column], pa.date32())  # hive folder names print a date32 as YYYY-MM-DD
+    table = table.append_column(C.EVENT_DATE, day)
     ds.write_dataset(
         table,
         target,
         format="parquet",
-        partitioning=ds.partitioning(pa.schema([(C.EVENT_DATE, pa.string())]), flavor="hive"),
+        partitioning=ds.partitioning(pa.schema([(C.EVENT_DATE, pa.date32())]), flavor="hive"),
         basename_template="part-{i}.parquet",
         existing_data_behavior="overwrite_or_ignore",
         max_rows_per_group=1 << 20,
@@ -109,8 +111,9 @@ def read_partitioned(path: Path, until: pd.Timestamp | None = None) -> pd.DataFr
         raise FileNotFoundError(f"no dataset at {path}")
     filt = None
     if until is not None:
-        filt = ds.field(C.EVENT_DATE) < until.strftime("%Y-%m-%d")
-    dataset = ds.dataset(path, format="parquet", partitioning="hive", exclude_invalid_files=True)
+        filt = ds.field(C.EVENT_DATE) < pa.scalar(until.date(), pa.date32())
+    partitioning = ds.partitioning(pa.schema([(C.EVENT_DATE, pa.date32())]), flavor="hive")
+    dataset = ds.dataset(path, format="parquet", partitioning=partitioning, exclude_invalid_files=True)
     table = dataset.to_table(filter=filt)
     df = table.to_pandas()
     return df.drop(columns=[C.EVENT_DATE], errors="ignore")

@@ -66,23 +66,15 @@ def to_interactions(kept: pd.DataFrame) -> pd.DataFrame:
     out = kept[[C.USER, C.ITEM, C.TIMESTAMP, C.QUANTITY, C.PRICE, C.ORDER, C.SOURCE, C.SOURCE_ROW]].copy()
     out[C.QUANTITY] = out[C.QUANTITY].astype("int64")
     out[C.WEIGHT] = cleaning.confidence_weight(kept[C.QUANTITY], kept[C.EVENT_TYPE])
-    out[C.ORDER] = out[C.ORDER].fillna(out[C.USER] + "@" + out[C.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    missing = out[C.ORDER].isna()
+    if missing.any():  # events without an order id: one basket per user and timestamp
+        out.loc[missing, C.ORDER] = out.loc[missing, C.USER] + "@" + out.loc[missing, C.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")
     return out[C.INTERACTION_COLUMNS]
 
 
 def to_quarantine(quarantined: pd.DataFrame) -> pd.DataFrame:
-    """Quarantined rows: source, row number, reason, timestamp and the whole row as JSON."""
-    raw_json = quarantined[sources.RAW_COLUMNS].to_json(orient="records", lines=True, date_format="iso")
-    lines = raw_json.splitlines() if len(quarantined) else []
-    return pd.DataFrame(
-        {
-            C.SOURCE: quarantined[C.SOURCE].astype("string"),
-            C.SOURCE_ROW: quarantined[C.SOURCE_ROW].astype("int64"),
-            C.REASON: quarantined[C.REASON].astype("string"),
-            C.TIMESTAMP: quarantined[C.TIMESTAMP],
-            C.RAW: pd.Series(lines, dtype="string", index=quarantined.index),
-        }
-    )
+    """Quarantined rows: the whole normalized row (every input field, typed) plus its reason."""
+    return quarantined[sources.RAW_COLUMNS + [C.REASON]].astype({C.REASON: "string"}).reset_index(drop=True)
 
 
 def build_report(raw: pd.DataFrame, result: cleaning.CleanResult, interactions: pd.DataFrame, catalog: pd.DataFrame, spec: SourceSpec, as_of, rows_after_as_of: int) -> dict:

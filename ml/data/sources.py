@@ -163,18 +163,20 @@ def normalize_events(df: pd.DataFrame, path: Path, source: str) -> pd.DataFrame:
     """
     df = _rename(df, path, REQUIRED)
     n = len(df)
+    df = df.reset_index(drop=True)
     out = pd.DataFrame({C.SOURCE: pd.Series([source] * n, dtype="string"), C.SOURCE_ROW: np.arange(n, dtype=np.int64)})
+    def optional(col: str, default) -> pd.Series:
+        return df[col] if col in df else pd.Series(default, index=df.index)
+
     out[C.ORDER] = _ids(df[C.ORDER]) if C.ORDER in df else pd.Series(pd.NA, index=df.index, dtype="string")
-    out[C.USER] = _ids(df[C.USER]).to_numpy()
-    out[C.ITEM] = df[C.ITEM].astype("string").str.strip().replace("", pd.NA).to_numpy()
-    out[C.TITLE] = (df[C.TITLE].astype("string").str.strip().replace(list(NULL_TITLES), pd.NA) if C.TITLE in df else pd.Series(pd.NA, index=df.index, dtype="string")).to_numpy()
-    out[C.QUANTITY] = (_numbers(df[C.QUANTITY], path, C.QUANTITY, integer=True) if C.QUANTITY in df else pd.Series(1, index=df.index, dtype="Int64")).to_numpy()
-    out[C.PRICE] = (_numbers(df[C.PRICE], path, C.PRICE, integer=False) if C.PRICE in df else pd.Series(np.nan, index=df.index)).to_numpy()
-    out[C.TIMESTAMP] = parse_timestamps(df[C.TIMESTAMP], path).to_numpy()
-    out[COUNTRY] = (df[COUNTRY].astype("string") if COUNTRY in df else pd.Series(pd.NA, index=df.index, dtype="string")).to_numpy()
-    out[C.EVENT_TYPE] = (df[C.EVENT_TYPE].astype("string").str.strip().str.lower() if C.EVENT_TYPE in df else pd.Series("purchase", index=df.index, dtype="string")).to_numpy()
-    for col in (C.ORDER, C.USER, C.ITEM, C.TITLE, COUNTRY, C.EVENT_TYPE):
-        out[col] = out[col].astype("string")
+    out[C.USER] = _ids(df[C.USER])
+    out[C.ITEM] = df[C.ITEM].astype("string").str.strip().replace("", pd.NA)
+    out[C.TITLE] = optional(C.TITLE, pd.NA).astype("string").str.strip().replace(list(NULL_TITLES), pd.NA)
+    out[C.QUANTITY] = _numbers(df[C.QUANTITY], path, C.QUANTITY, integer=True) if C.QUANTITY in df else pd.Series(1, index=df.index, dtype="Int64")
+    out[C.PRICE] = _numbers(df[C.PRICE], path, C.PRICE, integer=False) if C.PRICE in df else pd.Series(np.nan, index=df.index)
+    out[C.TIMESTAMP] = parse_timestamps(df[C.TIMESTAMP], path)
+    out[COUNTRY] = optional(COUNTRY, pd.NA).astype("string")
+    out[C.EVENT_TYPE] = optional(C.EVENT_TYPE, "purchase").astype("string").str.strip().str.lower()
     return out[RAW_COLUMNS]
 
 

@@ -41,8 +41,8 @@ def test_outputs_are_partitioned_by_event_date(retail_folder, tmp_path, settings
     assert len(interactions) == report["rows_kept"] and len(quarantine) == report["rows_quarantined"]
     assert set(C.INTERACTION_COLUMNS) <= set(interactions.columns)
     assert (interactions[C.WEIGHT] >= 1).all()
-    raw = json.loads(quarantine[quarantine[C.REASON] == "cancelled_invoice"][C.RAW].iloc[0])
-    assert raw["order_id"] == "C489449" and raw["quantity"] == -12
+    cancelled = quarantine[quarantine[C.REASON] == "cancelled_invoice"].iloc[0]
+    assert cancelled[C.ORDER] == "C489449" and cancelled[C.QUANTITY] == -12 and cancelled["country"] == "Australia"
 
 
 def test_rerun_replaces_partitions_instead_of_duplicating(retail_folder, tmp_path, settings):

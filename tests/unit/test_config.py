@@ -1,0 +1,35 @@
+"""Settings precedence: defaults < TOML file < environment < run overrides."""
+
+import pytest
+
+from ml.config import get_settings
+
+
+def test_defaults_are_typed():
+    s = get_settings()
+    assert s.split.test_days == 100 and s.models.als_weighting == "log1p" and s.eval.ks[-1] == 20
+
+
+def test_file_then_environment_then_overrides(tmp_path, monkeypatch):
+    path = tmp_path / "settings.toml"
+    path.write_text("[split]\ntest_days = 50\nvalidation_days = 10\n[models]\nseed = 7\n")
+    monkeypatch.setenv("RECO_SETTINGS_FILE", str(path))
+    assert get_settings().split.test_days == 50
+    monkeypatch.setenv("RECO_SPLIT__TEST_DAYS", "60")
+    s = get_settings()
+    assert (s.split.test_days, s.split.validation_days, s.models.seed) == (60, 10, 7)
+    assert s.with_overrides({"split": {"test_days": 70, "validation_days": None}}).split.test_days == 70
+    assert s.with_overrides({"split": {"validation_days": None}}).split.validation_days == 10
+
+
+def test_unknown_keys_are_refused():
+    with pytest.raises(KeyError):
+        get_settings().with_overrides({"split": {"tset_days": 1}})
+    with pytest.raises(KeyError):
+        get_settings().with_overrides({"nope": {}})
+
+
+def test_local_store_is_under_home(tmp_path):
+    s = get_settings().with_overrides({"paths": {"home": str(tmp_path)}})
+    assert s.mlflow_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    assert s.paths.lake == tmp_path / "lake"
