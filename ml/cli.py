@@ -40,6 +40,22 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    """Fit and evaluate the chosen models; print the NDCG@10 table."""
+    from ml.pipeline.benchmark import run_benchmark
+    from ml.pipeline.training import metrics_table
+
+    overrides = {"models": {"seed": args.seed, "bert_max_epochs": args.max_epochs}}
+    settings = get_settings().with_overrides(overrides)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    doc = run_benchmark(_spec(args, settings), args.protocol, models, args.out, settings)
+    print(json.dumps(doc["protocol"], indent=2, default=str))
+    print(metrics_table(doc, "ndcg@10"))
+    print(metrics_table(doc, "recall@10"))
+    print(f"wrote {args.out}/metrics.json, recommendations.parquet, ground_truth.parquet ({doc['elapsed_seconds']} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m ml``."""
     parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__)
@@ -51,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--out", type=Path, required=True, help="output folder (a local lake)")
     prep.add_argument("--as-of", help="only use events up to this day (YYYY-MM-DD)")
     prep.set_defaults(func=cmd_data_prepare)
+
+    bench = sub.add_parser("benchmark", help="fit and evaluate models on a protocol; write metrics and lists")
+    _add_source_args(bench)
+    bench.add_argument("--protocol", choices=["temporal", "leave-one-out"], default="temporal")
+    bench.add_argument("--models", default="pop,rebuy,als,bert4rec,fusion", help="comma-separated model names")
+    bench.add_argument("--out", type=Path, required=True)
+    bench.add_argument("--seed", type=int, default=None)
+    bench.add_argument("--max-epochs", type=int, default=None, help="upper bound on BERT4Rec epochs (early stopping decides)")
+    bench.set_defaults(func=cmd_benchmark)
     return parser
 
 
