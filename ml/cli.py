@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=None)
     bench.add_argument("--max-epochs", type=int, default=None, help="upper bound on BERT4Rec epochs (early stopping decides)")
     bench.set_defaults(func=cmd_benchmark)
+
+    from ml.synth.command import add_parser as add_synth
+    add_synth(sub)
     return parser
 
 

@@ -1,0 +1,141 @@
+"""Synthetic interactions per second with the embedded SmolLM2-135M on real sparse users of the bundled data.
+
+Three ways to get next purchases from the same model for the same users (30 by default):
+
+* likelihood: score each real candidate (PMI, shared prefill, several users per forward pass);
+  every pick is a real catalog item by construction, then the quality filter runs;
+* structured: the HTTP backend's JSON prompt ({"choices": [numbers]}) answered by the same model,
+  parsed and validated;
+* free text: "name the product they buy next", matched to a catalog title (the naive baseline).
+
+Also prints choice accuracy on held-out real next purchases (hit@3 / MRR vs baselines).
+
+    python bench/bench_synth.py [--users 30] [--threads 1] [--lake PATH] [--accuracy-users 60]
+
+Prints figures only (target: >= 10 accepted synthetic interactions/s with likelihood scoring on 2 cores).
+Rates exclude model loading, title embeddings and one warm-up call; they include the PMI prior
+scores of every new candidate item (cached within the run), so small runs are the slowest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def load_bundled(lake: Path | None, settings):
+    import pandas as pd
+
+    from ml.data.dataset import build_split
+    from ml.data.lake import read_partitioned
+    from ml.data.prepare import CATALOG_FILE, INTERACTIONS, SourceSpec, prepare
+
+    tmp = None
+    if lake is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bench-synth-")
+        lake = Path(tmp.name)
+        prepare(SourceSpec.bundled(settings), lake, settings)
+    data = build_split(read_partitioned(lake / INTERACTIONS), settings.split)
+    catalog = pd.read_parquet(lake / CATALOG_FILE)
+    if tmp is not None:
+        tmp.cleanup()
+    return data, catalog
+
+
+def free_text(tasks, gen, index, max_tokens: int) -> dict:
+    """Naive generation: a product name per user, valid when it is exactly a catalog title not already bought."""
+    from ml.synth import prompts
+    from ml.synth.generator import Prompt
+    from ml.synth.prompts import plain
+
+    template = prompts.load("next_purchase_freetext")
+    by_title = {plain(t): i for i, t in zip(index.item_ids, index.titles)}
+    started = time.perf_counter()
+    answers = gen.generate([Prompt(template.render(titles=[t for o in task.orders for t in o["titles"]])) for task in tasks], max_tokens=max_tokens, stop=["\n"])
+    seconds = time.perf_counter() - started
+    outcome = {"valid": 0, "echo_of_history": 0, "not_in_catalog": 0}
+    for task, answer in zip(tasks, answers):
+        item = by_title.get(plain(answer.strip().strip('."\'')))
+        if item is None:
+            outcome["not_in_catalog"] += 1
+        elif item in task.history:
+            outcome["echo_of_history"] += 1
+        else:
+            outcome["valid"] += 1
+    return {"answers": len(answers), **outcome, "validity_rate": round(outcome["valid"] / max(len(answers), 1), 3),
+            "seconds": round(seconds, 2), "valid_per_s": round(outcome["valid"] / seconds, 3), "examples": answers[:3]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for the model (1 is fastest on a busy 2-core box)")
+    parser.add_argument("--lake", type=Path, help="an existing lake (default: prepare the bundled data into a temp folder)")
+    parser.add_argument("--accuracy-users", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+
+    from ml.config import get_settings
+    from ml.synth.candidates import CandidateIndex, TitleEncoder
+    from ml.synth.embedded import EmbeddedGenerator
+    from ml.synth.evaluation import choice_accuracy, held_out_tasks
+    from ml.synth.expansion import plan_users, propose, propose_by_choice, training_cut
+    from ml.synth.model_cache import ensure_embedded_model
+    from ml.synth.quality import count_reasons, eligible_items, filter_proposals
+
+    settings = get_settings().with_overrides({"synth": {"max_users": args.users, "torch_threads": args.threads, "seed": args.seed}})
+    s = settings.synth
+    t = time.perf_counter()
+    data, catalog = load_bundled(args.lake, settings)
+    print(f"data: {data.info['train_events']:,} training events, cut {data.info['validation_start']} ({time.perf_counter() - t:.1f} s)")
+    t = time.perf_counter()
+    gen = EmbeddedGenerator(ensure_embedded_model(settings), device=s.device, dtype=s.dtype, threads=s.torch_threads, score_batch=s.score_batch, seed=s.seed)
+    print(f"model: {gen.name} on {gen.device}, {gen.model.dtype}, {args.threads} thread(s), load {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.2f}")
+    t = time.perf_counter()
+    index = CandidateIndex(data.train, catalog, TitleEncoder(threads=args.threads))
+    tasks, info = plan_users(data, catalog, index, settings)
+    print(f"candidates: {len(index)} eligible items, {info['users_planned']} of {info['sparse_users']} sparse users, "
+          f"{len(tasks[0].candidates) if tasks else 0} candidates each ({time.perf_counter() - t:.1f} s incl. title embeddings)")
+
+    cut, eligible = training_cut(data), eligible_items(data, catalog)
+    gen.score("Orders:\n2011-01-01:", [" warm up\n"] * 4)  # one-time kernel set-up is not throughput
+    t = time.perf_counter()
+    proposals, _ = propose(tasks, gen, settings, data)
+    flagged = filter_proposals(proposals, data.train, eligible, cut, s.min_score, s.max_per_user)
+    seconds = time.perf_counter() - t
+    counts = count_reasons(flagged)
+    likelihood = {"users": len(tasks), **counts, "validity_rate": 1.0, "seconds": round(seconds, 2),
+                  "accepted_per_s": round(counts["accepted"] / seconds, 2)}
+
+    t = time.perf_counter()
+    chosen = filter_proposals(propose_by_choice(tasks, gen, s.max_per_user, s.seed), data.train, eligible, cut, s.min_score, s.max_per_user)
+    seconds = time.perf_counter() - t
+    c = count_reasons(chosen)
+    malformed = c["rejected"]["invalid_answer"] + c["rejected"]["not_a_candidate"]
+    structured = {"users": len(tasks), **c, "validity_rate": round((c["generated"] - malformed) / max(c["generated"], 1), 3),
+                  "answers_parsed": round(1 - c["rejected"]["invalid_answer"] / max(len(tasks), 1), 3),
+                  "seconds": round(seconds, 2), "accepted_per_s": round(c["accepted"] / seconds, 3)}
+    naive = free_text(tasks, gen, index, max_tokens=24)
+
+    print(json.dumps({"likelihood": likelihood, "structured_json": structured, "free_text": naive}, indent=2))
+    print(f"{'method':<16}{'accepted/s':>12}{'validity':>10}")
+    print(f"{'likelihood':<16}{likelihood['accepted_per_s']:>12.2f}{likelihood['validity_rate']:>10.2f}")
+    print(f"{'structured JSON':<16}{structured['accepted_per_s']:>12.2f}{structured['validity_rate']:>10.2f}")
+    print(f"{'free text':<16}{naive['valid_per_s']:>12.2f}{naive['validity_rate']:>10.2f}")
+
+    if args.accuracy_users:
+        t = time.perf_counter()
+        held = held_out_tasks(data, catalog, index, args.accuracy_users, args.seed, s.n_copurchase, s.n_text)
+        acc = choice_accuracy(held, gen, index, data)
+        print(f"choice accuracy on held-out real next purchases ({time.perf_counter() - t:.1f} s): {json.dumps(acc)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""Sparse-user expansion (LLMRec-style): the model picks plausible next purchases among real candidates.
+
+For each user with few training purchases, a prompt is built from their training history (titles
+grouped by order date) and a candidate set drawn from the real catalog (co-purchase and
+title-embedding neighbours). The synthetic order gets a timestamp after the user's last training
+event and strictly before the validation cut, so nothing is synthesized from, or into, the
+validation/test period.
+
+* With a scoring backend (the embedded model) each candidate is scored by PMI: its log-likelihood
+  as the next order line given the history, minus its log-likelihood given no history (so
+  generic, short or common titles are not favoured). The top ``max_per_user`` are proposed;
+  every proposal is a real candidate by construction.
+* With a generating backend (HTTP) the model answers JSON ``{"choices": [numbers]}``; the answer is
+  parsed and validated: an unparseable answer is one ``invalid_answer`` rejection and an entry
+  that names no candidate is a ``not_a_candidate`` rejection. Nothing is guessed.
+
+Every proposal becomes one row of a proposals frame; :func:`ml.synth.quality.filter_proposals`
+then flags duplicates, over-cap and low-score rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ml import columns as C
+from ml.config import Settings
+from ml.synth import prompts
+from ml.synth.candidates import Candidate, CandidateIndex
+from ml.synth.generator import Generator, Prompt, score_many
+
+log = logging.getLogger(__name__)
+
+MAX_HISTORY_TITLES = 20  # the most recent titles a prompt shows
+CHOICE_SYSTEM = "You recommend products of an online gift shop. You answer with JSON only."
+PROPOSAL_COLUMNS = [C.USER, C.ITEM, C.TIMESTAMP, C.SCORE, C.RANK, "origin", "reject_reason"]
+
+
+@dataclass
+class UserTask:
+    """Everything needed to synthesize one user's next order."""
+
+    user_id: str
+    orders: list[dict]  # [{"date": "YYYY-MM-DD", "titles": [...]}], oldest first
+    history: list[str]  # training item ids
+    timestamp: pd.Timestamp  # of the synthetic order
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def next_date(self) -> str:
+        return self.timestamp.strftime("%Y-%m-%d")
+
+
+def training_cut(data) -> pd.Timestamp:
+    """The first instant synthetic data may not reach: the validation start (else the test start)."""
+    cut = data.info.get("validation_start") or data.info.get("test_start")
+    if cut is None:
+        raise ValueError("the split has no validation_start/test_start: synthesis needs a temporal split")
+    return pd.Timestamp(cut)
+
+
+def sparse_users(train: pd.DataFrame, max_items: int) -> np.ndarray:
+    """Users with at least one and at most ``max_items`` distinct training items (sorted ids)."""
+    n = train.drop_duplicates([C.USER, C.ITEM]).groupby(C.USER).size()
+    return np.sort(n.index[n <= max_items].to_numpy().astype(str))
+
+
+def user_rng(seed: int, user_id: str) -> np.random.Generator:
+    """A generator that depends only on the seed and the user (not on which other users run)."""
+    digest = int.from_bytes(hashlib.sha256(str(user_id).encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, digest])
+
+
+def synthetic_timestamp(last: pd.Timestamp, cut: pd.Timestamp, rng: np.random.Generator) -> pd.Timestamp | None:
+    """A minute strictly after ``last`` and strictly before ``cut`` (None when there is no such minute)."""
+    first = last.floor("min") + pd.Timedelta(minutes=1)
+    final = cut.ceil("min") - pd.Timedelta(minutes=1)
+    if final < first:
+        return None
+    span = int((final - first) / pd.Timedelta(minutes=1))
+    return first + pd.Timedelta(minutes=int(rng.integers(0, span + 1)))
+
+
+def plan_users(data, catalog: pd.DataFrame, index: CandidateIndex, settings: Settings) -> tuple[list[UserTask], dict]:
+    """Pick the sparse users (seeded sample when ``max_users`` is set) and build their tasks.
+
+    Returns:
+        ``(tasks, info)`` with info counting sparse users, sampled users and users skipped (no room
+        before the cut, no candidates).
+    """
+    s = settings.synth
+    cut = training_cut(data)
+    max_items = s.sparse_max_items if s.sparse_max_items is not None else settings.split.sparse_max_items
+    train = data.train.assign(**{C.USER: data.train[C.USER].astype(str), C.ITEM: data.train[C.ITEM].astype(str)})
+    users = sparse_users(train, max_items)
+    info = {"sparse_max_items": max_items, "sparse_users": int(len(users))}
+    if s.max_users is not None and len(users) > s.max_users:
+        users = np.sort(np.random.default_rng(s.seed).choice(users, size=s.max_users, replace=False))
+    info["users_sampled"] = int(len(users))
+    titles = catalog.drop_duplicates(C.ITEM).set_index(catalog.drop_duplicates(C.ITEM)[C.ITEM].astype(str))[C.TITLE].astype(str)
+    hist = train[train[C.USER].isin(users)].sort_values([C.USER, C.TIMESTAMP, C.ITEM], kind="stable")
+    tasks, no_room, no_candidates = [], 0, 0
+    for user, rows in hist.groupby(C.USER, sort=True):
+        ts = synthetic_timestamp(rows[C.TIMESTAMP].max(), cut, user_rng(s.seed, user))
+        if ts is None:
+            no_room += 1
+            continue
+        known = rows[rows[C.ITEM].isin(titles.index)]
+        orders = [{"date": d, "titles": titles.reindex(g[C.ITEM].drop_duplicates()).tolist()}
+                  for d, g in known.groupby(known[C.TIMESTAMP].dt.strftime("%Y-%m-%d"), sort=True)]
+        orders = last_titles(orders, MAX_HISTORY_TITLES)
+        history = rows[C.ITEM].drop_duplicates().tolist()
+        cands = index.candidates(history, s.n_copurchase, s.n_text)
+        if not cands or not orders:
+            no_candidates += 1
+            continue
+        tasks.append(UserTask(str(user), orders, history, ts, cands))
+    info.update(users_no_room_before_cut=no_room, users_no_candidates=no_candidates, users_planned=len(tasks))
+    return tasks, info
+
+
+def last_titles(orders: list[dict], limit: int) -> list[dict]:
+    """The most recent orders, trimmed so that at most ``limit`` titles remain (oldest first)."""
+    out, left = [], limit
+    for order in reversed(orders):
+        if left <= 0:
+            break
+        out.append({"date": order["date"], "titles": order["titles"][-left:]})
+        left -= len(out[-1]["titles"])
+    return out[::-1]
+
+
+def continuation(title: str) -> str:
+    """How a candidate title is scored: one order line after the prompt's ``<date>:``."""
+    return " " + prompts.plain(title) + "\n"
+
+
+class PriorCache:
+    """History-free log-likelihood of each candidate title (the PMI baseline), computed once per item."""
+
+    def __init__(self, generator: Generator, next_date: str):
+        self.generator = generator
+        self.prefix = prompts.load("next_purchase_prior").render(next_date=next_date)
+        self._scores: dict[str, float] = {}
+
+    def get(self, candidates: list[Candidate]) -> np.ndarray:
+        """Prior scores of ``candidates`` (the missing ones are scored in one call)."""
+        missing = list({c.item_id: c for c in candidates if c.item_id not in self._scores}.values())
+        if missing:
+            values = self.generator.score(self.prefix, [continuation(c.title) for c in missing])
+            self._scores.update({c.item_id: float(v) for c, v in zip(missing, values)})
+        return np.array([self._scores[c.item_id] for c in candidates])
+
+
+def score_prompt(task: UserTask) -> str:
+    """The likelihood-scoring prefix of one task."""
+    return prompts.load("next_purchase_score").render(orders=task.orders, next_date=task.next_date)
+
+
+def score_tasks(tasks: list[UserTask], generator: Generator, prior: PriorCache | None) -> list[np.ndarray]:
+    """PMI (nats) of each task's candidates; conditional log-likelihood when ``prior`` is None."""
+    if prior is not None:
+        prior.get([c for t in tasks for c in t.candidates])
+    conds = score_many(generator, [(score_prompt(t), [continuation(c.title) for c in t.candidates]) for t in tasks])
+    return [cond - prior.get(t.candidates) if prior is not None else cond for t, cond in zip(tasks, conds)]
+
+
+def propose_by_likelihood(tasks: list[UserTask], generator: Generator, n_picks: int, prior: PriorCache | None,
+                          group: int = 8) -> pd.DataFrame:
+    """The ``n_picks`` best-scoring candidates of each task, as proposal rows (``group`` tasks scored together)."""
+    rows = []
+    for start in range(0, len(tasks), group):
+        chunk = tasks[start:start + group]
+        for task, scores in zip(chunk, score_tasks(chunk, generator, prior)):
+            order = np.lexsort((np.arange(len(scores)), -scores))[:n_picks]
+            for rank, j in enumerate(order, start=1):
+                c = task.candidates[j]
+                rows.append((task.user_id, c.item_id, task.timestamp, float(scores[j]), rank, c.origin, None))
+    return pd.DataFrame(rows, columns=PROPOSAL_COLUMNS)
+
+
+class ChoiceAnswer(BaseModel):
+    """The structured answer of a generating backend: candidate numbers (or ids), most likely first."""
+
+    model_config = ConfigDict(extra="ignore")
+    choices: list[int | str]
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
+
+
+def extract_json(text: str) -> dict:
+    """The first JSON object in a model answer (code fences and surrounding prose allowed).
+
+    Raises:
+        ValueError: no JSON object could be decoded.
+    """
+    body = _FENCE.sub("", text.strip())
+    start = body.find("{")
+    while start >= 0:
+        try:
+            obj, _ = json.JSONDecoder().raw_decode(body[start:])
+            if isinstance(obj, dict):
+                return obj
+        except json.JSONDecodeError:
+            pass
+        start = body.find("{", start + 1)
+    raise ValueError(f"no JSON object in answer {text[:80]!r}")
+
+
+def parse_choices(text: str, candidates: list[Candidate]) -> list[Candidate | None]:
+    """Map a choice answer onto the candidates; an entry naming no candidate becomes None.
+
+    Entries may be 1-based candidate numbers or candidate item ids.
+
+    Raises:
+        ValueError: the answer is not a JSON object with a ``choices`` list.
+    """
+    try:
+        answer = ChoiceAnswer.model_validate(extract_json(text))
+    except ValidationError as exc:
+        raise ValueError(f"answer does not match the choice schema: {exc.errors()[0]['msg']}") from exc
+    by_id = {c.item_id: c for c in candidates}
+    out: list[Candidate | None] = []
+    for entry in answer.choices:
+        if isinstance(entry, int) or (isinstance(entry, str) and entry.strip().isdigit() and entry.strip() not in by_id):
+            k = int(entry)
+            out.append(candidates[k - 1] if 1 <= k <= len(candidates) else None)
+        else:
+            out.append(by_id.get(str(entry).strip()))
+    return out
+
+
+def choice_prompt(task: UserTask, shown: list[Candidate], n_choices: int) -> Prompt:
+    """The structured-choice prompt of one task (candidates in the shown order)."""
+    text = prompts.load("next_purchase_choice").render(orders=task.orders, next_date=task.next_date,
+                                                       candidates=[c.title for c in shown], n_choices=n_choices)
+    return Prompt(text, chat=True, system=CHOICE_SYSTEM)
+
+
+def propose_by_choice(tasks: list[UserTask], generator: Generator, n_picks: int, seed: int, max_tokens: int = 48) -> pd.DataFrame:
+    """Ask a generating backend for each task's choices; parse, validate and flag what is invalid.
+
+    Candidates are shown in a seeded shuffled order (no position bias towards co-purchase ones).
+    Picks beyond ``n_picks`` are flagged ``over_cap``; HTTP picks score ``1/rank``.
+    """
+    shown = []
+    for task in tasks:
+        order = user_rng(seed, task.user_id).permutation(len(task.candidates))
+        shown.append([task.candidates[i] for i in order])
+    answers = generator.generate([choice_prompt(t, s, n_picks) for t, s in zip(tasks, shown)], max_tokens=max_tokens)
+    rows = []
+    for task, cands, text in zip(tasks, shown, answers):
+        try:
+            picks = parse_choices(text, cands)
+        except ValueError:
+            rows.append((task.user_id, None, task.timestamp, np.nan, 0, None, "invalid_answer"))
+            continue
+        if not picks:
+            rows.append((task.user_id, None, task.timestamp, np.nan, 0, None, "invalid_answer"))
+            continue
+        for rank, c in enumerate(picks, start=1):
+            if c is None:
+                rows.append((task.user_id, None, task.timestamp, np.nan, rank, None, "not_a_candidate"))
+            else:
+                rows.append((task.user_id, c.item_id, task.timestamp, 1.0 / rank, rank, c.origin, None))
+    return pd.DataFrame(rows, columns=PROPOSAL_COLUMNS)
+
+
+def prior_date(data) -> str:
+    """The date shown in the history-free prior prompt: the last training day (constant per run)."""
+    return (training_cut(data) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def propose(tasks: list[UserTask], generator: Generator, settings: Settings, data) -> tuple[pd.DataFrame, str]:
+    """Proposals for every task with the generator's best method.
+
+    Returns:
+        ``(proposals, prompt_version)``.
+    """
+    s = settings.synth
+    if generator.supports_scoring:
+        prior = PriorCache(generator, prior_date(data))
+        frame = propose_by_likelihood(tasks, generator, s.max_per_user, prior)
+        return frame, prompts.load("next_purchase_score").tag
+    frame = propose_by_choice(tasks, generator, s.max_per_user, s.seed)
+    return frame, prompts.load("next_purchase_choice").tag

@@ -1,0 +1,191 @@
+"""``synthesize``: the synthesis stage the DAG calls, from a real split and the catalog to gated-ready frames.
+
+Order: enrich items (bounded, cached) -> expand sparse users (propose, filter) -> user profiles ->
+distribution report. :func:`ml.synth.quality.gate_synthetic` then decides whether the synthetic
+interactions may join training (:func:`with_synthetic`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml import columns as C
+from ml.config import Settings
+from ml.data.dataset import SplitData
+from ml.data.lake import write_json_atomic, write_parquet_atomic
+from ml.synth import prompts
+from ml.synth.candidates import CandidateIndex, TitleEncoder
+from ml.synth.enrichment import ATTRIBUTE_COLUMNS, category_of, enrich_items
+from ml.synth.expansion import plan_users, propose, training_cut
+from ml.synth.generator import Generator, make_generator
+from ml.synth.profiles import build_profiles
+from ml.synth.quality import SYNTHETIC_COLUMNS, count_reasons, distribution_report, eligible_items, filter_proposals
+
+log = logging.getLogger(__name__)
+FILES = {"interactions": "synthetic_interactions.parquet", "items": "items_enriched.parquet",
+         "profiles": "user_profiles.parquet", "rejected": "synthetic_rejected.parquet", "report": "synth_report.json"}
+
+
+@dataclass
+class SynthResult:
+    """What one synthesis run produced.
+
+    Attributes:
+        interactions: accepted synthetic interactions (``SYNTHETIC_COLUMNS``).
+        rejected: every rejected proposal with its ``reject_reason`` (kept for inspection).
+        items: item enrichment results (``ATTRIBUTE_COLUMNS``; status other than ``ok`` = rejected).
+        profiles: one profile per training user.
+        report: counts (generated / accepted / rejected by reason), rates, KL values, throughput.
+    """
+
+    interactions: pd.DataFrame
+    rejected: pd.DataFrame
+    items: pd.DataFrame
+    profiles: pd.DataFrame
+    report: dict
+
+    def save(self, folder: Path) -> dict[str, str]:
+        """Write the frames and the report into ``folder``; returns ``{name: path}``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("interactions", "items", "profiles", "rejected"):
+            write_parquet_atomic(getattr(self, name), folder / FILES[name])
+        write_json_atomic(self.report, folder / FILES["report"])
+        return {name: str(folder / f) for name, f in FILES.items()}
+
+
+def synthesize(data: SplitData, catalog: pd.DataFrame, settings: Settings, backend: Generator | None = None,
+               encoder: TitleEncoder | None = None, use_text_neighbours: bool = True) -> SynthResult:
+    """Synthesize interactions for sparse users, enrich items and profile users.
+
+    Args:
+        data: the real temporal split (only ``train`` is read for generation).
+        catalog: the lake catalog (item_id, title, price, popularity, ...).
+        settings: ``settings.synth`` drives everything.
+        backend: a generator; None builds the one configured (the embedded model by default).
+        encoder: title encoder for text neighbours; None: all-MiniLM-L6-v2 on the configured device.
+        use_text_neighbours: False draws candidates from co-purchases (and popularity) only.
+    Returns:
+        A :class:`SynthResult` (not yet gated: call :func:`ml.synth.quality.gate_synthetic`).
+    """
+    s = settings.synth
+    started = time.perf_counter()
+    generator, adaptation = (backend, None) if backend is not None else build_generator(settings, data, catalog)
+    try:
+        t0 = time.perf_counter()
+        items, enrich_report = enrich_items(catalog, generator, settings)
+        t1 = time.perf_counter()
+        if use_text_neighbours and encoder is None:
+            from ml.synth.embedded import resolve_device
+
+            encoder = TitleEncoder(device=resolve_device(s.device), threads=s.torch_threads)
+        index = CandidateIndex(data.train, catalog, encoder if use_text_neighbours else None)
+        tasks, user_info = plan_users(data, catalog, index, settings)
+        t2 = time.perf_counter()
+        proposals, prompt_version = propose(tasks, generator, settings, data)
+        t3 = time.perf_counter()
+    finally:
+        if backend is None:
+            generator.close()
+    cut = training_cut(data)
+    window_start = pd.Timestamp(data.info["window_start"]) if data.info.get("window_start") else None
+    flagged = filter_proposals(proposals, data.train, eligible_items(data, catalog), cut, s.min_score, s.max_per_user, window_start)
+    counts = count_reasons(flagged)
+    accepted = flagged[flagged["reject_reason"].isna()]
+    interactions = pd.DataFrame({
+        C.USER: accepted[C.USER].astype(str).to_numpy(),
+        C.ITEM: accepted[C.ITEM].astype(str).to_numpy(),
+        C.TIMESTAMP: pd.to_datetime(accepted[C.TIMESTAMP]).astype("datetime64[ns]").to_numpy(),
+        C.SOURCE: "synthetic", "generator": generator.name, "prompt_version": prompt_version,
+        "seed": np.int64(s.seed), C.SCORE: accepted[C.SCORE].astype(float).to_numpy(),
+    }, columns=SYNTHETIC_COLUMNS).sort_values([C.USER, C.TIMESTAMP, C.ITEM], kind="stable").reset_index(drop=True)
+    rejected = flagged[flagged["reject_reason"].notna()].reset_index(drop=True)
+    rejected = rejected.assign(**{C.ITEM: rejected[C.ITEM].astype(object), "origin": rejected["origin"].astype(object)})
+    profiles = build_profiles(data.train, catalog, items, cut)
+    generated = counts["generated"]
+    malformed = counts["rejected"]["invalid_answer"] + counts["rejected"]["not_a_candidate"] + counts["rejected"]["unknown_item"]
+    propose_s = t3 - t2
+    report = {
+        "generator": generator.name,
+        "backend": "scoring" if generator.supports_scoring else "structured-generation",
+        "seed": s.seed,
+        "settings": s.model_dump(mode="json"),
+        "prompt_versions": {"interactions": prompt_version, "items": enrich_report["prompt_version"], "all": prompts.registry()},
+        "training_cut": str(cut),
+        "users": user_info,
+        "interactions": {
+            **counts,
+            "adds_up": counts["accepted"] + sum(counts["rejected"].values()) == generated,
+            "validity_rate": round((generated - malformed) / generated, 4) if generated else None,
+            "acceptance_rate": round(counts["accepted"] / generated, 4) if generated else None,
+            "users_with_synthetic": int(interactions[C.USER].nunique()),
+            "seconds": round(propose_s, 2),
+            "accepted_per_s": round(counts["accepted"] / propose_s, 3) if propose_s > 0 else None,
+        },
+        "items": enrich_report,
+        "profiles": {"users": len(profiles), "buyer_types": profiles["buyer_type"].value_counts().to_dict()},
+        "adaptation": adaptation,
+        "distribution": distribution_report(interactions, data.train, len(index), category_of(items), s.seed),
+        "timings_s": {"enrich": round(t1 - t0, 2), "candidates": round(t2 - t1, 2), "propose": round(propose_s, 2),
+                      "total": round(time.perf_counter() - started, 2)},
+    }
+    log.info("synthesis: %s generated, %s accepted (%s)", generated, counts["accepted"], counts["rejected"])
+    return SynthResult(interactions, rejected, items[ATTRIBUTE_COLUMNS], profiles, report)
+
+
+def build_generator(settings: Settings, data: SplitData, catalog: pd.DataFrame) -> tuple[Generator, dict | None]:
+    """The configured generator; the embedded model is first adapted to the shop when ``synth.adapt`` says so.
+
+    Returns:
+        ``(generator, adaptation report or None)``.
+    """
+    s = settings.synth
+    if s.backend != "embedded":
+        return make_generator(settings), None
+    from ml.synth.adaptation import adapt_model, adaptation_enabled
+    from ml.synth.embedded import EmbeddedGenerator
+    from ml.synth.model_cache import ensure_embedded_model
+
+    folder = ensure_embedded_model(settings)
+    report = None
+    if adaptation_enabled(settings):
+        adapted, report = adapt_model(folder, data, catalog, settings)
+        if report["adopted"]:
+            folder = adapted
+        else:
+            log.warning("adapted generator measured worse than the base model; synthesizing with the base model")
+    gen = EmbeddedGenerator(folder, device=s.device, dtype=s.dtype, threads=s.torch_threads, score_batch=s.score_batch,
+                            gen_batch=s.gen_batch, seed=s.seed)
+    return gen, report
+
+
+def with_synthetic(data: SplitData, synthetic: pd.DataFrame, weight: float = 1.0) -> SplitData:
+    """A copy of ``data`` whose training part also holds the (gated) synthetic interactions.
+
+    Args:
+        data: the real split.
+        synthetic: gated synthetic interactions (user_id, item_id, timestamp, ...).
+        weight: implicit-feedback weight of each synthetic row (``settings.synth.weight``).
+    Returns:
+        SplitData with the same vocabulary, validation and test; ``info`` records the synthetic rows.
+    Raises:
+        ValueError: a synthetic row falls outside the vocabulary or at/after the training cut.
+    """
+    extra = synthetic[[C.USER, C.ITEM, C.TIMESTAMP]].astype({C.USER: str, C.ITEM: str})
+    if not extra[C.USER].isin(data.user_ids).all() or not extra[C.ITEM].isin(data.item_ids).all():
+        raise ValueError("synthetic interactions outside the dataset vocabulary: gate them first")
+    if (pd.to_datetime(extra[C.TIMESTAMP]) >= training_cut(data)).any():
+        raise ValueError("synthetic interactions at or after the training cut: gate them first")
+    extra = extra.assign(**{C.WEIGHT: np.float32(weight)})
+    train = pd.concat([data.train, extra], ignore_index=True)
+    train[C.WEIGHT] = train[C.WEIGHT].astype(np.float32)
+    train = train.sort_values([C.TIMESTAMP, C.USER, C.ITEM], kind="stable").reset_index(drop=True)
+    generators = sorted(map(str, pd.unique(synthetic["generator"]))) if "generator" in synthetic else []
+    info = {**data.info, "synthetic_events": len(extra), "synthetic_generators": generators}
+    return SplitData(train, data.valid, data.test, data.user_ids, data.item_ids, info)

@@ -1,0 +1,68 @@
+"""`python -m ml synth`: writes the four outputs and the report; exit 3 when the gate refuses, 4 when the server is down."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pandas as pd
+import pytest
+
+from ml import columns as C
+from ml.cli import main
+from ml.data.lake import stage_partitioned
+from ml.data.prepare import CATALOG_FILE, INTERACTIONS
+from tests.unit.test_synth_fixtures import bundled_sample, model_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def lake(tmp_path, monkeypatch):
+    """A small lake of real rows and an isolated home using the cached embedded model."""
+    data, catalog = bundled_sample()
+    model = model_folder()
+    events = pd.concat([data.train, data.valid, data.test], ignore_index=True)
+    folder = tmp_path / "lake"
+    stage_partitioned(events, folder, INTERACTIONS)
+    (folder / CATALOG_FILE).parent.mkdir(parents=True)
+    catalog.to_parquet(folder / CATALOG_FILE)
+    monkeypatch.setenv("RECO_PATHS__HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RECO_SYNTH__MODEL_DIR", str(model))
+    monkeypatch.setenv("RECO_SYNTH__TORCH_THREADS", "1")
+    monkeypatch.setenv("RECO_SYNTH__ENRICH_MAX_ITEMS", "0")
+    return folder
+
+
+def test_synth_command_writes_outputs_and_a_report_that_adds_up(lake, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["synth", "--lake", str(lake), "--out", str(out), "--max-users", "4", "--seed", "3", "--enrich-max-items", "1"]) == 0
+    for name in ("synthetic_interactions.parquet", "items_enriched.parquet", "user_profiles.parquet", "synth_report.json"):
+        assert (out / name).exists()
+    report = json.loads((out / "synth_report.json").read_text())
+    counts = report["interactions"]
+    assert counts["generated"] == counts["accepted"] + sum(counts["rejected"].values()) and report["gate"]["success"]
+    syn = pd.read_parquet(out / "synthetic_interactions.parquet")
+    assert list(syn.columns) == [C.USER, C.ITEM, C.TIMESTAMP, C.SOURCE, "generator", "prompt_version", "seed", C.SCORE]
+    assert (syn["seed"] == 3).all() and len(syn) == counts["accepted"]
+    assert '"gate": true' in capsys.readouterr().out
+
+
+def test_gate_refusal_exits_3_and_still_writes_the_report(lake, tmp_path, monkeypatch):
+    monkeypatch.setenv("RECO_SYNTH__MAX_KL_POPULARITY", "0")
+    out = tmp_path / "out"
+    assert main(["synth", "--lake", str(lake), "--out", str(out), "--max-users", "8"]) == 3
+    report = json.loads((out / "synth_report.json").read_text())
+    assert not report["gate"]["success"] and any("popularity" in f for f in report["gate"]["failures"])
+
+
+def test_unreachable_server_exits_4(lake, tmp_path, monkeypatch, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RECO_SYNTH__BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("RECO_SYNTH__MODEL", "served")
+    monkeypatch.setenv("RECO_SYNTH__MAX_RETRIES", "1")
+    monkeypatch.setenv("RECO_SYNTH__BACKOFF_S", "0.01")
+    assert main(["synth", "--lake", str(lake), "--backend", "openai", "--out", str(tmp_path / "o"), "--max-users", "2", "--enrich-max-items", "0"]) == 4
+    assert "unavailable after 2 attempt(s)" in capsys.readouterr().err
