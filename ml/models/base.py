@@ -37,30 +37,22 @@ class Recommender(ABC):
         """Dense ``(len(users), n_items)`` float32 scores; higher is better."""
 
     def recommend(
-        self,
-        users: np.ndarray,
-        history: Interactions,
-        n: int = 10,
-        filter_already_liked_items: bool = True,
-        filter_history: Interactions | None = None,
+        self, users: np.ndarray, history: Interactions, n: int = 10, filter_already_liked_items: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for each user.
 
         Args:
             users: user indices.
-            history: events known at prediction time (what the model scores from).
+            history: events known at prediction time.
             n: list length.
-            filter_already_liked_items: exclude items the user already has ("discover" view).
-            filter_history: the events that define "already has" (default ``history``); differs
-                when the model scores from augmented (e.g. synthetic) events but only real
-                purchases may be filtered.
+            filter_already_liked_items: exclude items in the user's history ("discover" view).
         Returns:
             (item_ids, scores), both shaped ``(len(users), n)``.
         """
         from ml.eval.ranking import top_n  # local import: eval depends on nothing in models
 
         users = np.asarray(users, dtype=np.int64)
-        seen = (history if filter_history is None else filter_history).csr(binary=True) if filter_already_liked_items else None
+        seen = history.csr(binary=True) if filter_already_liked_items else None
         ids, scores = [], []
         for start in range(0, len(users), self.batch_users):
             batch = users[start : start + self.batch_users]

@@ -21,7 +21,7 @@ from ml.data.prepare import CATALOG_FILE, INTERACTIONS, REPORT_FILE, SourceSpec,
 
 log = logging.getLogger(__name__)
 FRESHNESS_DAYS = 7  # the newest interaction may be at most this old on the as-of date
-FUSION_MEMBERS = ("pop_recent", "rebuy", "als", "bert4rec")  # pop adds nothing pop_recent lacks
+FUSION_MEMBERS = ("pop_recent", "rebuy", "als", "bert4rec", "als_synth", "bert4rec_synth")  # pop adds nothing pop_recent lacks
 
 
 def _day(as_of) -> str:
@@ -123,6 +123,92 @@ def build_dataset_step(settings: Settings, as_of) -> dict:
     return {"path": str(folder), "digest": data.digest(), **{k: v for k, v in data.info.items() if k != "path"}}
 
 
+def synthesize_step(settings: Settings, as_of, dataset_path: str, enabled: bool = True) -> dict:
+    """Synthesize training data for sparse users (and enrich items, profile users) from the real split.
+
+    A generator that cannot be reached does not fail the run: the result says ``unavailable`` and
+    why, the pipeline continues on real data only and the MLflow run is tagged accordingly.
+
+    Returns:
+        ``{"status": "ok" | "disabled" | "unavailable", "path", "reason", "report"}``.
+    """
+    if not enabled:
+        return {"status": "disabled", "path": None, "reason": "synthesis switched off for this run", "report": {}}
+    from ml.synth.errors import GeneratorError
+    from ml.synth.pipeline import synthesize
+
+    data = SplitData.load(Path(dataset_path))
+    catalog = pd.read_parquet(settings.paths.lake / CATALOG_FILE)
+    folder = Path(dataset_path) / "synthetic"
+    try:
+        result = synthesize(data, catalog, settings)
+    except GeneratorError as exc:  # unreachable server, missing model: continue on real data, loudly
+        log.error("synthesis unavailable, continuing on real data only: %s", exc)
+        lake.write_json_atomic({"status": "unavailable", "reason": str(exc)}, folder / "status.json")
+        return {"status": "unavailable", "path": None, "reason": str(exc), "report": {}}
+    result.save(folder)
+    lake.write_json_atomic({"status": "ok"}, folder / "status.json")
+    inter = result.report["interactions"]
+    summary = {k: inter.get(k) for k in ("generated", "accepted", "validity_rate", "acceptance_rate", "accepted_per_s")}
+    return {"status": "ok", "path": str(folder), "reason": None, "report": {**summary, "distribution": result.report.get("distribution")}}
+
+
+def gate_synthetic_step(settings: Settings, as_of, dataset_path: str, synth: dict, parent_run_id: str | None = None) -> dict:
+    """Gate the synthetic interactions; a failure keeps them out of training and says why.
+
+    The outcome is recorded on the MLflow parent run: tag ``synthetic_status`` (ok, disabled,
+    unavailable, gate_failed), the synthesis report, and its KL divergences as metrics.
+
+    Returns:
+        ``{"passed": bool, "path": synthetic interactions file or None, "failures": [...]}``.
+    """
+    outcome = _gate_synthetic(settings, as_of, dataset_path, synth)
+    if parent_run_id:
+        from ml.tracking import runs
+
+        status = "ok" if outcome["passed"] else ("gate_failed" if synth["status"] == "ok" else synth["status"])
+        report = Path(synth["path"]) / "synth_report.json" if synth.get("path") else None
+        dist = outcome.get("distribution") or synth.get("report", {}).get("distribution") or {}
+        metrics = {f"synthetic/{k}": v for k, v in _numbers(dist).items()}
+        metrics.update({f"synthetic/{k}": v for k, v in synth.get("report", {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        runs.log_to_run(settings, parent_run_id, metrics=metrics, artifacts=[report] if report and report.exists() else [],
+                        tags={"synthetic_status": status, "synthetic_failures": "; ".join(outcome["failures"])[:4000]})
+    return outcome
+
+
+def _numbers(d: dict, prefix: str = "") -> dict:
+    """Numeric leaves of a nested dict, with slash-joined keys."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_numbers(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _gate_synthetic(settings: Settings, as_of, dataset_path: str, synth: dict) -> dict:
+    from ml.errors import GateFailedError
+    from ml.synth.pipeline import FILES, SynthResult
+    from ml.synth.quality import gate_synthetic
+
+    if synth["status"] != "ok":
+        return {"passed": False, "path": None, "failures": [f"synthesis {synth['status']}: {synth['reason']}"]}
+    folder = Path(synth["path"])
+    data = SplitData.load(Path(dataset_path))
+    catalog = pd.read_parquet(settings.paths.lake / CATALOG_FILE)
+    result = SynthResult(
+        interactions=pd.read_parquet(folder / FILES["interactions"]), rejected=pd.DataFrame(),
+        items=pd.read_parquet(folder / FILES["items"]), profiles=pd.DataFrame(), report={},
+    )
+    try:
+        report = gate_synthetic(result, data, catalog, settings, run_name=f"{_day(as_of)}-synthetic")
+    except GateFailedError as exc:
+        log.error("synthetic data kept out of training: %s", exc)
+        return {"passed": False, "path": None, "failures": exc.failures}
+    return {"passed": True, "path": str(folder / FILES["interactions"]), "failures": [], "distribution": report["distribution"]}
+
+
 def start_tracking_step(settings: Settings, as_of, key: str, dataset: dict, run_params: dict | None = None, tags: dict | None = None) -> str:
     """Open (or, on a task retry, reuse) the MLflow parent run of pipeline run ``key``; log settings and the dataset.
 
@@ -139,32 +225,61 @@ def start_tracking_step(settings: Settings, as_of, key: str, dataset: dict, run_
     return run_id
 
 
-def train_step(settings: Settings, as_of, dataset_path: str, model: str, parent_run_id: str | None = None, key: str = "") -> dict:
+def train_step(settings: Settings, as_of, dataset_path: str, model: str, parent_run_id: str | None = None, key: str = "",
+               synthetic_path: str | None = None) -> dict:
     """Fit one model (both phases) and record it in its nested MLflow run.
 
+    Args:
+        model: a base model name, or ``<name>_synth`` to train on real + the gated synthetic data
+            at ``synthetic_path``.
     Returns:
-        ``{"model", "fit_seconds", "run_id", ...}``.
+        ``{"model", "fit_seconds", "valid", "run_id", ...}``.
     """
     from ml.pipeline.training import fit_model
     from ml.tracking import runs
 
     data = SplitData.load(Path(dataset_path))
+    synthetic = pd.read_parquet(synthetic_path) if synthetic_path else None
     run_id = runs.model_run(settings, parent_run_id, key, model) if parent_run_id else None
     logger = None
     if run_id and model == "bert4rec":
         from pytorch_lightning.loggers import MLFlowLogger
 
         logger = MLFlowLogger(experiment_name=settings.tracking.experiment, tracking_uri=settings.mlflow_uri, run_id=run_id)
-    result = fit_model(model, data, settings, run_dir(settings, as_of), logger=logger)
+    result = fit_model(model, data, settings, run_dir(settings, as_of), logger=logger, synthetic=synthetic)
     if run_id:
-        summary = {k: v for k, v in result["summary"].items() if isinstance(v, (int, float))}
-        runs.log_to_run(settings, run_id, params=_model_params(settings, model), metrics={"fit_seconds": result["fit_seconds"], **summary},
+        summary = {k: v for k, v in result["summary"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        valid = {f"valid/{view}/{m.replace('@', '_at_')}": v for view, ms in result["valid"].items() for m, v in ms.items()}
+        params = {**_model_params(settings, model), "training_data": "real+synthetic" if synthetic is not None else "real"}
+        runs.log_to_run(settings, run_id, params=params, metrics={"fit_seconds": result["fit_seconds"], **summary, **valid},
                         tags={"device": str(result["summary"].get("device", "cpu"))})
     return {**result, "run_id": run_id}
 
 
+def train_variants(settings: Settings, as_of, dataset_path: str, model: str, params: dict, parent_run_id: str | None,
+                   key: str, synthetic: dict) -> list[dict]:
+    """Train ``model`` on real data and, when synthetic data passed its gate, on real + synthetic data.
+
+    Args:
+        params: the DAG-run params (which models are selected).
+        synthetic: the synthetic gate's outcome.
+    Returns:
+        One result per trained variant (empty when the model is not selected).
+    """
+    from ml.pipeline.airflow_params import selected_models
+
+    if model not in selected_models(params):
+        return []
+    results = [train_step(settings, as_of, dataset_path, model, parent_run_id, key)]
+    if synthetic.get("passed"):
+        results.append(train_step(settings, as_of, dataset_path, f"{model}_synth", parent_run_id, key, synthetic["path"]))
+    return results
+
+
 def _model_params(settings: Settings, model: str) -> dict:
-    prefix = {"als": "als_", "bert4rec": "bert_"}.get(model)
+    from ml.pipeline.training import base_name
+
+    prefix = {"als": "als_", "bert4rec": "bert_"}.get(base_name(model))
     params = {k: v for k, v in settings.models.model_dump().items() if prefix and k.startswith(prefix)}
     if model == "pop_recent":
         params["recent_days"] = settings.models.recent_days
@@ -172,17 +287,27 @@ def _model_params(settings: Settings, model: str) -> dict:
 
 
 def fuse_step(settings: Settings, as_of, dataset_path: str, members: list[str], parent_run_id: str | None = None, key: str = "") -> dict:
-    """Fit fusion weights on validation (per view) over the trained members."""
-    from ml.pipeline.training import fit_fusion
+    """Fit fusion weights on validation (per view) over the trained members.
+
+    Where a model was trained both on real and on real + synthetic data, the variant with the
+    better validation NDCG@10 joins the fusion: synthetic data reaches the served model only when
+    it helped on validation.
+    """
+    from ml.pipeline.training import choose_variants, fit_fusion
     from ml.tracking import runs
 
     data = SplitData.load(Path(dataset_path))
-    result = fit_fusion(members, data, run_dir(settings, as_of))
+    folder = run_dir(settings, as_of)
+    chosen, decisions = choose_variants(folder, members)
+    result = fit_fusion(chosen, data, folder)
+    lake.write_json_atomic(decisions, folder / "models" / "fusion" / "variants.json")
     if parent_run_id:
         run_id = runs.model_run(settings, parent_run_id, key, "fusion")
-        params = {"model": "fusion", "members": members, **{f"weights.{v}": w for v, w in result["weights"].items()}}
-        runs.log_to_run(settings, run_id, params=params, metrics={"fit_seconds": result["fit_seconds"]})
-    return {k: result[k] for k in ("model", "weights", "fit_seconds")}
+        params = {"model": "fusion", "members": chosen, **{f"weights.{v}": w for v, w in result["weights"].items()}}
+        uses_synthetic = any(k.endswith("_synth") for k in chosen)
+        runs.log_to_run(settings, run_id, params=params, metrics={"fit_seconds": result["fit_seconds"]},
+                        tags={"uses_synthetic": str(uses_synthetic).lower()})
+    return {"model": "fusion", "members": chosen, "variants": decisions, "weights": result["weights"], "fit_seconds": result["fit_seconds"]}
 
 
 def evaluate_step(settings: Settings, as_of, dataset_path: str, models: list[str], parent_run_id: str | None = None, key: str = "", register: bool = True) -> dict:
@@ -212,12 +337,15 @@ def evaluate_step(settings: Settings, as_of, dataset_path: str, models: list[str
                     load_final(folder, name, "repeat")  # fails early if the saved model is unreadable
                     log_recommender(model_dir(folder, name, "final"), data, folder / "pyfunc" / name,
                                     registered_name=f"{settings.tracking.registered_model}-{name}")
-        runs.log_to_run(settings, parent_run_id, artifacts=[folder / "metrics.json", plot])
+        uplift = {f"uplift/{name}/{view}/{seg}/{m.replace('@', '_at_')}": d["delta"]
+                  for name, views in doc["synthetic_uplift"].items() for view, segs in views.items()
+                  for seg, ms in segs.items() for m, d in ms.items()}
+        runs.log_to_run(settings, parent_run_id, metrics=uplift, artifacts=[folder / "metrics.json", plot])
     summary = {
         name: {f"{view}/{m}": round(e["views"][view]["overall"][m], 4) for view in e["views"] for m in ("ndcg@10", "recall@10")}
         for name, e in doc["models"].items()
     }
-    return {"metrics_path": str(folder / "metrics.json"), "models": summary}
+    return {"metrics_path": str(folder / "metrics.json"), "models": summary, "synthetic_uplift": doc["synthetic_uplift"]}
 
 
 def summary_text(results: dict) -> str:
@@ -231,12 +359,30 @@ def summary_text(results: dict) -> str:
     if ds:
         lines.append(f"dataset {ds['digest']}: {ds['users']:,} users x {ds['items']:,} items; train {ds['train_events']:,} "
                      f"valid {ds['valid_events']:,} test {ds['test_events']:,} events (test from {ds['test_start']})")
+    synth, gate = results.get("synthesis"), results.get("synthetic_gate")
+    if synth:
+        rep = synth.get("report") or {}
+        line = f"synthesis: {synth['status']}"
+        if synth["status"] == "ok":
+            line += f", {rep.get('accepted')} accepted of {rep.get('generated')} proposed"
+        elif synth.get("reason"):
+            line += f" ({synth['reason']})"
+        if gate is not None:
+            line += "; gate " + ("passed: synthetic data joined training" if gate["passed"] else "FAILED, trained on real data only: " + "; ".join(gate["failures"])[:300])
+        lines.append(line)
     ev = results.get("evaluate", {})
     if ev:
-        lines.append(f"{'model':<11}{'repeat ndcg@10':>16}{'discover ndcg@10':>18}")
+        lines.append(f"{'model':<16}{'repeat ndcg@10':>16}{'discover ndcg@10':>18}")
         for name, m in ev["models"].items():
-            lines.append(f"{name:<11}{m['repeat/ndcg@10']:>16.4f}{m['discover/ndcg@10']:>18.4f}")
+            lines.append(f"{name:<16}{m['repeat/ndcg@10']:>16.4f}{m['discover/ndcg@10']:>18.4f}")
+        for name, views in (ev.get("synthetic_uplift") or {}).items():
+            d = views["discover"]
+            lines.append(f"synthetic uplift {name} (discover ndcg@10): overall {d['overall']['ndcg@10']['delta']:+.4f}, "
+                         f"sparse users {d['sparse']['ndcg@10']['delta']:+.4f}")
         lines.append(f"metrics: {ev['metrics_path']}")
+    fused = results.get("fusion")
+    if fused:
+        lines.append("fusion members: " + ", ".join(fused.get("members", [])))
     for k, v in results.get("where", {}).items():
         lines.append(f"{k}: {v}")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from ml.data.dataset import SplitData
 from ml.data.interactions import Interactions
 from ml.data.lake import write_json_atomic, write_parquet_atomic
 from ml.eval.evaluate import evaluate
+from ml.models.augmented import AugmentedHistory
 from ml.models.base import Recommender
 from ml.tracking.pyfunc import recommendations_frame
 
@@ -71,36 +72,111 @@ def model_dir(run_dir: Path, name: str, phase: str) -> Path:
     return Path(run_dir) / "models" / name / phase
 
 
-def fit_model(name: str, data: SplitData, settings: Settings, run_dir: Path, logger=None) -> dict:
-    """Fit one base model in both phases and save it; returns timings and the model's own summary.
+SYNTH_SUFFIX = "_synth"  # a model trained on real + synthetic data is saved as "<name>_synth"
+
+
+def base_name(key: str) -> str:
+    """The model type behind a saved model key ("als_synth" -> "als")."""
+    return key.removesuffix(SYNTH_SUFFIX)
+
+
+def fit_model(name: str, data: SplitData, settings: Settings, run_dir: Path, logger=None, synthetic: pd.DataFrame | None = None) -> dict:
+    """Fit one base model in both phases, save it, and score it on validation.
 
     Args:
-        name: one of ``BASE_MODELS``.
-        data: the split.
+        name: one of ``BASE_MODELS``, or ``<name>_synth`` to train on real + ``synthetic`` events.
+        data: the real split.
         settings: hyper-parameters.
         run_dir: run folder; models go to ``models/<name>/{valid,final}``.
         logger: a Lightning logger for BERT4Rec curves (optional).
+        synthetic: gated synthetic interactions (user_id, item_id, timestamp) for ``_synth`` models;
+            they join training and the model's own history, never validation, test or the
+            "already bought" filter.
     Returns:
-        ``{"model", "fit_seconds", "refit_seconds", "summary"}``.
+        ``{"model", "fit_seconds", "refit_seconds", "valid", "summary"}``; ``valid`` holds NDCG@10 and
+        Recall@10 on the validation period per view (what fusion uses to choose variants).
     """
+    if name.endswith(SYNTH_SUFFIX) and synthetic is None:
+        raise ValueError(f"{name} needs synthetic interactions")
+    extra = synthetic_events(data, synthetic, settings.synth.weight) if name.endswith(SYNTH_SUFFIX) else None
+
+    def build(**kwargs) -> Recommender:
+        model = make_model(base_name(name), settings, **kwargs)
+        return AugmentedHistory(model, extra) if extra is not None else model
+
     train, valid = data.train_i, data.valid_i
     started = time.perf_counter()
-    model = make_model(name, settings, logger=logger, checkpoint_dir=Path(run_dir) / "checkpoints" / name)
+    model = build(logger=logger, checkpoint_dir=Path(run_dir) / "checkpoints" / name)
     model.fit(train, valid if len(valid) else None)
     fit_s = time.perf_counter() - started
     model.save(model_dir(run_dir, name, "valid"))
+    valid_scores = validation_metrics(model, data)
     refit_s = 0.0
-    if name != "bert4rec":  # BERT4Rec keeps its early-stopped weights; history brings it up to date
+    if base_name(name) != "bert4rec":  # BERT4Rec keeps its early-stopped weights; history brings it up to date
         started = time.perf_counter()
-        model = make_model(name, settings).fit(train.concat(valid))
+        model = build().fit(train.concat(valid))
         refit_s = time.perf_counter() - started
     model.save(model_dir(run_dir, name, "final"))
     summary = getattr(model, "training_summary", None) or {}
     if hasattr(model, "device"):
         summary = {**summary, "device": model.device}
-    result = {"model": name, "fit_seconds": round(fit_s, 2), "refit_seconds": round(refit_s, 2), "summary": summary}
+    result = {"model": name, "fit_seconds": round(fit_s, 2), "refit_seconds": round(refit_s, 2), "valid": valid_scores, "summary": summary}
     write_json_atomic(result, Path(run_dir) / "models" / name / "fit.json")
     return result
+
+
+def synthetic_events(data: SplitData, synthetic: pd.DataFrame, weight: float) -> Interactions:
+    """Gated synthetic interactions as events over the split's vocabulary, each of weight ``weight``.
+
+    Raises:
+        ValueError: a row names an unknown user or item, or is dated at or after the training cut.
+    """
+    from ml.synth.expansion import training_cut
+
+    extra = synthetic[[C.USER, C.ITEM, C.TIMESTAMP]].astype({C.USER: str, C.ITEM: str}).assign(**{C.WEIGHT: np.float32(weight)})
+    if (pd.to_datetime(extra[C.TIMESTAMP]) >= training_cut(data)).any():
+        raise ValueError("synthetic interactions at or after the training cut: gate them first")
+    return data.to_interactions(extra)  # refuses users or items outside the vocabulary
+
+
+def validation_metrics(model: Recommender, data: SplitData) -> dict:
+    """NDCG@10 and Recall@10 of a validation-phase model on the validation period, per view."""
+    truth = data.valid_i.csr(binary=True)
+    out = {}
+    for view, exclude_seen in VIEWS.items():
+        view_truth = sp.csr_matrix(truth - truth.multiply(data.train_i.csr(binary=True))) if exclude_seen else truth
+        view_truth.eliminate_zeros()
+        users = np.flatnonzero(np.diff(view_truth.indptr) > 0)
+        if not len(users):
+            continue
+        ids, _ = model.recommend(users, data.train_i, n=10, filter_already_liked_items=exclude_seen)
+        result = evaluate(ids, view_truth, users, ks=[10])["overall"]
+        out[view] = {"ndcg@10": result["ndcg@10"], "recall@10": result["recall@10"]}
+    return out
+
+
+def choose_variants(run_dir: Path, trained: list[str]) -> tuple[list[str], dict]:
+    """Per model type, the variant (real-only or ``_synth``) with the better validation NDCG@10.
+
+    The score is the mean of both views' validation NDCG@10; real-only wins ties. Synthetic data
+    reaches fusion (the served model) only through a variant that won here.
+
+    Returns:
+        (chosen keys, ``{base: {"chosen", "valid_ndcg@10": {key: score}}}``).
+    """
+    def score(key: str) -> float:
+        fit = json.loads((Path(run_dir) / "models" / key / "fit.json").read_text())
+        views = fit.get("valid") or {}
+        return float(np.mean([v["ndcg@10"] for v in views.values()])) if views else float("-inf")
+
+    chosen, decisions = [], {}
+    for base in dict.fromkeys(base_name(k) for k in trained):
+        keys = [k for k in (base, base + SYNTH_SUFFIX) if k in trained]
+        scores = {k: score(k) for k in keys}
+        best = max(keys, key=lambda k: (scores[k], k == base))
+        chosen.append(best)
+        decisions[base] = {"chosen": best, "valid_ndcg@10": scores}
+    return chosen, decisions
 
 
 def fit_fusion(members: list[str], data: SplitData, run_dir: Path) -> dict:
@@ -166,10 +242,11 @@ def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_d
 
     Writes ``metrics.json``, ``recommendations.parquet`` (model, view, user_id, rank, item_id,
     score; top 20 per evaluated user) and ``ground_truth.parquet`` (user_id, item_id, repeat)
-    into ``out_dir`` (default ``run_dir``).
+    into ``out_dir`` (default ``run_dir``). Truth, history and the "already bought" filter are
+    real events only (``<name>_synth`` models add their synthetic events themselves).
 
     Returns:
-        The metrics document.
+        The metrics document; ``synthetic_uplift`` compares each ``<name>_synth`` with ``<name>``.
     """
     out_dir = Path(out_dir or run_dir)
     history = data.history_for_test()
@@ -181,7 +258,7 @@ def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_d
     for name in names:
         fit_path = Path(run_dir) / "models" / name / "fit.json"
         fit = json.loads(fit_path.read_text()) if fit_path.exists() else {}
-        entry = {"fit_seconds": fit.get("fit_seconds"), "refit_seconds": fit.get("refit_seconds"), "views": {}}
+        entry = {"fit_seconds": fit.get("fit_seconds"), "refit_seconds": fit.get("refit_seconds"), "valid": fit.get("valid"), "views": {}}
         for view, exclude_seen in VIEWS.items():
             model = load_final(run_dir, name, view)
             truth = truths[view]
@@ -194,6 +271,7 @@ def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_d
             frame = recommendations_frame(data.user_ids[users], ids[:, :TOP_K], scores[:, :TOP_K], data.item_ids)
             rec_frames.append(frame.assign(**{C.MODEL: name, "view": view}))
         doc["models"][name] = entry
+    doc["synthetic_uplift"] = synthetic_uplift(doc["models"])
     truth = truths["repeat"].tocoo()
     repeat = np.asarray(history.csr(binary=True)[truth.row, truth.col]).ravel() > 0
     gt = pd.DataFrame({C.USER: data.user_ids[truth.row], C.ITEM: data.item_ids[truth.col], "repeat": repeat})
@@ -202,6 +280,42 @@ def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_d
     write_parquet_atomic(gt, out_dir / "ground_truth.parquet")
     write_json_atomic(doc, out_dir / "metrics.json")
     return doc
+
+
+def synthetic_uplift(models: dict, metrics: tuple[str, ...] = ("ndcg@10", "recall@10")) -> dict:
+    """For each ``<name>_synth`` beside ``<name>``: real-only, real+synthetic and their difference.
+
+    Returns:
+        ``{name: {view: {segment: {metric: {"real", "real_synthetic", "delta"}}}}}``.
+    """
+    out = {}
+    for key, entry in models.items():
+        name = base_name(key)
+        if key == name or name not in models:
+            continue
+        out[name] = {
+            view: {
+                seg: {
+                    m: {"real": models[name]["views"][view][seg][m], "real_synthetic": vals[m],
+                        "delta": vals[m] - models[name]["views"][view][seg][m]}
+                    for m in metrics
+                }
+                for seg, vals in result.items() if seg in ("overall", "sparse")
+            }
+            for view, result in entry["views"].items()
+        }
+    return out
+
+
+def uplift_table(doc: dict) -> str:
+    """Real-only vs real+synthetic NDCG@10 and Recall@10 per model, view and segment, one table."""
+    rows = [f"{'model':<10}{'view':<10}{'segment':<9}{'metric':<11}{'real':>9}{'real+syn':>10}{'delta':>9}"]
+    for name, views in doc.get("synthetic_uplift", {}).items():
+        for view, segs in views.items():
+            for seg, ms in segs.items():
+                for m, d in ms.items():
+                    rows.append(f"{name:<10}{view:<10}{seg:<9}{m:<11}{d['real']:>9.4f}{d['real_synthetic']:>10.4f}{d['delta']:>+9.4f}")
+    return "\n".join(rows)
 
 
 def metrics_table(doc: dict, metric: str = "ndcg@10") -> str:

@@ -46,6 +46,9 @@ def test_pipeline_order(dag):
         task = dag.get_task(train)
         assert "start_tracking" in task.upstream_task_ids and "fuse" in task.downstream_task_ids
     assert "evaluate" in dag.get_task("fuse").downstream_task_ids
+    assert "synthesize" in dag.get_task("build_dataset").downstream_task_ids
+    for train in ("train_als", "train_bert4rec"):
+        assert "gate_synthetic" in dag.get_task(train).upstream_task_ids
     assert "summary" in dag.get_task("evaluate").downstream_task_ids
 
 
@@ -56,7 +59,8 @@ def test_bert4rec_runs_in_the_gpu_pool(dag):
 
 def test_trigger_form_has_typed_params(dag):
     params = dag.params
-    for name in ("as_of", "models", "test_days", "validation_days", "bert_max_epochs", "seed", "register_models"):
+    for name in ("as_of", "models", "test_days", "validation_days", "bert_max_epochs", "seed", "synthesis", "synth_backend",
+                 "synth_max_per_user", "register_models"):
         assert name in params
     assert params.get_param("models").schema["items"]["enum"] == ["pop", "pop_recent", "rebuy", "als", "bert4rec"]
     assert params.get_param("test_days").schema["type"] == "integer"
