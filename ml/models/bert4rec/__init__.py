@@ -1,0 +1,1 @@
+"""BERT4Rec: masked-item sequential recommender (network, data, Lightning module, Recommender)."""

@@ -1,0 +1,187 @@
+"""Batches for BERT4Rec: masked training sequences, and history + [MASK] inputs for prediction.
+
+All batches are right-padded with token 0, so position ``p`` is the ``p``-th kept item. Training
+and validation batches come from :class:`LengthBucketBatchSampler`, which groups sequences of
+similar length so that padding (wasted compute) stays at a few percent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler, get_worker_info
+
+from ml.models.bert4rec.network import PAD_ID
+
+IGNORE = -100  # label of positions that carry no loss
+CROP_MODES = ("random", "last")
+
+
+def pad_right(rows: Sequence[np.ndarray], value: int) -> np.ndarray:
+    """Stack 1-d integer arrays into a ``(len(rows), longest)`` int64 matrix padded with ``value``."""
+    longest = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), max(longest, 1)), value, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def prediction_tokens(history: np.ndarray, max_len: int, mask_id: int) -> np.ndarray:
+    """Model input that asks for the next item: the last ``max_len - 1`` items + [MASK].
+
+    Args:
+        history: the user's item indices, oldest first.
+        max_len: model input length.
+        mask_id: the [MASK] token (``n_items + 1``).
+    Returns:
+        int64 token ids (item ``i`` is token ``i + 1``), at most ``max_len`` long, ending in [MASK].
+    """
+    kept = np.asarray(history[len(history) - (max_len - 1) :] if max_len > 1 else history[:0], np.int64)
+    return np.append(kept + 1, mask_id)
+
+
+class SequenceDataset(Dataset):
+    """Item sequences (any length), returned whole; cropping happens in the collator."""
+
+    def __init__(self, sequences: Sequence[np.ndarray]) -> None:
+        self.sequences = [np.asarray(s, np.int64) for s in sequences]
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, idx: int) -> np.ndarray:
+        return self.sequences[idx]
+
+
+class MaskingCollator:
+    """Turns item sequences into a masked-item-prediction batch.
+
+    Each sequence is cut to ``max_len`` items (its last window, or a random window when
+    ``crop="random"``), each real position is masked with probability ``mask_prob`` and at least
+    one position per sequence is masked. Labels are item indices at masked positions, -100 elsewhere.
+
+    Args:
+        n_items: number of real items (mask token = ``n_items + 1``).
+        max_len: longest training window.
+        mask_prob: masking probability per item.
+        crop: ``"random"`` (a random window of long sequences each time) or ``"last"``.
+        seed: seed of the collator's own generator (reseeded per DataLoader worker).
+    """
+
+    def __init__(self, n_items: int, max_len: int, mask_prob: float, crop: str = "random", seed: int = 0) -> None:
+        if crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
+        if not 0.0 < mask_prob <= 1.0:
+            raise ValueError("mask_prob must lie in (0, 1]")
+        self.n_items, self.max_len, self.mask_prob, self.crop = n_items, max_len, mask_prob, crop
+        self.mask_id = n_items + 1
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._worker_seeded: int | None = None
+
+    def _generator(self) -> np.random.Generator:
+        info = get_worker_info()
+        if info is not None and self._worker_seeded != info.seed:
+            self._rng = np.random.default_rng([self._seed, info.seed])
+            self._worker_seeded = info.seed
+        return self._rng
+
+    def _window(self, seq: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if len(seq) <= self.max_len:
+            return seq
+        end = len(seq) if self.crop == "last" else int(rng.integers(self.max_len, len(seq) + 1))
+        return seq[end - self.max_len : end]
+
+    def __call__(self, sequences: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """Collate a list of item sequences.
+
+        Returns:
+            ``input_ids``, ``attention_mask`` and ``labels``, each ``(batch, length)`` int64.
+        """
+        rng = self._generator()
+        tokens = pad_right([self._window(s, rng) + 1 for s in sequences], PAD_ID)
+        real = tokens != PAD_ID
+        masked = (rng.random(tokens.shape) < self.mask_prob) & real
+        lengths = real.sum(1)
+        for row in np.flatnonzero(~masked.any(1) & (lengths > 0)):
+            masked[row, rng.integers(lengths[row])] = True
+        labels = np.where(masked, tokens - 1, IGNORE)
+        inputs = np.where(masked, self.mask_id, tokens)
+        return {
+            "input_ids": torch.from_numpy(inputs),
+            "attention_mask": torch.from_numpy(real.astype(np.int64)),
+            "labels": torch.from_numpy(labels),
+        }
+
+
+class NextItemDataset(Dataset):
+    """(history, target item) pairs for validation: the model must rank ``target`` after ``history``."""
+
+    def __init__(self, histories: Sequence[np.ndarray], targets: Sequence[int]) -> None:
+        if len(histories) != len(targets):
+            raise ValueError("histories and targets differ in length")
+        self.histories = [np.asarray(h, np.int64) for h in histories]
+        self.targets = np.asarray(targets, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, int]:
+        return self.histories[idx], int(self.targets[idx])
+
+
+class NextItemCollator:
+    """Batches history + [MASK] inputs (see :func:`prediction_tokens`) with their targets.
+
+    Returns dicts with ``input_ids``, ``attention_mask``, ``positions`` (index of [MASK] per row),
+    ``targets`` and ``seen`` (the whole history as item indices, padded with ``n_items``).
+    """
+
+    def __init__(self, n_items: int, max_len: int) -> None:
+        self.n_items, self.max_len, self.mask_id = n_items, max_len, n_items + 1
+
+    def __call__(self, batch: Sequence[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
+        histories = [h for h, _ in batch]
+        tokens = pad_right([prediction_tokens(h, self.max_len, self.mask_id) for h in histories], PAD_ID)
+        real = tokens != PAD_ID
+        return {
+            "input_ids": torch.from_numpy(tokens),
+            "attention_mask": torch.from_numpy(real.astype(np.int64)),
+            "positions": torch.from_numpy(real.sum(1) - 1),
+            "targets": torch.tensor([t for _, t in batch], dtype=torch.int64),
+            "seen": torch.from_numpy(pad_right(histories, self.n_items)),
+        }
+
+
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    """Batches of indices whose sequences have similar length, in random batch order.
+
+    Each epoch: shuffle, stable-sort by length (ties stay shuffled), cut into batches, shuffle the
+    batches. With ``shuffle=False`` the batches are the sorted cut, in order (for evaluation).
+
+    Args:
+        lengths: effective length of each sequence (after truncation to the model's max length).
+        batch_size: sequences per batch.
+        shuffle: randomise membership among equal lengths and the batch order.
+        seed: seed of the sampler's generator.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0) -> None:
+        self.lengths = np.asarray(lengths, np.int64)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self._rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        order = order[np.argsort(self.lengths[order], kind="stable")]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.shuffle:
+            batches = [batches[i] for i in self._rng.permutation(len(batches))]
+        for b in batches:
+            yield b.tolist()
