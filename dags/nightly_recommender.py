@@ -53,6 +53,8 @@ def _run():
         "test_days": Param(100, type="integer", minimum=1, title="Test days", description="Length of the held-out test period."),
         "validation_days": Param(31, type="integer", minimum=1, title="Validation days", description="Length of the validation period before the test."),
         "bert_max_epochs": Param(200, type="integer", minimum=1, title="BERT4Rec max epochs", description="Upper bound; early stopping usually ends sooner."),
+        "bert_max_minutes": Param(60, type="number", minimum=1, title="BERT4Rec time cap (minutes)",
+                                  description="Wall-time cap per BERT4Rec training; the best epoch so far is kept."),
         "seed": Param(42, type="integer", title="Seed", description="Random seed of every model."),
         "synthesis": Param(True, type="boolean", title="Synthesize training data",
                            description="Generate synthetic purchases for sparse users with the language model."),

@@ -101,7 +101,10 @@ class ModelSettings(BaseModel):
     bert_batch_size: int = 128
     bert_lr: float = 1e-3
     bert_max_epochs: int = 200
-    bert_patience: int = 5  # epochs without validation NDCG@10 improvement before stopping
+    # epochs without validation NDCG@10 improvement before stopping, counted only once the model
+    # has left its popularity plateau (1.5x popularity on validation); 20 as the replications
+    bert_patience: int = 20
+    bert_max_minutes: float | None = 60.0  # wall-time cap per training (best epoch kept); None = no cap
     seed: int = 42
 
 

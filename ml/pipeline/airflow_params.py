@@ -28,7 +28,8 @@ def settings_from_params(params: dict) -> Settings:
     """Settings with a run's form params applied on top (params win over file and environment)."""
     overrides = {
         "split": {"test_days": params.get("test_days"), "validation_days": params.get("validation_days")},
-        "models": {"bert_max_epochs": params.get("bert_max_epochs"), "seed": params.get("seed")},
+        "models": {"bert_max_epochs": params.get("bert_max_epochs"), "bert_max_minutes": params.get("bert_max_minutes"),
+                   "seed": params.get("seed")},
         "synth": {"backend": params.get("synth_backend"), "max_per_user": params.get("synth_max_per_user")},
     }
     return get_settings().with_overrides(overrides)
