@@ -61,7 +61,7 @@ def make_model(name: str, settings: Settings, logger=None, checkpoint_dir: Path 
         return Bert4Rec(
             hidden=m.bert_hidden, layers=m.bert_layers, heads=m.bert_heads, max_len=m.bert_max_len,
             mask_prob=m.bert_mask_prob, dropout=m.bert_dropout, batch_size=m.bert_batch_size, lr=m.bert_lr,
-            max_epochs=m.bert_max_epochs, patience=m.bert_patience, seed=m.seed, logger=logger,
+            max_epochs=m.bert_max_epochs, patience=m.bert_patience, max_minutes=m.bert_max_minutes, seed=m.seed, logger=logger,
             checkpoint_dir=checkpoint_dir,
         )
     raise ValueError(f"unknown model {name!r} (choose from {', '.join(ALL_MODELS)})")
@@ -141,12 +141,11 @@ def synthetic_events(data: SplitData, synthetic: pd.DataFrame, weight: float) ->
 
 def validation_metrics(model: Recommender, data: SplitData) -> dict:
     """NDCG@10 and Recall@10 of a validation-phase model on the validation period, per view."""
-    truth = data.valid_i.csr(binary=True)
+    truths = view_truths(data.valid_i, data.train_i)
     out = {}
     for view, exclude_seen in VIEWS.items():
-        view_truth = sp.csr_matrix(truth - truth.multiply(data.train_i.csr(binary=True))) if exclude_seen else truth
-        view_truth.eliminate_zeros()
-        users = np.flatnonzero(np.diff(view_truth.indptr) > 0)
+        view_truth = truths[view]
+        users = users_with_truth(view_truth)
         if not len(users):
             continue
         ids, _ = model.recommend(users, data.train_i, n=10, filter_already_liked_items=exclude_seen)
@@ -194,13 +193,11 @@ def fit_fusion(members: list[str], data: SplitData, run_dir: Path) -> dict:
     started = time.perf_counter()
     valid_members = {n: Recommender.load(model_dir(run_dir, n, "valid")) for n in members}
     final_members = {n: Recommender.load(model_dir(run_dir, n, "final")) for n in members}
-    truth = data.valid_i.csr(binary=True)
+    truths = view_truths(data.valid_i, data.train_i)
     weights, searches = {}, {}
     for view, exclude_seen in VIEWS.items():
-        view_truth = truth - truth.multiply(data.train_i.csr(binary=True)) if exclude_seen else truth
-        view_truth = sp.csr_matrix(view_truth)
-        view_truth.eliminate_zeros()
-        users = np.flatnonzero(np.diff(view_truth.indptr) > 0)
+        view_truth = truths[view]
+        users = users_with_truth(view_truth)
         fusion = Fusion(valid_members, members_fitted=True)
         weights[view] = fusion.fit_weights(users, data.train_i, view_truth, {n: FUSION_GRID for n in members}, filter_already_liked_items=exclude_seen)
         searches[view] = getattr(fusion, "weight_search", [])
@@ -228,13 +225,17 @@ def segments(data: SplitData, history: Interactions, users: np.ndarray, sparse_m
     return {"sparse": sparse, "rest": ~sparse}
 
 
-def ground_truth(data: SplitData, history: Interactions) -> dict[str, sp.csr_matrix]:
-    """Test truth per view: ``repeat`` = all test items; ``discover`` = test items not in history."""
-    truth = data.test_i.csr(binary=True)
-    seen = history.csr(binary=True)
-    new = truth - truth.multiply(seen)
+def view_truths(target: Interactions, history: Interactions) -> dict[str, sp.csr_matrix]:
+    """Held-out truth per view: ``repeat`` = all target items; ``discover`` = those not in history."""
+    truth = target.csr(binary=True)
+    new = sp.csr_matrix(truth - truth.multiply(history.csr(binary=True)))
     new.eliminate_zeros()
-    return {"repeat": truth, "discover": sp.csr_matrix(new)}
+    return {"repeat": truth, "discover": new}
+
+
+def users_with_truth(truth: sp.csr_matrix) -> np.ndarray:
+    """Row indices with at least one held-out item."""
+    return np.flatnonzero(np.diff(truth.indptr) > 0)
 
 
 def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_dir: Path, out_dir: Path | None = None) -> dict:
@@ -250,7 +251,7 @@ def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_d
     """
     out_dir = Path(out_dir or run_dir)
     history = data.history_for_test()
-    truths = ground_truth(data, history)
+    truths = view_truths(data.test_i, history)
     popularity = np.asarray((history.csr(binary=True) > 0).sum(axis=0)).ravel()
     ks = settings.eval.ks
     doc: dict = {"protocol": data.info, "ks": ks, "sparse_max_items": settings.split.sparse_max_items, "models": {}}
@@ -262,7 +263,7 @@ def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_d
         for view, exclude_seen in VIEWS.items():
             model = load_final(run_dir, name, view)
             truth = truths[view]
-            users = np.flatnonzero(np.diff(truth.indptr) > 0)
+            users = users_with_truth(truth)
             started = time.perf_counter()
             ids, scores = model.recommend(users, history, n=max(max(ks), TOP_K), filter_already_liked_items=exclude_seen)
             entry[f"predict_seconds_{view}"] = round(time.perf_counter() - started, 2)
