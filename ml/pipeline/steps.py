@@ -248,8 +248,10 @@ def train_step(settings: Settings, as_of, dataset_path: str, model: str, parent_
         logger = MLFlowLogger(experiment_name=settings.tracking.experiment, tracking_uri=settings.mlflow_uri, run_id=run_id)
     result = fit_model(model, data, settings, run_dir(settings, as_of), logger=logger, synthetic=synthetic)
     if run_id:
-        summary = {k: v for k, v in result["summary"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        valid = {f"valid/{view}/{m.replace('@', '_at_')}": v for view, ms in result["valid"].items() for m, v in ms.items()}
+        from ml.eval.evaluate import mlflow_metric_name
+
+        summary = {mlflow_metric_name(k): v for k, v in result["summary"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        valid = {f"valid/{view}/{mlflow_metric_name(m)}": v for view, ms in result["valid"].items() for m, v in ms.items()}
         params = {**_model_params(settings, model), "training_data": "real+synthetic" if synthetic is not None else "real"}
         runs.log_to_run(settings, run_id, params=params, metrics={"fit_seconds": result["fit_seconds"], **summary, **valid},
                         tags={"device": str(result["summary"].get("device", "cpu"))})
