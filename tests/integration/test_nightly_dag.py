@@ -15,7 +15,8 @@ AS_OF = "2010-06-30"  # an early replay day keeps the run short (about 200k even
 @pytest.fixture(scope="module")
 def dag_run(airflow_db, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    env = {**os.environ, "RECO_PATHS__HOME": str(home)}
+    # a small enrichment budget keeps the run short; interaction synthesis runs in full
+    env = {**os.environ, "RECO_PATHS__HOME": str(home), "RECO_SYNTH__ENRICH_MAX_ITEMS": "20"}
     airflow = str(Path(sys.executable).with_name("airflow"))
     conf = {"as_of": AS_OF, "models": ["pop", "rebuy", "als"], "register_models": True}
     proc = subprocess.run([airflow, "dags", "test", "nightly_recommender", AS_OF, "-c", json.dumps(conf)],
@@ -36,7 +37,11 @@ def test_run_wrote_lake_quality_results_and_metrics(dag_run):
     assert report["last_timestamp"] < "2010-07-01"
     assert (home / "quality" / "data_docs" / "index.html").exists()
     metrics = json.loads((home / "runs" / AS_OF / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"pop", "rebuy", "als", "fusion"}
+    # synthesis ran with the embedded model and passed its gate: ALS was also trained on real + synthetic data
+    assert (home / "datasets" / AS_OF / "synthetic" / "synthetic_interactions.parquet").exists()
+    assert set(metrics["models"]) == {"pop", "rebuy", "als", "als_synth", "fusion"}
+    uplift = metrics["synthetic_uplift"]["als"]["discover"]["sparse"]["ndcg@10"]
+    assert uplift["delta"] == pytest.approx(uplift["real_synthetic"] - uplift["real"])
     for entry in metrics["models"].values():
         for view in ("repeat", "discover"):
             for seg in ("overall", "sparse", "rest"):
@@ -57,7 +62,9 @@ def test_mlflow_has_a_parent_run_with_a_nested_run_per_model(dag_run):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1
-    assert {r.data.tags["model"] for r in children} == {"pop", "rebuy", "als", "fusion"}
+    assert {r.data.tags["model"] for r in children} == {"pop", "rebuy", "als", "als_synth", "fusion"}
+    assert parents[0].data.tags["synthetic_status"] == "ok"
+    assert any(k.startswith("uplift/als/") for k in parents[0].data.metrics)
     als = next(r for r in children if r.data.tags["model"] == "als")
     assert "discover/overall/ndcg_at_10" in als.data.metrics and "fit_seconds" in als.data.metrics
     assert als.data.params["als_factors"] == "64"
