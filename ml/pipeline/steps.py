@@ -221,7 +221,8 @@ def start_tracking_step(settings: Settings, as_of, key: str, dataset: dict, run_
     data = SplitData.load(Path(dataset["path"]))
     runs.log_dataset(settings, run_id, data, name=f"interactions-{_day(as_of)}")
     report = settings.paths.lake / REPORT_FILE
-    runs.log_to_run(settings, run_id, metrics={"data/rows_in": dataset.get("train_events", 0)}, artifacts=[report] if report.exists() else [])
+    counts = {f"data/{k}": dataset[k] for k in ("users", "items", "train_events", "valid_events", "test_events") if k in dataset}
+    runs.log_to_run(settings, run_id, metrics=counts, artifacts=[report] if report.exists() else [])
     return run_id
 
 

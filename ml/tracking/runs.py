@@ -93,15 +93,12 @@ def log_to_run(settings: Settings, run_id: str, params: dict | None = None, metr
 
 def log_dataset(settings: Settings, run_id: str, data, name: str) -> None:
     """Record the split as an MLflow dataset input (name, digest, source folder, counts)."""
-    import pandas as pd
-
     configure(settings)
     with mlflow.start_run(run_id=run_id):
         sample = data.train.head(1000).assign(timestamp=lambda f: f["timestamp"].astype("int64"))
         ds = mlflow.data.from_pandas(sample, source=str(data.info.get("path", "")), name=name, digest=data.digest())
         mlflow.log_input(ds, context="training")
         mlflow.log_params({f"data.{k}": v for k, v in data.info.items() if not isinstance(v, (dict, list))})
-        del pd
 
 
 def model_metrics(entry: dict) -> dict[str, float]:
