@@ -320,7 +320,8 @@ def evaluate_step(settings: Settings, as_of, dataset_path: str, models: list[str
         ``{"metrics_path", "models": {name: {"ndcg@10": ..., "recall@10": ...}}}`` (repeat and discover views).
     """
     from ml.eval.plots import plot_metric_curves
-    from ml.pipeline.training import evaluate_models, load_final, model_dir
+    from ml.eval.evaluate import mlflow_metric_name
+    from ml.pipeline.training import evaluate_models, model_dir
     from ml.tracking import runs
     from ml.tracking.pyfunc import log_recommender
 
@@ -337,10 +338,9 @@ def evaluate_step(settings: Settings, as_of, dataset_path: str, models: list[str
 
                 runs.configure(settings)
                 with mlflow.start_run(run_id=run_id):
-                    load_final(folder, name, "repeat")  # fails early if the saved model is unreadable
                     log_recommender(model_dir(folder, name, "final"), data, folder / "pyfunc" / name,
                                     registered_name=f"{settings.tracking.registered_model}-{name}")
-        uplift = {f"uplift/{name}/{view}/{seg}/{m.replace('@', '_at_')}": d["delta"]
+        uplift = {f"uplift/{name}/{view}/{seg}/{mlflow_metric_name(m)}": d["delta"]
                   for name, views in doc["synthetic_uplift"].items() for view, segs in views.items()
                   for seg, ms in segs.items() for m, d in ms.items()}
         runs.log_to_run(settings, parent_run_id, metrics=uplift, artifacts=[folder / "metrics.json", plot])

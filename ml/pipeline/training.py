@@ -218,9 +218,10 @@ def load_final(run_dir: Path, name: str, view: str) -> Recommender:
     return Recommender.load(specific if specific.exists() else model_dir(run_dir, name, "final"))
 
 
-def segments(data: SplitData, history: Interactions, users: np.ndarray, sparse_max: int) -> dict[str, np.ndarray]:
-    """User segments over ``users``: ``sparse`` (<= ``sparse_max`` distinct history items) and ``rest``."""
-    n_items = np.diff(history.csr(binary=True).indptr)[users]
+def segments(seen: sp.csr_matrix, users: np.ndarray, sparse_max: int) -> dict[str, np.ndarray]:
+    """User segments over ``users``: ``sparse`` (<= ``sparse_max`` distinct history items, from the
+    binary user x item history ``seen``) and ``rest``."""
+    n_items = np.diff(seen.indptr)[users]
     sparse = n_items <= sparse_max
     return {"sparse": sparse, "rest": ~sparse}
 
@@ -251,9 +252,12 @@ def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_d
     """
     out_dir = Path(out_dir or run_dir)
     history = data.history_for_test()
+    seen = history.csr(binary=True)
     truths = view_truths(data.test_i, history)
-    popularity = np.asarray((history.csr(binary=True) > 0).sum(axis=0)).ravel()
+    popularity = np.asarray(seen.sum(axis=0)).ravel()
     ks = settings.eval.ks
+    view_users = {view: users_with_truth(truth) for view, truth in truths.items()}
+    view_segments = {view: segments(seen, users, settings.split.sparse_max_items) for view, users in view_users.items()}
     doc: dict = {"protocol": data.info, "ks": ks, "sparse_max_items": settings.split.sparse_max_items, "models": {}}
     rec_frames = []
     for name in names:
@@ -262,19 +266,17 @@ def evaluate_models(names: list[str], data: SplitData, settings: Settings, run_d
         entry = {"fit_seconds": fit.get("fit_seconds"), "refit_seconds": fit.get("refit_seconds"), "valid": fit.get("valid"), "views": {}}
         for view, exclude_seen in VIEWS.items():
             model = load_final(run_dir, name, view)
-            truth = truths[view]
-            users = users_with_truth(truth)
+            truth, users = truths[view], view_users[view]
             started = time.perf_counter()
             ids, scores = model.recommend(users, history, n=max(max(ks), TOP_K), filter_already_liked_items=exclude_seen)
             entry[f"predict_seconds_{view}"] = round(time.perf_counter() - started, 2)
-            segs = segments(data, history, users, settings.split.sparse_max_items)
-            entry["views"][view] = evaluate(ids, truth, users, segs, ks=ks, item_popularity=popularity, n_items=data.n_items)
+            entry["views"][view] = evaluate(ids, truth, users, view_segments[view], ks=ks, item_popularity=popularity, n_items=data.n_items)
             frame = recommendations_frame(data.user_ids[users], ids[:, :TOP_K], scores[:, :TOP_K], data.item_ids)
             rec_frames.append(frame.assign(**{C.MODEL: name, "view": view}))
         doc["models"][name] = entry
     doc["synthetic_uplift"] = synthetic_uplift(doc["models"])
     truth = truths["repeat"].tocoo()
-    repeat = np.asarray(history.csr(binary=True)[truth.row, truth.col]).ravel() > 0
+    repeat = np.asarray(seen[truth.row, truth.col]).ravel() > 0
     gt = pd.DataFrame({C.USER: data.user_ids[truth.row], C.ITEM: data.item_ids[truth.col], "repeat": repeat})
     recs = pd.concat(rec_frames, ignore_index=True)[[C.MODEL, "view", C.USER, C.RANK, C.ITEM, C.SCORE]] if rec_frames else pd.DataFrame()
     write_parquet_atomic(recs, out_dir / "recommendations.parquet")
