@@ -153,12 +153,12 @@ def baselines(train: Interactions, targets: Interactions, histories: list[np.nda
 
 
 def print_epochs(label: str, epochs: list[dict]) -> None:
-    print(f"\n[{label}] epoch  wall_s  train_s  seq/s  masked_tok/s  val_ndcg@10  val_recall@10")
+    print(f"\n[{label}] epoch  wall_s  train_s  seq/s  masked_tok/s  val_ndcg@10  val_repeat_recall@10")
     for e in epochs:
         print(
             f"[{label}] {e['epoch']:5d} {e['elapsed_seconds']:7.1f} {e['train_seconds']:8.1f}"
             f" {e['sequences_per_s']:6.0f} {e['masked_tokens_per_s']:13.0f} {e.get('val_ndcg@10', float('nan')):12.4f}"
-            f" {e.get('val_recall@10', float('nan')):14.4f}"
+            f" {e.get('val_repeat_recall@10', float('nan')):14.4f}"
         )
 
 
@@ -175,7 +175,11 @@ def main() -> None:
     parser.add_argument("--mask-prob", type=float, default=0.2)
     parser.add_argument("--crop", choices=("random", "last"), default="random")
     parser.add_argument("--attention-dropout", type=float, default=0.0)
-    parser.add_argument("--filter-seen-valid", action="store_true", help="exclude history when validating")
+    parser.add_argument("--val-view", choices=("repeat", "discover"), default="repeat",
+                        help="validation view early stopping follows (discover: history items excluded)")
+    parser.add_argument("--precision", default="auto",
+                        help="'auto' (bf16-mixed on GPU, 32-true on CPU), '32-true', 'bf16-mixed', "
+                             "or a comma list to compare on each device, e.g. '32-true,bf16-mixed'")
     parser.add_argument("--devices", default="auto", help="'cpu', 'cuda', 'cpu,cuda' or 'auto' (both if CUDA)")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
@@ -208,36 +212,39 @@ def main() -> None:
         devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     else:
         devices = args.devices.split(",")
+    runs = [(d, p) for d in devices for p in args.precision.split(",")]
     results = {}
-    for device in devices:
+    for device, precision in runs:
+        label = device if len(runs) == len(devices) else f"{device}/{precision}"
 
         class Live(pl.Callback):
             def on_validation_end(self, trainer, pl_module):
                 m = trainer.callback_metrics
                 if "val_ndcg@10" in m:
-                    print(f"  [{device}] epoch {trainer.current_epoch} val_ndcg@10 {float(m['val_ndcg@10']):.4f} "
+                    print(f"  [{label}] epoch {trainer.current_epoch} val_ndcg@10 {float(m['val_ndcg@10']):.4f} "
                           f"at {time.perf_counter() - start:.0f}s", flush=True)  # fmt: skip
 
         model = Bert4Rec(
             max_len=args.max_len, mask_prob=args.mask_prob, batch_size=args.batch_size, lr=args.lr,
             max_epochs=args.max_epochs, patience=args.patience, seed=args.seed, crop=args.crop,
-            attention_dropout=args.attention_dropout, filter_seen_valid=args.filter_seen_valid,
+            attention_dropout=args.attention_dropout, val_view=args.val_view,
             max_minutes=args.max_minutes, accelerator="gpu" if device == "cuda" else "cpu", callbacks=[Live()],
+            precision=precision,
         )  # fmt: skip
         start = time.perf_counter()
         model.fit(train, valid)
         summary = model.training_summary
-        print_epochs(device, summary["epochs"])
+        print_epochs(label, summary["epochs"])
         users = test.frame.sort_values("user_idx")["user_idx"].to_numpy()
         truth = test.frame.sort_values("user_idx")["item_idx"].to_numpy()
         scores = model.score(users, history)
         seen = [test_hist[u] for u in users]
-        results[device] = {
+        results[label] = {
             "test_all": next_item_metrics(scores, truth, None),
             "test_unseen": next_item_metrics(scores, truth, seen),
             **{k: v for k, v in summary.items() if k != "epochs"},
         }
-        print(f"[{device}] summary: {results[device]}", flush=True)
+        print(f"[{label}] summary: {results[label]}", flush=True)
 
     if len(results) > 1:
         print("\nside by side:")

@@ -55,6 +55,8 @@ def _run():
         "bert_max_epochs": Param(200, type="integer", minimum=1, title="BERT4Rec max epochs", description="Upper bound; early stopping usually ends sooner."),
         "bert_max_minutes": Param(60, type="number", minimum=1, title="BERT4Rec time cap (minutes)",
                                   description="Wall-time cap per BERT4Rec training; the best epoch so far is kept."),
+        "bert_item_text": Param("augment", type="string", enum=["none", "augment"], title="BERT4Rec item text",
+                                description="augment: add MiniLM vectors of item titles and enrichment to BERT4Rec's item embeddings."),
         "seed": Param(42, type="integer", title="Seed", description="Random seed of every model."),
         "synthesis": Param(True, type="boolean", title="Synthesize training data",
                            description="Generate synthetic purchases for sparse users with the language model."),

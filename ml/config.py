@@ -98,6 +98,7 @@ class ModelSettings(BaseModel):
     bert_max_len: int = 200
     bert_mask_prob: float = 0.2
     bert_dropout: float = 0.1
+    bert_text_dropout: float = 0.3  # dropout instead of bert_dropout when item text is used (it overfits at 0.1)
     bert_batch_size: int = 128
     bert_lr: float = 1e-3
     bert_max_epochs: int = 200
@@ -105,6 +106,14 @@ class ModelSettings(BaseModel):
     # has left its popularity plateau (1.5x popularity on validation); 20 as the replications
     bert_patience: int = 20
     bert_max_minutes: float | None = 60.0  # wall-time cap per training (best epoch kept); None = no cap
+    # validation view that early stopping and the kept checkpoint follow: "repeat" ranks every item,
+    # "discover" leaves out items the user already bought (both are logged every epoch)
+    # (on Online Retail, choosing by "discover" beat popularity in both views on test; "repeat" did not)
+    bert_val_view: Literal["repeat", "discover"] = "discover"
+    # item text (title, enriched category/tags) as all-MiniLM-L6-v2 embeddings: "augment" adds a learned
+    # projection of them to every item's id embedding, "none" uses ids only. Without titles (e.g. a ratings
+    # file) BERT4Rec uses ids only either way. Measured: bench/bench_bert4rec_retail.py
+    bert_item_text: Literal["none", "augment"] = "augment"
     seed: int = 42
 
 

@@ -29,7 +29,7 @@ def settings_from_params(params: dict) -> Settings:
     overrides = {
         "split": {"test_days": params.get("test_days"), "validation_days": params.get("validation_days")},
         "models": {"bert_max_epochs": params.get("bert_max_epochs"), "bert_max_minutes": params.get("bert_max_minutes"),
-                   "seed": params.get("seed")},
+                   "bert_item_text": params.get("bert_item_text"), "seed": params.get("seed")},
         "synth": {"backend": params.get("synth_backend"), "max_per_user": params.get("synth_max_per_user")},
     }
     return get_settings().with_overrides(overrides)

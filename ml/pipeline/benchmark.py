@@ -13,10 +13,11 @@ from pathlib import Path
 
 from ml.config import Settings
 from ml.data import cleaning
+from ml.data.catalog import build_catalog
 from ml.data.dataset import build_split
 from ml.data.prepare import SourceSpec, ingest, to_interactions
 from ml.pipeline.steps import FUSION_MEMBERS
-from ml.pipeline.training import ALL_MODELS, BASE_MODELS, evaluate_models, fit_fusion, fit_model
+from ml.pipeline.training import ALL_MODELS, BASE_MODELS, evaluate_models, fit_fusion, fit_model, item_text_for
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,17 @@ def run_benchmark(spec: SourceSpec, protocol: str, models: list[str], out: Path,
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; choose from {', '.join(ALL_MODELS)}")
     started = time.perf_counter()
-    raw, _, _ = ingest(spec)
+    raw, shop_catalog, _ = ingest(spec)
     result = cleaning.clean(raw, settings.cleaning)
     events = to_interactions(result.kept)
     data = build_split(events, settings.split, protocol)
     data.info.update(rows_in=result.rows_in, rows_quarantined=len(result.quarantined))
     out.mkdir(parents=True, exist_ok=True)
     base = [m for m in BASE_MODELS if m in models]
+    catalog = build_catalog(result.kept, shop_catalog)
     for name in base:
         log.info("fitting %s", name)
-        fit_model(name, data, settings, out)
+        fit_model(name, data, settings, out, item_text=item_text_for(name, settings, data, catalog))
     evaluated = list(base)
     if "fusion" in models:
         members = [m for m in base if m in FUSION_MEMBERS]

@@ -236,18 +236,21 @@ def train_step(settings: Settings, as_of, dataset_path: str, model: str, parent_
     Returns:
         ``{"model", "fit_seconds", "valid", "run_id", ...}``.
     """
-    from ml.pipeline.training import fit_model
+    from ml.pipeline.training import fit_model, item_text_for
     from ml.tracking import runs
 
     data = SplitData.load(Path(dataset_path))
     synthetic = pd.read_parquet(synthetic_path) if synthetic_path else None
+    enriched_path = Path(dataset_path) / "synthetic" / "items_enriched.parquet"
+    item_text = item_text_for(model, settings, data, pd.read_parquet(settings.paths.lake / CATALOG_FILE),
+                              pd.read_parquet(enriched_path) if enriched_path.exists() else None)
     run_id = runs.model_run(settings, parent_run_id, key, model) if parent_run_id else None
     logger = None
     if run_id and model == "bert4rec":
         from pytorch_lightning.loggers import MLFlowLogger
 
         logger = MLFlowLogger(experiment_name=settings.tracking.experiment, tracking_uri=settings.mlflow_uri, run_id=run_id)
-    result = fit_model(model, data, settings, run_dir(settings, as_of), logger=logger, synthetic=synthetic)
+    result = fit_model(model, data, settings, run_dir(settings, as_of), logger=logger, synthetic=synthetic, item_text=item_text)
     if run_id:
         from ml.eval.evaluate import mlflow_metric_name
 

@@ -35,8 +35,12 @@ TOP_K = 20
 FUSION_GRID = (0.0, 0.5, 1.0)
 
 
-def make_model(name: str, settings: Settings, logger=None, checkpoint_dir: Path | None = None) -> Recommender:
-    """A fresh, unfitted model by name, configured from ``settings.models``."""
+def make_model(name: str, settings: Settings, logger=None, checkpoint_dir: Path | None = None,
+               item_text: np.ndarray | None = None) -> Recommender:
+    """A fresh, unfitted model by name, configured from ``settings.models``.
+
+    ``item_text`` (item text vectors, see :func:`item_text_for`) reaches BERT4Rec only.
+    """
     m = settings.models
     if name == "pop":
         from ml.models.popularity import Popularity
@@ -58,12 +62,7 @@ def make_model(name: str, settings: Settings, logger=None, checkpoint_dir: Path 
     if name == "bert4rec":
         from ml.models.bert4rec.model import Bert4Rec
 
-        return Bert4Rec(
-            hidden=m.bert_hidden, layers=m.bert_layers, heads=m.bert_heads, max_len=m.bert_max_len,
-            mask_prob=m.bert_mask_prob, dropout=m.bert_dropout, batch_size=m.bert_batch_size, lr=m.bert_lr,
-            max_epochs=m.bert_max_epochs, patience=m.bert_patience, max_minutes=m.bert_max_minutes, seed=m.seed, logger=logger,
-            checkpoint_dir=checkpoint_dir,
-        )
+        return Bert4Rec.from_settings(m, logger=logger, checkpoint_dir=checkpoint_dir, item_text=item_text)
     raise ValueError(f"unknown model {name!r} (choose from {', '.join(ALL_MODELS)})")
 
 
@@ -80,7 +79,29 @@ def base_name(key: str) -> str:
     return key.removesuffix(SYNTH_SUFFIX)
 
 
-def fit_model(name: str, data: SplitData, settings: Settings, run_dir: Path, logger=None, synthetic: pd.DataFrame | None = None) -> dict:
+def item_text_for(name: str, settings: Settings, data: SplitData, catalog: pd.DataFrame | None,
+                  enriched: pd.DataFrame | None = None) -> np.ndarray | None:
+    """Item text vectors for a model that uses them (BERT4Rec with ``bert_item_text="augment"``), else None.
+
+    Args:
+        name: model key.
+        catalog: the catalog (item_id, title); None means no text is available.
+        enriched: accepted item enrichment (see :func:`ml.models.item_text.item_texts`).
+    Returns:
+        ``(n_items, 384)`` float32, or None (not BERT4Rec, switched off, or no item has a title:
+        e.g. a ratings file whose catalog only lists ids).
+    """
+    if base_name(name) != "bert4rec" or settings.models.bert_item_text == "none" or catalog is None:
+        return None
+    from ml.models.item_text import item_text_vectors
+    from ml.synth.embedded import resolve_device
+
+    vectors = item_text_vectors(data.item_ids, catalog, enriched, device=resolve_device("auto"))
+    return vectors if vectors.any() else None
+
+
+def fit_model(name: str, data: SplitData, settings: Settings, run_dir: Path, logger=None, synthetic: pd.DataFrame | None = None,
+              item_text: np.ndarray | None = None) -> dict:
     """Fit one base model in both phases, save it, and score it on validation.
 
     Args:
@@ -92,6 +113,7 @@ def fit_model(name: str, data: SplitData, settings: Settings, run_dir: Path, log
         synthetic: gated synthetic interactions (user_id, item_id, timestamp) for ``_synth`` models;
             they join training and the model's own history, never validation, test or the
             "already bought" filter.
+        item_text: item text vectors for BERT4Rec (see :func:`item_text_for`); None = ids only.
     Returns:
         ``{"model", "fit_seconds", "refit_seconds", "valid", "summary"}``; ``valid`` holds NDCG@10 and
         Recall@10 on the validation period per view (what fusion uses to choose variants).
@@ -101,7 +123,7 @@ def fit_model(name: str, data: SplitData, settings: Settings, run_dir: Path, log
     extra = synthetic_events(data, synthetic, settings.synth.weight) if name.endswith(SYNTH_SUFFIX) else None
 
     def build(**kwargs) -> Recommender:
-        model = make_model(base_name(name), settings, **kwargs)
+        model = make_model(base_name(name), settings, item_text=item_text, **kwargs)
         return AugmentedHistory(model, extra) if extra is not None else model
 
     train, valid = data.train_i, data.valid_i

@@ -59,7 +59,7 @@ def test_bert4rec_runs_in_the_gpu_pool(dag):
 
 def test_trigger_form_has_typed_params(dag):
     params = dag.params
-    for name in ("as_of", "models", "test_days", "validation_days", "bert_max_epochs", "bert_max_minutes", "seed", "synthesis", "synth_backend",
+    for name in ("as_of", "models", "test_days", "validation_days", "bert_max_epochs", "bert_max_minutes", "bert_item_text", "seed", "synthesis", "synth_backend",
                  "synth_max_per_user", "register_models"):
         assert name in params
     assert params.get_param("models").schema["items"]["enum"] == ["pop", "pop_recent", "rebuy", "als", "bert4rec"]

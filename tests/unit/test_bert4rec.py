@@ -15,9 +15,10 @@ from ml.models.bert4rec.data import (
     NextItemCollator,
     prediction_tokens,
 )
-from ml.models.bert4rec import model as model_module
-from ml.models.bert4rec.lightning import popularity_ndcg, rank_of_targets
-from ml.models.bert4rec.model import Bert4Rec, free_cpu_threads, validation_pairs
+from ml.models.bert4rec.lightning import discover_view, popularity_ndcg, set_metrics
+from ml import hardware
+from ml.hardware import free_cpu_threads
+from ml.models.bert4rec.model import Bert4Rec, validation_pairs
 from ml.models.bert4rec.network import Bert4RecNetwork
 
 N_ITEMS = 40
@@ -119,11 +120,11 @@ def test_prediction_input_is_history_tail_plus_mask():
 
 
 def test_next_item_batch_points_at_the_mask():
-    batch = NextItemCollator(N_ITEMS, max_len=6)([(np.array([1, 2]), 3), (np.arange(9), 9)])
+    batch = NextItemCollator(N_ITEMS, max_len=6)([(np.array([1, 2]), 3), (np.arange(9), np.array([9, 11]))])
     rows = torch.arange(2)
     assert torch.all(batch["input_ids"][rows, batch["positions"]] == N_ITEMS + 1)
     assert batch["positions"].tolist() == [2, 5]
-    assert batch["targets"].tolist() == [3, 9]
+    assert batch["targets"].tolist() == [[3, -1], [9, 11]]
 
 
 def test_length_buckets_cover_every_index_once_with_similar_lengths():
@@ -164,19 +165,31 @@ def test_padding_does_not_change_real_positions():
     torch.testing.assert_close(short[0], long[0, :4], atol=1e-5, rtol=1e-4)
 
 
-def test_rank_counts_strictly_better_items():
-    logits = torch.tensor([[0.1, 0.9, 0.5, 0.3]])
-    assert rank_of_targets(logits, torch.tensor([2])).tolist() == [1]
+def test_set_metrics_match_hand_computed_ndcg_and_recall():
+    logits = torch.tensor([[0.1, 0.9, 0.5, 0.3], [0.4, 0.3, 0.2, 0.1]])
+    targets = torch.tensor([[2, -1], [3, 0]])
+    ndcg, recall = set_metrics(logits, targets, k=2)
+    # row 0: ranking 1, 2 -> target 2 at position 2: (1/log2 3) / 1;  row 1: ranking 0, 1 -> one of two
+    # targets at position 1: 1 / (1 + 1/log2 3)
+    torch.testing.assert_close(ndcg, torch.tensor([1 / np.log2(3), 1 / (1 + 1 / np.log2(3))], dtype=torch.float32))
+    torch.testing.assert_close(recall, torch.tensor([1.0, 0.5]))
+
+
+def test_discover_view_drops_history_from_ranking_and_targets():
+    logits = torch.tensor([[0.9, 0.5, 0.3, 0.1]])
+    filtered, targets = discover_view(logits, torch.tensor([[0, 2]]), seen=torch.tensor([[0, 4]]))  # 4 = padding
+    assert filtered[0, 0] == float("-inf") and torch.isfinite(filtered[0, 1:]).all()
+    assert targets.tolist() == [[-1, 2]]
 
 
 # -- fitting -----------------------------------------------------------------------------------
 
 
-def test_validation_uses_first_valid_event_and_whole_train_sequence():
+def test_validation_targets_every_distinct_valid_item_given_the_whole_train_sequence():
     train = Interactions.from_arrays([0, 0, 1], [1, 2, 3], [0, 1, 0], n_users=3, n_items=5)
-    valid = Interactions.from_arrays([0, 0, 1], [4, 0, 2], [9, 5, 1], n_users=3, n_items=5)
+    valid = Interactions.from_arrays([0, 0, 0, 1], [4, 0, 4, 2], [9, 5, 7, 1], n_users=3, n_items=5)
     seqs, histories, targets = validation_pairs(train.sequences(), valid)
-    assert targets == [0, 2]
+    assert [t.tolist() for t in targets] == [[0, 4], [2]]
     assert [h.tolist() for h in histories] == [[1, 2], [3]]
     assert [s.tolist() for s in seqs] == [[1, 2], [3], []]
 
@@ -184,7 +197,7 @@ def test_validation_uses_first_valid_event_and_whole_train_sequence():
 def test_without_valid_the_last_train_item_is_held_out():
     train = Interactions.from_arrays([0, 0, 0, 1], [1, 2, 3, 4], [0, 1, 2, 0], n_users=2, n_items=5)
     seqs, histories, targets = validation_pairs(train.sequences(), None)
-    assert targets == [3]
+    assert [t.tolist() for t in targets] == [[3]]
     assert [s.tolist() for s in seqs] == [[1, 2], [4]]
 
 
@@ -245,25 +258,39 @@ def test_best_epoch_weights_are_restored(cycles):
 def test_popularity_baseline_ranks_by_training_frequency():
     seqs = [np.array([0, 0, 0, 1, 1, 2])]
     # target 1 has rank 1 (item 0 is more frequent): 1 / log2(3); target 0 has rank 0: 1.0
-    value = popularity_ndcg(seqs, [np.array([5]), np.array([5])], [1, 0], n_items=6, filter_seen=False)
+    value = popularity_ndcg(seqs, [np.array([5]), np.array([5])], [1, 0], n_items=6, view="repeat")
     assert value == pytest.approx((1 / np.log2(3) + 1.0) / 2)
-    filtered = popularity_ndcg(seqs, [np.array([0])], [1], n_items=6, filter_seen=True)
+    filtered = popularity_ndcg(seqs, [np.array([0])], [1], n_items=6, view="discover")
     assert filtered == pytest.approx(1.0)  # item 0 is history, so item 1 ranks first
+    # a set of targets {0, 2}: positions 1 and 3 of the ranking 0, 1, 2 -> (1 + 1/2) / (1 + 1/log2 3)
+    both = popularity_ndcg(seqs, [np.array([5])], [np.array([0, 2])], n_items=6, view="repeat")
+    assert both == pytest.approx(1.5 / (1 + 1 / np.log2(3)))
+    # a user whose only target is in their history has nothing to discover and is not counted
+    assert popularity_ndcg(seqs, [np.array([0]), np.array([5])], [0, 0], n_items=6, view="discover") == pytest.approx(1.0)
 
 
 def test_early_stopping_waits_until_the_model_beats_popularity():
     train, valid = cycle_walks(n_users=60)
-    never_armed = small_model(max_epochs=8, patience=1, arm_factor=100.0).fit(train, valid)
+    never_armed = small_model(max_epochs=8, patience=1, arm_factor=100.0, arm_after_epochs=None).fit(train, valid)
     assert never_armed.training_summary["epochs_run"] == 8
     assert never_armed.training_summary["early_stopping_armed_epoch"] is None
     armed = small_model(max_epochs=8, patience=1, arm_factor=0.0).fit(train, valid)
     assert armed.training_summary["early_stopping_armed_epoch"] == 0
+    assert armed.training_summary["early_stopping_armed_by"] == "margin_over_popularity"
+
+
+def test_early_stopping_arms_by_epoch_when_the_model_never_gets_ahead_of_popularity():
+    train, valid = cycle_walks(n_users=60)
+    model = small_model(max_epochs=8, patience=1, arm_factor=100.0, arm_after_epochs=3, lr=0.0).fit(train, valid)
+    summary = model.training_summary
+    assert (summary["early_stopping_armed_epoch"], summary["early_stopping_armed_by"]) == (3, "epoch_fallback")
+    assert summary["stopped_by"] == "early_stopping" and summary["epochs_run"] == 5  # armed at 3, no gain at 4
 
 
 @pytest.mark.parametrize(("load", "expected"), [(1.0, 2), (1.4, 2), (2.0, 1), (3.5, 1)])
 def test_threads_leave_cores_busy_with_other_processes(monkeypatch, load, expected):
-    monkeypatch.setattr(model_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(model_module.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (load, load, load))
     assert free_cpu_threads(own_threads=1) == expected
 
 

@@ -76,5 +76,5 @@ def test_run_params_choose_as_of_models_and_settings():
     assert selected_models({"models": ["als"]}) == ["als"]
     with pytest.raises(ValueError, match="unknown models"):
         selected_models({"models": ["gpt"]})
-    s = settings_from_params({"test_days": 60, "bert_max_epochs": 3})
-    assert s.split.test_days == 60 and s.models.bert_max_epochs == 3
+    s = settings_from_params({"test_days": 60, "bert_max_epochs": 3, "bert_item_text": "augment"})
+    assert s.split.test_days == 60 and s.models.bert_max_epochs == 3 and s.models.bert_item_text == "augment"

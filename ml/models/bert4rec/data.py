@@ -117,32 +117,37 @@ class MaskingCollator:
 
 
 class NextItemDataset(Dataset):
-    """(history, target item) pairs for validation: the model must rank ``target`` after ``history``."""
+    """(history, target items) pairs for validation: the model must rank ``targets`` after ``history``.
 
-    def __init__(self, histories: Sequence[np.ndarray], targets: Sequence[int]) -> None:
+    ``targets`` per row is one item (leave-one-out) or the set of items bought in a validation
+    period (every one of them is a correct next purchase).
+    """
+
+    def __init__(self, histories: Sequence[np.ndarray], targets: Sequence) -> None:
         if len(histories) != len(targets):
             raise ValueError("histories and targets differ in length")
         self.histories = [np.asarray(h, np.int64) for h in histories]
-        self.targets = np.asarray(targets, np.int64)
+        self.targets = [np.atleast_1d(np.asarray(t, np.int64)) for t in targets]
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, idx: int) -> tuple[np.ndarray, int]:
-        return self.histories[idx], int(self.targets[idx])
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.histories[idx], self.targets[idx]
 
 
 class NextItemCollator:
-    """Batches history + [MASK] inputs (see :func:`prediction_tokens`) with their targets.
+    """Batches history + [MASK] inputs (see :func:`prediction_tokens`) with their target sets.
 
     Returns dicts with ``input_ids``, ``attention_mask``, ``positions`` (index of [MASK] per row),
-    ``targets`` and ``seen`` (the whole history as item indices, padded with ``n_items``).
+    ``targets`` (target item indices, padded with ``-1``) and ``seen`` (the whole history as item
+    indices, padded with ``n_items``).
     """
 
     def __init__(self, n_items: int, max_len: int) -> None:
         self.n_items, self.max_len, self.mask_id = n_items, max_len, n_items + 1
 
-    def __call__(self, batch: Sequence[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
+    def __call__(self, batch: Sequence[tuple[np.ndarray, np.ndarray | int]]) -> dict[str, torch.Tensor]:
         histories = [h for h, _ in batch]
         tokens = pad_right([prediction_tokens(h, self.max_len, self.mask_id) for h in histories], PAD_ID)
         real = tokens != PAD_ID
@@ -150,7 +155,7 @@ class NextItemCollator:
             "input_ids": torch.from_numpy(tokens),
             "attention_mask": torch.from_numpy(real.astype(np.int64)),
             "positions": torch.from_numpy(real.sum(1) - 1),
-            "targets": torch.tensor([t for _, t in batch], dtype=torch.int64),
+            "targets": torch.from_numpy(pad_right([np.atleast_1d(np.asarray(t, np.int64)) for _, t in batch], -1)),
             "seen": torch.from_numpy(pad_right(histories, self.n_items)),
         }
 

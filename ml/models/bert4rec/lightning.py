@@ -23,44 +23,111 @@ K = 10
 VAL_METRIC = f"val_ndcg@{K}"
 
 
-def rank_of_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """0-based rank of each row's target among all items (items scored higher than it)."""
-    target_scores = logits.gather(1, targets[:, None])
-    return (logits > target_scores).sum(1)
+VIEWS = ("repeat", "discover")  # discover: items already in the history are neither ranked nor counted
+
+
+def view_metric(view: str, name: str = "ndcg") -> str:
+    """Logged name of a validation metric for one view, e.g. ``val_discover_ndcg@10``."""
+    return f"val_{view}_{name}@{K}"
+
+
+def set_metrics(logits: torch.Tensor, targets: torch.Tensor, k: int = K) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row NDCG@k and Recall@k of ranking all items by ``logits`` against a set of targets.
+
+    Same definitions as :mod:`ml.eval.metrics` (binary relevance; IDCG over ``min(|targets|, k)``).
+
+    Args:
+        logits: ``(batch, n_items)`` scores; ``-inf`` excludes an item.
+        targets: ``(batch, t)`` target item indices, ``-1`` padded; rows without targets get 0.
+    Returns:
+        (ndcg, recall), each ``(batch,)`` float32.
+    """
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    valid = targets >= 0
+    hits = (top[:, :, None] == targets[:, None, :]).any(-1).float()
+    discounts = 1.0 / torch.log2(torch.arange(2, top.shape[1] + 2, device=logits.device, dtype=torch.float32))
+    n_rel = valid.sum(1)
+    ideal = torch.cat([discounts.new_zeros(1), discounts.cumsum(0)])[n_rel.clamp(max=top.shape[1])]
+    ndcg = (hits * discounts).sum(1) / ideal.clamp(min=1e-12)
+    recall = hits.sum(1) / n_rel.clamp(min=1).float()
+    return ndcg, recall
+
+
+def discover_view(
+    logits: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop history items from the ranking (score -inf) and from the targets (set to -1).
+
+    Args:
+        logits: ``(batch, n_items)``.
+        targets: ``(batch, t)``, ``-1`` padded.
+        seen: ``(batch, s)`` history item indices padded with ``n_items``.
+    """
+    padded = F.pad(logits, (0, 1))  # column n_items absorbs the padding of ``seen``
+    filtered = padded.scatter(1, seen, float("-inf"))[:, :-1]
+    in_history = (targets[:, :, None] == seen[:, None, :]).any(-1)
+    return filtered, torch.where(in_history, torch.full_like(targets, -1), targets)
 
 
 def popularity_ndcg(
-    train_seqs: list[np.ndarray], histories: list[np.ndarray], targets: list[int], n_items: int, filter_seen: bool
+    train_seqs: list[np.ndarray], histories: list[np.ndarray], targets: list, n_items: int, view: str = "repeat"
 ) -> float:
-    """Validation NDCG@10 of ranking items by training frequency (the level of BERT4Rec's plateau)."""
+    """Validation NDCG@10 of ranking items by training frequency (the level of BERT4Rec's plateau).
+
+    Args:
+        train_seqs: training sequences (item indices) whose counts define popularity.
+        histories, targets: validation histories and their target item(s).
+        n_items: catalog size.
+        view: ``repeat`` or ``discover`` (history items excluded from ranking and targets).
+    Returns:
+        Mean NDCG@10 over validation rows that have targets in this view.
+    """
     counts = np.bincount(np.concatenate([*train_seqs, np.empty(0, np.int64)]), minlength=n_items).astype(float)
-    total = 0.0
+    order = np.argsort(-counts, kind="stable")
+    discounts = 1.0 / np.log2(np.arange(2, K + 2))
+    total, rows = 0.0, 0
     for history, target in zip(histories, targets):
-        better = counts > counts[target]
-        if filter_seen and len(history):
-            better[np.asarray(history)] = False
-        rank = int(better.sum())
-        total += 1.0 / np.log2(rank + 2.0) if rank < K else 0.0
-    return total / max(len(targets), 1)
+        target = np.atleast_1d(np.asarray(target, np.int64))
+        ranking = order
+        if view == "discover":
+            target = np.setdiff1d(target, history)
+            ranking = order[~np.isin(order, history)]
+        if len(target) == 0:
+            continue
+        hits = np.isin(ranking[:K], target)
+        total += float(hits @ discounts[: len(hits)]) / discounts[: min(len(target), K)].sum()
+        rows += 1
+    return total / max(rows, 1)
 
 
 class PlateauAwareEarlyStopping(EarlyStopping):
-    """Early stopping that only starts counting patience once the metric exceeds ``arm_above``.
+    """Early stopping that starts counting patience once the metric exceeds ``arm_above``, or at
+    epoch ``arm_after_epochs`` at the latest.
 
     BERT4Rec first sits for tens of epochs on a plateau where it predicts popularity (attention has
     not yet learned to use positions); plain patience stops it there. Set ``arm_above`` a clear
-    margin over the popularity baseline: until then training runs on (bounded by max_epochs/time).
+    margin over the popularity baseline. On data where the model never gets that far ahead of
+    popularity (retail baskets), the fallback arms it anyway, so training does not run to the time
+    cap; leaving a plateau later still sets a new best and resets patience.
     """
 
-    def __init__(self, arm_above: float, **kwargs) -> None:
+    def __init__(self, arm_above: float, arm_after_epochs: int | None = None, **kwargs) -> None:
         super().__init__(check_on_train_epoch_end=False, **kwargs)
         self.arm_above = arm_above
+        self.arm_after_epochs = arm_after_epochs
         self.armed_epoch: int | None = None
+        self.armed_by: str | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.armed_epoch is None:
             value = trainer.callback_metrics.get(self.monitor)
-            if value is None or trainer.sanity_checking or float(value) < self.arm_above:
+            if value is None or trainer.sanity_checking:
+                return
+            if float(value) >= self.arm_above:
+                self.armed_by = "margin_over_popularity"
+            elif self.arm_after_epochs is not None and trainer.current_epoch >= self.arm_after_epochs:
+                self.armed_by = "epoch_fallback"
+            else:
                 return
             self.armed_epoch = trainer.current_epoch
         super().on_validation_end(trainer, pl_module)
@@ -74,7 +141,9 @@ class Bert4RecModule(pl.LightningModule):
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay on matrices (not on biases, norms or embeddings).
         warmup_steps: linear warm-up from 0 to ``lr``; constant afterwards (as the replications).
-        filter_seen_valid: exclude history items when ranking the validation target.
+        val_view: the view whose validation NDCG@10 is ``val_ndcg@10`` (what early stopping and
+            checkpointing follow): ``repeat`` ranks all items, ``discover`` leaves out history items.
+            Both views are always logged.
     """
 
     def __init__(
@@ -83,12 +152,14 @@ class Bert4RecModule(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
-        filter_seen_valid: bool = False,
+        val_view: str = "repeat",
     ) -> None:
         super().__init__()
         self.network = network
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
-        self.filter_seen_valid = filter_seen_valid
+        if val_view not in VIEWS:
+            raise ValueError(f"val_view must be one of {VIEWS}, got {val_view!r}")
+        self.val_view = val_view
         self.seen_sequences = 0
         self._seen_masked = torch.zeros((), dtype=torch.int64)  # a tensor: no device sync per step
 
@@ -118,17 +189,24 @@ class Bert4RecModule(pl.LightningModule):
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         return self.network.item_logits(hidden[rows, batch["positions"]]).float()
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = {view: torch.zeros(3, device=self.device) for view in VIEWS}  # ndcg, recall, rows
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self.next_item_logits(batch)
-        if self.filter_seen_valid:
-            padded = F.pad(logits, (0, 1))  # column n_items absorbs the padding of ``seen``
-            logits = padded.scatter(1, batch["seen"], float("-inf"))[:, :-1]
-        rank = rank_of_targets(logits, batch["targets"])
-        hit = rank < K
-        ndcg = torch.where(hit, 1.0 / torch.log2(rank.float() + 2.0), torch.zeros_like(rank, dtype=torch.float32))
-        n = logits.shape[0]
-        self.log(VAL_METRIC, ndcg.mean(), on_epoch=True, prog_bar=True, batch_size=n)
-        self.log(f"val_recall@{K}", hit.float().mean(), on_epoch=True, batch_size=n)
+        views = {"repeat": (logits, batch["targets"]), "discover": discover_view(logits, batch["targets"], batch["seen"])}
+        for view, (scores, targets) in views.items():
+            ndcg, recall = set_metrics(scores, targets)
+            has = (targets >= 0).any(1)
+            self._val_sums[view] += torch.stack([ndcg[has].sum(), recall[has].sum(), has.sum().float()])
+
+    def on_validation_epoch_end(self) -> None:
+        for view, (ndcg, recall, rows) in self._val_sums.items():
+            rows = rows.clamp(min=1.0)
+            self.log(view_metric(view), ndcg / rows)
+            self.log(view_metric(view, "recall"), recall / rows)
+            if view == self.val_view:
+                self.log(VAL_METRIC, ndcg / rows, prog_bar=True)
 
     def configure_optimizers(self):
         decay, no_decay = [], []
@@ -191,7 +269,8 @@ class TrainingClock(pl.Callback):
             "sequences_per_s": round(seqs / self._train_seconds, 1) if self._train_seconds else 0.0,
             "masked_tokens_per_s": round(masked / self._train_seconds, 1) if self._train_seconds else 0.0,
         }
-        for key in (VAL_METRIC, f"val_recall@{K}", "train_loss_epoch"):
+        keys = [VAL_METRIC, *(view_metric(v, m) for v in VIEWS for m in ("ndcg", "recall")), "train_loss_epoch"]
+        for key in keys:
             if key in metrics:
                 row[key] = round(float(metrics[key]), 5)
         self.epochs.append(row)

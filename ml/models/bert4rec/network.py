@@ -39,6 +39,9 @@ class Bert4RecNetwork(nn.Module):
         attention_dropout: dropout on attention probabilities. Default 0: any non-zero value
             forces PyTorch's slow "math" attention kernel (about 5x slower on CPU).
         init_std: standard deviation of the embeddings (items, positions) at initialisation.
+        text_dim: width of fixed item text vectors (0: none). When set, every item's vector is its
+            id embedding plus a learned linear projection of its text vector (:meth:`set_item_text`),
+            used both as input and in the tied output head.
 
     The transformer's linear layers are Xavier-initialised instead of BERT's N(0, 0.02): that
     scale suits width 768, but at width 64 it leaves attention uniform for thousands of steps
@@ -55,6 +58,7 @@ class Bert4RecNetwork(nn.Module):
         dropout: float = 0.1,
         attention_dropout: float = 0.0,
         init_std: float = 0.02,
+        text_dim: int = 0,
     ) -> None:
         super().__init__()
         self.n_items = n_items
@@ -82,6 +86,24 @@ class Bert4RecNetwork(nn.Module):
         nn.init.normal_(self.item_emb.weight, std=init_std)
         with torch.no_grad():
             self.item_emb.weight[PAD_ID].zero_()
+        self.text_dim = text_dim
+        if text_dim:
+            self.register_buffer("item_text", torch.zeros(n_items + 2, text_dim))  # pad and mask rows stay 0
+            self.text_proj = nn.Linear(text_dim, hidden, bias=False)
+            nn.init.xavier_normal_(self.text_proj.weight)
+
+    def set_item_text(self, vectors) -> None:
+        """Load the fixed text vectors of the real items: ``(n_items, text_dim)`` array-like."""
+        vectors = torch.as_tensor(vectors, dtype=torch.float32)
+        if not self.text_dim or tuple(vectors.shape) != (self.n_items, self.text_dim):
+            raise ValueError(f"expected item text of shape ({self.n_items}, {self.text_dim}), got {tuple(vectors.shape)}")
+        with torch.no_grad():
+            self.item_text[1 : self.n_items + 1] = vectors.to(self.item_text.device)
+
+    def item_table(self) -> torch.Tensor:
+        """Vectors of every token (pad, items, mask): id embeddings plus projected text, if any."""
+        table = self.item_emb.weight
+        return table + self.text_proj(self.item_text) if self.text_dim else table
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Contextual hidden states.
@@ -92,13 +114,13 @@ class Bert4RecNetwork(nn.Module):
         Returns:
             ``(batch, length, hidden)`` float tensor.
         """
-        embeds = self.item_emb(input_ids)
+        embeds = self.item_table()[input_ids] if self.text_dim else self.item_emb(input_ids)
         return self.bert(inputs_embeds=embeds, attention_mask=attention_mask,
                          position_ids=positions_from_end(attention_mask)).last_hidden_state
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the real items for any ``(..., hidden)`` states: ``(..., n_items)``."""
-        items = self.item_emb.weight[1 : self.n_items + 1]
+        items = self.item_table()[1 : self.n_items + 1]
         return hidden @ items.T + self.out_bias
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,113 @@
+"""BERT4Rec variants on the bundled Online Retail data (temporal split), side by side with popularity.
+
+Prints test-period NDCG@10 in both views (repeat: all items; discover: items not bought before),
+overall and for sparse users, plus Recall@20 on cold items (test purchases of items with at most
+``--cold-max`` buyers before the test period) and each training's time and best epoch.
+
+Variants (``--variants``, comma separated), each ``<text>:<view>[:param=value...]``:
+  ``ids`` or ``text`` -- item-id embeddings only, or plus a projection of MiniLM item-text vectors;
+  ``repeat`` or ``discover`` -- the validation view early stopping and the kept checkpoint follow;
+  ``param=value`` -- any other BERT4Rec argument, e.g. ``dropout=0.3`` or ``mask_prob=0.4``.
+
+    python bench/bench_bert4rec_retail.py --max-minutes 10 --variants ids:repeat,ids:discover,text:discover
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml import columns as C
+from ml.config import Settings
+from ml.data import cleaning
+from ml.data.catalog import build_catalog
+from ml.data.dataset import build_split
+from ml.data.lake import write_json_atomic
+from ml.data.prepare import SourceSpec, ingest, to_interactions
+from ml.models.bert4rec.model import Bert4Rec
+from ml.models.item_text import item_text_vectors
+from ml.pipeline.training import evaluate_models, fit_model, model_dir
+
+
+def cold_item_recall(run_dir: Path, data, cold_max: int, k: int = 20) -> dict[str, float]:
+    """Per model, the share of discover-view test purchases of cold items found in the top ``k``."""
+    history = data.history_for_test().csr(binary=True)
+    buyers = pd.Series(np.asarray(history.sum(axis=0)).ravel(), index=data.item_ids)
+    cold = set(buyers.index[buyers <= cold_max])
+    truth = pd.read_parquet(run_dir / "ground_truth.parquet")
+    truth = truth[~truth["repeat"] & truth[C.ITEM].isin(cold)]
+    recs = pd.read_parquet(run_dir / "recommendations.parquet")
+    recs = recs[(recs["view"] == "discover") & (recs[C.RANK] <= k)]
+    out = {}
+    for model, frame in recs.groupby(C.MODEL):
+        hits = truth.merge(frame[[C.USER, C.ITEM]], on=[C.USER, C.ITEM]).shape[0]
+        out[model] = hits / max(len(truth), 1)
+    out["_pairs"] = len(truth)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default="ids:repeat,ids:discover,text:discover")
+    parser.add_argument("--max-minutes", type=float, default=10.0, help="training time cap per variant")
+    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--cold-max", type=int, default=5, help="items with at most this many buyers are cold")
+    parser.add_argument("--out", type=Path, default=None, help="keep models and metrics here (default: temporary)")
+    args = parser.parse_args()
+
+    settings = Settings()
+    raw, shop_catalog, _ = ingest(SourceSpec.bundled(settings))
+    result = cleaning.clean(raw, settings.cleaning)
+    data = build_split(to_interactions(result.kept), settings.split, "temporal")
+    catalog = build_catalog(result.kept, shop_catalog)
+    started = time.perf_counter()
+    text = item_text_vectors(data.item_ids, catalog)
+    print(f"item text vectors: {text.shape} in {time.perf_counter() - started:.1f} s "
+          f"({int((np.abs(text).sum(1) > 0).sum())} items with text)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = args.out or Path(tmp)
+        fit_model("pop", data, settings, run_dir)
+        names, fits = ["pop"], {}
+        for variant in args.variants.split(","):
+            kind, view, *extra = variant.split(":")
+            params = {k: json.loads(v) for k, v in (e.split("=", 1) for e in extra)}
+            name = "_".join(["bert4rec", kind, view, *extra])
+            model = Bert4Rec.from_settings(settings.models, val_view=view, max_minutes=args.max_minutes, max_epochs=args.max_epochs,
+                                           item_text=text if kind == "text" else None, **params)
+            t0 = time.perf_counter()
+            model.fit(data.train_i, data.valid_i)
+            fit_s = time.perf_counter() - t0
+            model.save(model_dir(run_dir, name, "final"))
+            s = model.training_summary
+            fits[name] = s
+            write_json_atomic({"fit_seconds": round(fit_s, 1)}, run_dir / "models" / name / "fit.json")
+            names.append(name)
+            print(f"{name}: {fit_s:.0f} s, {s['epochs_run']} epochs, best epoch {s['best_epoch']} "
+                  f"(val_ndcg@10 {s['best_val_ndcg@10']}, popularity {s['popularity_val_ndcg@10']}), stopped by {s['stopped_by']}",
+                  flush=True)
+        doc = evaluate_models(names, data, settings, run_dir)
+        cold = cold_item_recall(run_dir, data, args.cold_max)
+
+    print(f"\nOnline Retail temporal split, test {data.info.get('test_start', '')}; sparse = <= {settings.split.sparse_max_items} items;"
+          f" cold items: <= {args.cold_max} buyers ({cold['_pairs']} discover test pairs)")
+    print(f"{'model':<40}{'rep NDCG@10':>12}{'rep sparse':>11}{'disc NDCG@10':>13}{'disc sparse':>12}"
+          f"{'cold R@20':>10}{'best ep':>8}{'fit s':>7}")
+    for name in names:
+        v = doc["models"][name]["views"]
+        s = fits.get(name, {})
+        print(f"{name:<40}{v['repeat']['overall']['ndcg@10']:>12.4f}{v['repeat'].get('sparse', {}).get('ndcg@10', float('nan')):>11.4f}"
+              f"{v['discover']['overall']['ndcg@10']:>13.4f}{v['discover'].get('sparse', {}).get('ndcg@10', float('nan')):>12.4f}"
+              f"{cold.get(name, float('nan')):>10.4f}{str(s.get('best_epoch', '')):>8}{doc['models'][name]['fit_seconds'] or 0:>7.0f}")
+    if args.out:
+        (args.out / "training.json").write_text(json.dumps(fits, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

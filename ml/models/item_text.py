@@ -1,0 +1,54 @@
+"""Item text for models: each item's title plus its accepted enrichment, as MiniLM sentence vectors.
+
+BERT4Rec can add a learned projection of these vectors to its item-id embeddings
+(``bert_item_text="augment"``), so an item with few purchases still starts from what its words say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ml import columns as C
+
+
+def item_texts(item_ids: Sequence[str], catalog: pd.DataFrame, enriched: pd.DataFrame | None = None) -> list[str]:
+    """One text per item: its catalog title, then category and tags where enrichment was accepted.
+
+    Args:
+        item_ids: the model's item vocabulary (index order).
+        catalog: item_id, title (items missing from it get an empty title).
+        enriched: the synthesis step's ``items_enriched.parquet`` (item_id, category, tags, status);
+            rows whose status is not ``ok`` are ignored.
+    Returns:
+        Texts aligned with ``item_ids``, e.g. ``"jumbo bag red retrospot | bags | tags: tote, red"``;
+        empty for items without a real title (the catalog lists an untitled item under its id).
+    """
+    titles = catalog.assign(**{C.ITEM: catalog[C.ITEM].astype(str)}).drop_duplicates(C.ITEM).set_index(C.ITEM)[C.TITLE]
+    ids = pd.Index([str(i) for i in item_ids])
+    titles = titles.reindex(ids).fillna("").astype(str).str.strip()
+    texts = titles.where(titles != ids, "").str.lower()
+    if enriched is not None and len(enriched):
+        ok = enriched[enriched["status"] == "ok"].drop_duplicates(C.ITEM, keep="last")
+        ok = ok.set_index(ok[C.ITEM].astype(str))
+        extra = ok[C.CATEGORY].astype(str) + ok["tags"].map(lambda t: " | tags: " + ", ".join(t) if t is not None and len(t) else "")
+        extra = extra.reindex(ids)
+        texts = texts.where(extra.isna(), texts + " | " + extra.fillna(""))
+    return texts.tolist()
+
+
+def item_text_vectors(item_ids: Sequence[str], catalog: pd.DataFrame, enriched: pd.DataFrame | None = None,
+                      device: str = "cpu") -> np.ndarray:
+    """Unit-length all-MiniLM-L6-v2 vectors of :func:`item_texts` (zeros for items without text).
+
+    Returns:
+        float32 ``(len(item_ids), 384)``.
+    """
+    from ml.synth.candidates import TitleEncoder
+
+    texts = item_texts(item_ids, catalog, enriched)
+    vectors = TitleEncoder(device).encode(texts)
+    vectors[[not t for t in texts]] = 0.0
+    return vectors
