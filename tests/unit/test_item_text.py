@@ -69,3 +69,18 @@ def test_text_augmented_model_trains_saves_and_loads_with_identical_scores(tmp_p
     assert loaded.text_dim == 16
     users_all = np.arange(30)
     np.testing.assert_array_equal(model.score(users_all, train), loaded.score(users_all, train))
+
+
+def test_a_catalog_without_titles_gives_no_item_text(settings):
+    from ml.data.dataset import SplitData
+    from ml.pipeline.training import item_text_for
+
+    ids = np.array(["1193", "661", "914"])
+    empty = pd.DataFrame(columns=["user_id", "item_id", "timestamp", "weight"])
+    data = SplitData(empty, empty, empty, user_ids=np.array(["u"]), item_ids=ids)
+    untitled = pd.DataFrame({"item_id": ids, "title": ids})  # what build_catalog lists for items never titled
+    assert item_texts(ids, untitled) == ["", "", ""]
+    assert item_text_for("bert4rec", settings, data, untitled) is None
+    assert item_text_for("als", settings, data, CATALOG) is None
+    titled = pd.DataFrame({"item_id": ids, "title": ["ONE FLEW OVER THE CUCKOO'S NEST", "JAMES AND THE GIANT PEACH", "MY FAIR LADY"]})
+    assert item_text_for("bert4rec", settings, data, titled).shape == (3, 384)

@@ -254,6 +254,7 @@ class Bert4Rec(Recommender):
         with tempfile.TemporaryDirectory(prefix="bert4rec-") as tmp, warnings.catch_warnings(), _quiet_lightning():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            warnings.filterwarnings("ignore", message=".*MLFlow only allows.*")  # it logs "@" as "_", once per epoch
             ckpt_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else Path(tmp)
             callbacks: list = [clock, *self.callbacks]
             if not self._use_cuda() and self.num_threads is None:
