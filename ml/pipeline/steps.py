@@ -236,14 +236,16 @@ def train_step(settings: Settings, as_of, dataset_path: str, model: str, parent_
     Returns:
         ``{"model", "fit_seconds", "valid", "run_id", ...}``.
     """
-    from ml.pipeline.training import fit_model, item_text_for
+    from ml.pipeline.training import base_name, fit_model, item_text_for
     from ml.tracking import runs
 
     data = SplitData.load(Path(dataset_path))
     synthetic = pd.read_parquet(synthetic_path) if synthetic_path else None
-    enriched_path = Path(dataset_path) / "synthetic" / "items_enriched.parquet"
-    item_text = item_text_for(model, settings, data, pd.read_parquet(settings.paths.lake / CATALOG_FILE),
-                              pd.read_parquet(enriched_path) if enriched_path.exists() else None)
+    item_text = None
+    if base_name(model) == "bert4rec":  # the only model that reads item text
+        enriched_path = Path(dataset_path) / "synthetic" / "items_enriched.parquet"
+        item_text = item_text_for(model, settings, data, pd.read_parquet(settings.paths.lake / CATALOG_FILE),
+                                  pd.read_parquet(enriched_path) if enriched_path.exists() else None)
     run_id = runs.model_run(settings, parent_run_id, key, model) if parent_run_id else None
     logger = None
     if run_id and model == "bert4rec":
