@@ -49,6 +49,7 @@ def item_text_vectors(item_ids: Sequence[str], catalog: pd.DataFrame, enriched: 
     from ml.synth.candidates import TitleEncoder
 
     texts = item_texts(item_ids, catalog, enriched)
-    vectors = TitleEncoder(device).encode(texts)
-    vectors[[not t for t in texts]] = 0.0
+    titled = [i for i, t in enumerate(texts) if t]  # a ratings file has none: the encoder is not even loaded
+    vectors = np.zeros((len(texts), 384), dtype=np.float32)
+    vectors[titled] = TitleEncoder(device).encode([texts[i] for i in titled])
     return vectors
