@@ -10,11 +10,13 @@ Three ways to get next purchases from the same model for the same users (30 by d
 
 Also prints choice accuracy on held-out real next purchases (hit@3 / MRR vs baselines).
 
-    python bench/bench_synth.py [--users 30] [--threads 1] [--lake PATH] [--accuracy-users 60]
+    python bench/bench_synth.py [--users 30] [--threads 1,2] [--lake PATH] [--accuracy-users 60]
 
 Prints figures only (target: >= 10 accepted synthetic interactions/s with likelihood scoring on 2 cores).
-Rates exclude model loading, title embeddings and one warm-up call; they include the PMI prior
-scores of every new candidate item (cached within the run), so small runs are the slowest.
+Rates exclude model loading, title embeddings and one warm-up call. Likelihood scoring is measured
+twice per thread count: "cold prior" scores the PMI prior of every candidate title (an empty prior
+store, as on a new install), "next night" is another seeded sample of users whose prior scores come
+partly from that store (as in the nightly run, which keeps the store under <home>/cache).
 """
 
 from __future__ import annotations
@@ -73,10 +75,28 @@ def free_text(tasks, gen, index, max_tokens: int) -> dict:
             "seconds": round(seconds, 2), "valid_per_s": round(outcome["valid"] / seconds, 3), "examples": answers[:3]}
 
 
+def likelihood_rate(tasks, gen, settings, data, catalog, store) -> dict:
+    """Accepted synthetic interactions/s of likelihood scoring + the quality filter, prior scores cached in ``store``."""
+    from ml.synth.expansion import PriorCache, propose_by_likelihood, training_cut
+    from ml.synth.quality import count_reasons, eligible_items, filter_proposals
+
+    s = settings.synth
+    cut, eligible = training_cut(data), eligible_items(data, catalog)
+    t = time.perf_counter()
+    prior = PriorCache(gen, store)
+    proposals = propose_by_likelihood(tasks, gen, s.max_per_user, prior)
+    prior.save()
+    flagged = filter_proposals(proposals, data.train, eligible, cut, s.min_score, s.max_per_user)
+    seconds = time.perf_counter() - t
+    counts = count_reasons(flagged)
+    return {"users": len(tasks), **counts, **prior.stats(), "validity_rate": 1.0, "seconds": round(seconds, 2),
+            "accepted_per_s": round(counts["accepted"] / seconds, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for the model (1 is fastest on a busy 2-core box)")
+    parser.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts to measure likelihood scoring with")
     parser.add_argument("--lake", type=Path, help="an existing lake (default: prepare the bundled data into a temp folder)")
     parser.add_argument("--accuracy-users", type=int, default=60)
     parser.add_argument("--seed", type=int, default=42)
@@ -86,54 +106,57 @@ def main() -> None:
     from ml.synth.candidates import CandidateIndex, TitleEncoder
     from ml.synth.embedded import EmbeddedGenerator
     from ml.synth.evaluation import choice_accuracy, held_out_tasks
-    from ml.synth.expansion import plan_users, propose, propose_by_choice, training_cut
+    from ml.synth.expansion import plan_users, propose_by_choice, training_cut
     from ml.synth.model_cache import ensure_embedded_model
     from ml.synth.quality import count_reasons, eligible_items, filter_proposals
 
-    settings = get_settings().with_overrides({"synth": {"max_users": args.users, "torch_threads": args.threads, "seed": args.seed}})
+    threads = [int(n) for n in args.threads.split(",")]
+    settings = get_settings().with_overrides({"synth": {"max_users": args.users, "torch_threads": max(threads), "seed": args.seed}})
     s = settings.synth
     t = time.perf_counter()
     data, catalog = load_bundled(args.lake, settings)
     print(f"data: {data.info['train_events']:,} training events, cut {data.info['validation_start']} ({time.perf_counter() - t:.1f} s)")
     t = time.perf_counter()
-    gen = EmbeddedGenerator(ensure_embedded_model(settings), device=s.device, dtype=s.dtype, threads=s.torch_threads, score_batch=s.score_batch, seed=s.seed)
-    print(f"model: {gen.name} on {gen.device}, {gen.model.dtype}, {args.threads} thread(s), load {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.2f}")
+    gen = EmbeddedGenerator(ensure_embedded_model(settings), device=s.device, dtype=s.dtype, threads=s.torch_threads,
+                            score_tokens=s.score_tokens, seed=s.seed)
+    print(f"model: {gen.name} on {gen.device}, {gen.model.dtype}, load {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.2f}")
     t = time.perf_counter()
-    index = CandidateIndex(data.train, catalog, TitleEncoder(threads=args.threads))
-    tasks, info = plan_users(data, catalog, index, settings)
+    index = CandidateIndex(data.train, catalog, TitleEncoder(threads=max(threads)))
+    tonight, info = plan_users(data, catalog, index, settings)
+    next_night, _ = plan_users(data, catalog, index, settings.with_overrides({"synth": {"seed": args.seed + 1}}))
     print(f"candidates: {len(index)} eligible items, {info['users_planned']} of {info['sparse_users']} sparse users, "
-          f"{len(tasks[0].candidates) if tasks else 0} candidates each ({time.perf_counter() - t:.1f} s incl. title embeddings)")
+          f"{len(tonight[0].candidates) if tonight else 0} candidates each ({time.perf_counter() - t:.1f} s incl. title embeddings)")
+
+    gen.score("Orders:\n2011-01-01:", [" warm up\n"] * 4)  # one-time kernel set-up is not throughput
+    likelihood = {}
+    with tempfile.TemporaryDirectory(prefix="bench-prior-") as tmp:
+        for n in threads:
+            g, store = gen.with_options(threads=n), Path(tmp) / f"prior-{n}.parquet"
+            likelihood[f"{n} thread(s), cold prior"] = likelihood_rate(tonight, g, settings, data, catalog, store)
+            likelihood[f"{n} thread(s), next night"] = likelihood_rate(next_night, g, settings, data, catalog, store)
 
     cut, eligible = training_cut(data), eligible_items(data, catalog)
-    gen.score("Orders:\n2011-01-01:", [" warm up\n"] * 4)  # one-time kernel set-up is not throughput
     t = time.perf_counter()
-    proposals, _ = propose(tasks, gen, settings, data)
-    flagged = filter_proposals(proposals, data.train, eligible, cut, s.min_score, s.max_per_user)
-    seconds = time.perf_counter() - t
-    counts = count_reasons(flagged)
-    likelihood = {"users": len(tasks), **counts, "validity_rate": 1.0, "seconds": round(seconds, 2),
-                  "accepted_per_s": round(counts["accepted"] / seconds, 2)}
-
-    t = time.perf_counter()
-    chosen = filter_proposals(propose_by_choice(tasks, gen, s.max_per_user, s.seed), data.train, eligible, cut, s.min_score, s.max_per_user)
+    chosen = filter_proposals(propose_by_choice(tonight, gen, s.max_per_user, s.seed), data.train, eligible, cut, s.min_score, s.max_per_user)
     seconds = time.perf_counter() - t
     c = count_reasons(chosen)
     malformed = c["rejected"]["invalid_answer"] + c["rejected"]["not_a_candidate"]
-    structured = {"users": len(tasks), **c, "validity_rate": round((c["generated"] - malformed) / max(c["generated"], 1), 3),
-                  "answers_parsed": round(1 - c["rejected"]["invalid_answer"] / max(len(tasks), 1), 3),
+    structured = {"users": len(tonight), **c, "validity_rate": round((c["generated"] - malformed) / max(c["generated"], 1), 3),
+                  "answers_parsed": round(1 - c["rejected"]["invalid_answer"] / max(len(tonight), 1), 3),
                   "seconds": round(seconds, 2), "accepted_per_s": round(c["accepted"] / seconds, 3)}
-    naive = free_text(tasks, gen, index, max_tokens=24)
+    naive = free_text(tonight, gen, index, max_tokens=24)
 
     print(json.dumps({"likelihood": likelihood, "structured_json": structured, "free_text": naive}, indent=2))
-    print(f"{'method':<16}{'accepted/s':>12}{'validity':>10}")
-    print(f"{'likelihood':<16}{likelihood['accepted_per_s']:>12.2f}{likelihood['validity_rate']:>10.2f}")
-    print(f"{'structured JSON':<16}{structured['accepted_per_s']:>12.2f}{structured['validity_rate']:>10.2f}")
-    print(f"{'free text':<16}{naive['valid_per_s']:>12.2f}{naive['validity_rate']:>10.2f}")
+    print(f"{'method':<40}{'accepted/s':>12}{'validity':>10}{'prior cached/computed':>24}")
+    for name, r in likelihood.items():
+        print(f"{'likelihood, ' + name:<40}{r['accepted_per_s']:>12.2f}{r['validity_rate']:>10.2f}{r['prior_cached']:>14}/{r['prior_computed']}")
+    print(f"{f'structured JSON, {max(threads)} thread(s)':<40}{structured['accepted_per_s']:>12.2f}{structured['validity_rate']:>10.2f}")
+    print(f"{f'free text, {max(threads)} thread(s)':<40}{naive['valid_per_s']:>12.2f}{naive['validity_rate']:>10.2f}")
 
     if args.accuracy_users:
         t = time.perf_counter()
         held = held_out_tasks(data, catalog, index, args.accuracy_users, args.seed, s.n_copurchase, s.n_text)
-        acc = choice_accuracy(held, gen, index, data)
+        acc = choice_accuracy(held, gen, index)
         print(f"choice accuracy on held-out real next purchases ({time.perf_counter() - t:.1f} s): {json.dumps(acc)}")
 
 

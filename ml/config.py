@@ -142,7 +142,7 @@ class SynthSettings(BaseModel):
     device: str = "auto"  # auto (cuda when present) | cpu | cuda[:N]
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on GPU and on CPUs with native bf16 (AMX/AVX512-BF16)
     torch_threads: int | None = 1  # CPU threads for the models; 1 by default: on a 2-core box shared with other tasks, 2 threads ran up to 30x slower; None: torch default
-    score_batch: int = 128  # candidate continuations scored per forward pass (several users packed together)
+    score_tokens: int = 1024  # tokens per scoring forward pass (users' prefixes and candidates packed without padding)
     gen_batch: int = 16  # prompts decoded together by the embedded model
     # OpenAI-compatible backend (vLLM, Ollama, llama.cpp server, `transformers serve`, hosted APIs)
     base_url: str = "http://127.0.0.1:8000/v1"

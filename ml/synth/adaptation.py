@@ -171,9 +171,9 @@ def evaluate_model(model_dir: Path, data, catalog: pd.DataFrame, index, settings
     from ml.synth.evaluation import choice_accuracy, held_out_tasks
 
     s = settings.synth
-    gen = EmbeddedGenerator(model_dir, device=s.device, dtype=s.dtype, threads=s.torch_threads, score_batch=s.score_batch)
+    gen = EmbeddedGenerator(model_dir, device=s.device, dtype=s.dtype, threads=s.torch_threads, score_tokens=s.score_tokens)
     tasks = held_out_tasks(data, catalog, index, n_users, s.seed, s.n_copurchase, s.n_text)
-    report = choice_accuracy(tasks, gen, index, data)
+    report = choice_accuracy(tasks, gen, index)
     gen.close()
     return report
 

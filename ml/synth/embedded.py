@@ -1,15 +1,17 @@
 """The embedded backend: a local causal LM (SmolLM2-135M-Instruct by default) run with transformers.
 
-Scoring shares one prefill per prefix: the prefix's key/value cache is repeated for a batch of
-continuations, so choosing among 20 candidates costs the prefix once plus the candidates' own
-tokens. Generation is batched greedy decoding with left padding.
+Scoring packs a prefix and its continuations into one row without padding: a block attention mask
+lets each continuation see only the prefix and itself, so choosing among 20 candidates costs the
+prefix once plus the candidates' own tokens. Generation is batched greedy decoding with left padding.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +69,8 @@ class EmbeddedGenerator:
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         dtype: ``auto``, ``float32`` or ``bfloat16``.
         threads: CPU threads while the model runs (None: torch's default).
-        score_batch: continuations per forward pass when scoring.
+        score_tokens: tokens per forward pass when scoring (packed rows, padded to the longest in the batch).
+        pack_tokens: the length of one packed scoring row (a prefix and several continuations).
         gen_batch: prompts decoded together.
         seed: torch seed set before each generation batch.
         model: an already loaded model to share (with ``tokenizer``), e.g. across tests.
@@ -76,14 +79,16 @@ class EmbeddedGenerator:
     supports_scoring = True
 
     def __init__(self, model_dir: Path, device: str = "auto", dtype: str = "auto", threads: int | None = None,
-                 score_batch: int = 64, gen_batch: int = 16, seed: int = 0, model=None, tokenizer=None):
+                 score_tokens: int = 1024, pack_tokens: int = 256, gen_batch: int = 16, seed: int = 0, model=None,
+                 tokenizer=None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = Path(model_dir)
         self.device = resolve_device(device)
         self.threads = threads
-        self.score_batch = score_batch
+        self.score_tokens = score_tokens
+        self.pack_tokens = pack_tokens
         self.gen_batch = gen_batch
         self.seed = seed
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(self.model_dir))
@@ -96,14 +101,23 @@ class EmbeddedGenerator:
         self.model = model
         self.name = f"embedded:{self.model_dir.name}"
 
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of what the scores depend on: the weight files (path, size, time), dtype and device kind."""
+        weights = sorted(self.model_dir.glob("*.safetensors")) + sorted(self.model_dir.glob("*.bin"))
+        parts = [str(self.model_dir.resolve()), str(self.model.dtype), self.device.split(":")[0]]
+        parts += [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
     def with_options(self, **options) -> "EmbeddedGenerator":
         """A generator sharing this one's loaded model, with other batch/thread/seed options."""
-        kwargs = dict(device=self.device, threads=self.threads, score_batch=self.score_batch, gen_batch=self.gen_batch, seed=self.seed)
+        kwargs = dict(device=self.device, threads=self.threads, score_tokens=self.score_tokens, pack_tokens=self.pack_tokens,
+                      gen_batch=self.gen_batch, seed=self.seed)
         kwargs.update(options)
         return EmbeddedGenerator(self.model_dir, model=self.model, tokenizer=self.tokenizer, **kwargs)
 
     def score(self, prefix: str, continuations: Sequence[str]) -> np.ndarray:
-        """Summed log-likelihood (nats) of each continuation after ``prefix`` (one shared prefill).
+        """Summed log-likelihood (nats) of each continuation after ``prefix`` (the prefix is computed once per packed row).
 
         Args:
             prefix: the context (must not be empty).
@@ -114,71 +128,66 @@ class EmbeddedGenerator:
         return self.score_many([(prefix, continuations)])[0]
 
     def score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
-        """:meth:`score` for several prefixes, packed into forward passes of up to ``score_batch`` continuations.
+        """:meth:`score` for several prefixes, packed without padding into forward passes of about ``score_tokens`` tokens.
 
-        Each pass prefills its prefixes together (left-padded), repeats each prefix's key/value cache
-        once per continuation, and scores all continuations (right-padded) in one batch.
+        Each packed row holds one prefix followed by as many of its continuations as fit in
+        ``pack_tokens``; a block attention mask lets each continuation see the prefix and itself only,
+        and its positions continue the prefix's, so every continuation is scored exactly as if it
+        followed the prefix alone (up to floating-point rounding).
 
         Returns:
             One float64 array per request.
         """
         import torch
 
-        out = [np.empty(len(conts)) for _, conts in requests]
-        units = [(r, start, list(conts[start:start + self.score_batch]))
-                 for r, (_, conts) in enumerate(requests) for start in range(0, len(conts), self.score_batch)]
-        groups: list[list] = []
-        size = 0
-        for unit in units:
-            if not groups or size + len(unit[2]) > self.score_batch:
-                groups.append([])
-                size = 0
-            groups[-1].append(unit)
-            size += len(unit[2])
+        tok = self.tokenizer
+        prefix_ids = tok([p for p, _ in requests], add_special_tokens=False).input_ids
+        flat = [c for _, conts in requests for c in conts]
+        cont_ids = tok(flat, add_special_tokens=False).input_ids if flat else []
+        rows = pack_rows(prefix_ids, [len(conts) for _, conts in requests], cont_ids, self.pack_tokens)
+        totals = np.zeros(len(flat))
         with torch_threads(self.threads), torch.inference_mode():
-            for group in groups:
-                scores = self._score_group([requests[r][0] for r, _, _ in group], [conts for _, _, conts in group])
-                for (r, start, conts), values in zip(group, scores):
-                    out[r][start:start + len(conts)] = values
-        return out
+            for batch in batch_rows(rows, self.score_tokens):
+                for (cont, value) in self._score_rows(batch):
+                    totals[cont] = value
+        bounds = np.cumsum([0] + [len(conts) for _, conts in requests])
+        return [totals[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def _score_group(self, prefixes: list[str], continuations: list[list[str]]) -> list[np.ndarray]:
+    def _score_rows(self, rows: list["PackedRow"]) -> Iterator[tuple[int, float]]:
+        """Run one batch of packed rows; yield ``(continuation index, summed log-likelihood)``."""
         import torch
 
-        tok, dev = self.tokenizer, self.device
-        side = tok.padding_side
-        tok.padding_side = "left"
-        try:
-            pre = tok(prefixes, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-        finally:
-            tok.padding_side = side
-        pre_mask = pre.attention_mask
-        pre_pos = (pre_mask.cumsum(1) - 1).clamp(min=0)
-        first = self.model(input_ids=pre.input_ids, attention_mask=pre_mask, position_ids=pre_pos, use_cache=True, logits_to_keep=1)
-        cache = first.cache if getattr(first, "cache", None) is not None else first.past_key_values
-        last_logp = torch.log_softmax(first.logits[:, -1].float(), -1)
-        owner = torch.tensor([i for i, conts in enumerate(continuations) for _ in conts], device=dev)
-        flat = [c for conts in continuations for c in conts]
-        enc = tok(flat, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-        ids, mask = enc.input_ids, enc.attention_mask
-        cache.batch_select_indices(owner)
-        full_mask = torch.cat([pre_mask[owner], mask], 1)
-        positions = pre_mask.sum(1)[owner, None] + torch.arange(ids.shape[1], device=dev)[None, :]
-        hidden = self.model.base_model(input_ids=ids, attention_mask=full_mask, position_ids=positions, cache=cache).last_hidden_state
-        # only real next-token positions go through the vocabulary head, in chunks (the head dominates memory)
-        rows, cols = torch.nonzero(mask[:, 1:], as_tuple=True)
-        targets = ids[rows, cols + 1]
-        states = hidden[rows, cols]
+        dev = self.device
+        width = max(len(r.ids) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        pos = torch.zeros((len(rows), width), dtype=torch.long)
+        seg = torch.full((len(rows), width), -1, dtype=torch.long)
+        for b, r in enumerate(rows):
+            n = len(r.ids)
+            ids[b, :n], pos[b, :n], seg[b, :n] = torch.tensor(r.ids), torch.tensor(r.positions), torch.tensor(r.segments)
+        idx = torch.arange(width)
+        causal = idx[None, :, None] >= idx[None, None, :]
+        same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
+        mask = (causal & same) | torch.eye(width, dtype=torch.bool)[None]  # padding rows see themselves (no NaN)
+        hidden = self.model.base_model(input_ids=ids.to(dev), attention_mask=mask[:, None].to(dev),
+                                       position_ids=pos.to(dev)).last_hidden_state
+        # only the positions that predict a continuation token go through the vocabulary head, in chunks
+        b_idx = torch.tensor([b for b, r in enumerate(rows) for _ in r.predictors], device=dev)
+        p_idx = torch.tensor([p for r in rows for p in r.predictors], device=dev)
+        targets = ids.to(dev)[b_idx, torch.tensor([t for r in rows for t in r.targets], device=dev)]
+        states = hidden[b_idx, p_idx]
         head = self.model.get_output_embeddings()
-        token_logp = torch.empty(len(rows), device=dev)
-        for a in range(0, len(rows), HEAD_CHUNK):
+        token_logp = torch.empty(len(p_idx), device=dev)
+        for a in range(0, len(p_idx), HEAD_CHUNK):
             logits = head(states[a:a + HEAD_CHUNK]).float()
             token_logp[a:a + HEAD_CHUNK] = logits.gather(1, targets[a:a + HEAD_CHUNK, None])[:, 0] - torch.logsumexp(logits, 1)
-        total = last_logp[owner, ids[:, 0]].clone()
-        total.index_add_(0, rows, token_logp)
-        total = total.cpu().double().numpy()
-        bounds = np.cumsum([0] + [len(c) for c in continuations])
-        return [total[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        owners = [c for r in rows for c in r.owners]
+        sums = torch.zeros(len(owners) and max(owners) + 1, dtype=torch.float64, device=dev)
+        sums.index_add_(0, torch.tensor(owners, device=dev), token_logp.double())
+        sums = sums.cpu().numpy()
+        for c in dict.fromkeys(owners):
+            yield c, float(sums[c])
+
 
     def generate(self, prompts: Sequence[Prompt], max_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         """Greedy answers, decoded in batches of ``gen_batch`` with left padding.
@@ -218,3 +227,67 @@ class EmbeddedGenerator:
     def close(self) -> None:
         """Drop the model reference (memory is freed when no one else holds it)."""
         self.model = None
+
+
+@dataclass
+class PackedRow:
+    """One prefix and some of its continuations laid out in one sequence (see :func:`pack_rows`)."""
+
+    ids: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # rotary positions: each continuation continues the prefix
+    segments: list[int] = field(default_factory=list)  # 0 = prefix, k = the row's k-th continuation
+    predictors: list[int] = field(default_factory=list)  # positions whose next-token distribution is scored
+    targets: list[int] = field(default_factory=list)  # the position of the token each predictor is scored on
+    owners: list[int] = field(default_factory=list)  # the continuation (global index) each scored token belongs to
+
+
+def pack_rows(prefix_ids: list[list[int]], n_conts: list[int], cont_ids: list[list[int]], pack_tokens: int) -> list[PackedRow]:
+    """Lay out each prefix with its continuations in rows of at most ``pack_tokens`` tokens.
+
+    A row holds the prefix once, then continuations one after another (at least one per row, so a
+    very long continuation makes a longer row). A continuation's first token is predicted from the
+    prefix's last token, each later token from the one before it.
+
+    Args:
+        prefix_ids: token ids of each request's prefix (none may be empty).
+        n_conts: how many continuations each request has.
+        cont_ids: token ids of every continuation, all requests' in order.
+        pack_tokens: the row length to aim for.
+    Returns:
+        The packed rows.
+    Raises:
+        ValueError: a prefix has no tokens.
+    """
+    rows: list[PackedRow] = []
+    c = 0
+    for prefix, n in zip(prefix_ids, n_conts):
+        if not prefix:
+            raise ValueError("a scoring prefix must not be empty")
+        row = None
+        for cont in cont_ids[c:c + n]:
+            if row is None or (len(row.ids) + len(cont) > pack_tokens and row.owners):
+                row = PackedRow(list(prefix), list(range(len(prefix))), [0] * len(prefix))
+                rows.append(row)
+                segment = 0
+            segment += 1
+            start = len(row.ids)
+            row.ids += cont
+            row.positions += range(len(prefix), len(prefix) + len(cont))
+            row.segments += [segment] * len(cont)
+            if cont:
+                row.predictors += [len(prefix) - 1, *range(start, start + len(cont) - 1)]
+            row.targets += range(start, start + len(cont))
+            row.owners += [c] * len(cont)
+            c += 1
+    return rows
+
+
+def batch_rows(rows: list[PackedRow], score_tokens: int) -> list[list[PackedRow]]:
+    """Group rows (longest first) into batches whose padded size stays within ``score_tokens`` (one row at least)."""
+    batches: list[list[PackedRow]] = []
+    for row in sorted(rows, key=lambda r: -len(r.ids)):
+        if batches and (len(batches[-1]) + 1) * len(batches[-1][0].ids) <= score_tokens:
+            batches[-1].append(row)
+        else:
+            batches.append([row])
+    return batches

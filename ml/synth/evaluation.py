@@ -13,7 +13,7 @@ import pandas as pd
 
 from ml import columns as C
 from ml.synth.candidates import CandidateIndex
-from ml.synth.expansion import MAX_HISTORY_TITLES, PriorCache, UserTask, last_titles, prior_date, score_tasks
+from ml.synth.expansion import MAX_HISTORY_TITLES, PriorCache, UserTask, last_titles, score_tasks
 from ml.synth.generator import Generator
 
 
@@ -57,10 +57,17 @@ def held_out_tasks(data, catalog: pd.DataFrame, index: CandidateIndex, n_users: 
     return out
 
 
-def choice_accuracy(tasks: list[tuple[UserTask, set[str]]], generator: Generator | None, index: CandidateIndex, data,
-                    k: int = 3, seed: int = 0) -> dict:
+def choice_accuracy(tasks: list[tuple[UserTask, set[str]]], generator: Generator | None, index: CandidateIndex,
+                    k: int = 3, seed: int = 0, prior: PriorCache | None = None) -> dict:
     """hit@k (a true item among the top k) and MRR of the first true item, per method.
 
+    Args:
+        tasks: from :func:`held_out_tasks`.
+        generator: a scoring generator (None: baselines only).
+        index: the candidate index (popularity baseline).
+        k: the cut-off of hit@k.
+        seed: the random baseline's seed.
+        prior: prior scores to reuse (default: computed for these tasks only).
     Returns:
         ``{"users": n, "candidates": mean size, "true_in_candidates": mean, method: {"hit@k", "mrr"}}``;
         methods: ``pmi`` and ``conditional`` (when a scoring generator is given), ``candidate_order``,
@@ -69,7 +76,7 @@ def choice_accuracy(tasks: list[tuple[UserTask, set[str]]], generator: Generator
     rng = np.random.default_rng(seed)
     scores: dict[str, list[np.ndarray]] = {"candidate_order": [], "popularity": [], "random": []}
     if generator is not None:
-        prior = PriorCache(generator, prior_date(data))
+        prior = prior or PriorCache(generator)
         pmi = score_tasks([t for t, _ in tasks], generator, prior)
         scores["pmi"] = pmi
         scores["conditional"] = [p + prior.get(t.candidates) for p, (t, _) in zip(pmi, tasks)]

@@ -23,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -143,20 +145,62 @@ def continuation(title: str) -> str:
 
 
 class PriorCache:
-    """History-free log-likelihood of each candidate title (the PMI baseline), computed once per item."""
+    """History-free log-likelihood of each candidate title (the PMI baseline), computed once per title.
 
-    def __init__(self, generator: Generator, next_date: str):
+    The prior prompt holds no user, history or date, so a title's prior depends only on the model
+    and the prompt version. With ``store`` (a Parquet file, see :func:`prior_store`) the scores
+    persist across runs: a nightly run only scores titles it has not seen before.
+
+    Args:
+        generator: a scoring generator.
+        store: the file to read cached scores from and :meth:`save` them to (None: this run only).
+    """
+
+    def __init__(self, generator: Generator, store: Path | None = None):
         self.generator = generator
-        self.prefix = prompts.load("next_purchase_prior").render(next_date=next_date)
+        self.store = store
+        self.prefix = prompts.load("next_purchase_prior").render()
         self._scores: dict[str, float] = {}
+        if store is not None and store.exists():
+            cached = pd.read_parquet(store)
+            self._scores = dict(zip(cached["continuation"], cached[C.SCORE].astype(float)))
+        self.loaded = len(self._scores)
+        self.computed = 0
 
     def get(self, candidates: list[Candidate]) -> np.ndarray:
         """Prior scores of ``candidates`` (the missing ones are scored in one call)."""
-        missing = list({c.item_id: c for c in candidates if c.item_id not in self._scores}.values())
+        texts = [continuation(c.title) for c in candidates]
+        missing = [t for t in dict.fromkeys(texts) if t not in self._scores]
         if missing:
-            values = self.generator.score(self.prefix, [continuation(c.title) for c in missing])
-            self._scores.update({c.item_id: float(v) for c, v in zip(missing, values)})
-        return np.array([self._scores[c.item_id] for c in candidates])
+            self._scores.update(zip(missing, map(float, self.generator.score(self.prefix, missing))))
+            self.computed += len(missing)
+        return np.array([self._scores[t] for t in texts])
+
+    def save(self) -> None:
+        """Write every known score to ``store`` (atomically; nothing to do without a store or new scores)."""
+        if self.store is None or not self.computed:
+            return
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.store.with_suffix(f".tmp-{os.getpid()}")
+        pd.DataFrame({"continuation": list(self._scores), C.SCORE: list(self._scores.values())}).to_parquet(tmp, index=False)
+        os.replace(tmp, self.store)
+
+    def stats(self) -> dict:
+        """How many prior scores came from the store and how many were computed in this run."""
+        return {"prior_cached": self.loaded, "prior_computed": self.computed}
+
+
+def prior_store(settings: Settings, generator: Generator) -> Path | None:
+    """The prior-score file of this generator and prior prompt under ``<home>/cache/synth_prior`` (None: not cacheable).
+
+    Only generators with a ``fingerprint`` (model weights, dtype, device kind) get a store, so a changed
+    or adapted model never reads another model's scores.
+    """
+    fingerprint = getattr(generator, "fingerprint", None)
+    if fingerprint is None:
+        return None
+    tag = prompts.load("next_purchase_prior").tag.replace("@", "-v")
+    return Path(settings.paths.home) / "cache" / "synth_prior" / f"{fingerprint}-{tag}.parquet"
 
 
 def score_prompt(task: UserTask) -> str:
@@ -274,21 +318,17 @@ def propose_by_choice(tasks: list[UserTask], generator: Generator, n_picks: int,
     return pd.DataFrame(rows, columns=PROPOSAL_COLUMNS)
 
 
-def prior_date(data) -> str:
-    """The date shown in the history-free prior prompt: the last training day (constant per run)."""
-    return (training_cut(data) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
-
-
-def propose(tasks: list[UserTask], generator: Generator, settings: Settings, data) -> tuple[pd.DataFrame, str]:
+def propose(tasks: list[UserTask], generator: Generator, settings: Settings) -> tuple[pd.DataFrame, str, dict]:
     """Proposals for every task with the generator's best method.
 
     Returns:
-        ``(proposals, prompt_version)``.
+        ``(proposals, prompt_version, info)``; info counts cached and computed prior scores (scoring backends).
     """
     s = settings.synth
     if generator.supports_scoring:
-        prior = PriorCache(generator, prior_date(data))
+        prior = PriorCache(generator, prior_store(settings, generator))
         frame = propose_by_likelihood(tasks, generator, s.max_per_user, prior)
-        return frame, prompts.load("next_purchase_score").tag
+        prior.save()
+        return frame, prompts.load("next_purchase_score").tag, prior.stats()
     frame = propose_by_choice(tasks, generator, s.max_per_user, s.seed)
-    return frame, prompts.load("next_purchase_choice").tag
+    return frame, prompts.load("next_purchase_choice").tag, {}

@@ -83,7 +83,7 @@ def make_generator(settings: Settings, backend: str | None = None) -> Generator:
         from ml.synth.model_cache import ensure_embedded_model
 
         return EmbeddedGenerator(ensure_embedded_model(settings), device=s.device, dtype=s.dtype, threads=s.torch_threads,
-                                 score_batch=s.score_batch, gen_batch=s.gen_batch, seed=s.seed)
+                                 score_tokens=s.score_tokens, gen_batch=s.gen_batch, seed=s.seed)
     if kind == "openai":
         from ml.synth.openai_http import OpenAIGenerator
 

@@ -88,7 +88,7 @@ def synthesize(data: SplitData, catalog: pd.DataFrame, settings: Settings, backe
         index = CandidateIndex(data.train, catalog, encoder if use_text_neighbours else None)
         tasks, user_info = plan_users(data, catalog, index, settings)
         t2 = time.perf_counter()
-        proposals, prompt_version = propose(tasks, generator, settings, data)
+        proposals, prompt_version, propose_info = propose(tasks, generator, settings)
         t3 = time.perf_counter()
     finally:
         if backend is None:
@@ -127,6 +127,7 @@ def synthesize(data: SplitData, catalog: pd.DataFrame, settings: Settings, backe
             "users_with_synthetic": int(interactions[C.USER].nunique()),
             "seconds": round(propose_s, 2),
             "accepted_per_s": round(counts["accepted"] / propose_s, 3) if propose_s > 0 else None,
+            **propose_info,
         },
         "items": enrich_report,
         "profiles": {"users": len(profiles), "buyer_types": profiles["buyer_type"].value_counts().to_dict()},
@@ -160,7 +161,7 @@ def build_generator(settings: Settings, data: SplitData, catalog: pd.DataFrame) 
             folder = adapted
         else:
             log.warning("adapted generator measured worse than the base model; synthesizing with the base model")
-    gen = EmbeddedGenerator(folder, device=s.device, dtype=s.dtype, threads=s.torch_threads, score_batch=s.score_batch,
+    gen = EmbeddedGenerator(folder, device=s.device, dtype=s.dtype, threads=s.torch_threads, score_tokens=s.score_tokens,
                             gen_batch=s.gen_batch, seed=s.seed)
     return gen, report
 

@@ -11,7 +11,8 @@ import pytest
 from ml import columns as C
 from ml.synth.candidates import CandidateIndex
 from ml.synth.errors import GeneratorError
-from ml.synth.expansion import PriorCache, plan_users, prior_date, propose_by_likelihood, training_cut
+from ml.synth.embedded import EmbeddedGenerator, batch_rows, pack_rows
+from ml.synth.expansion import PriorCache, continuation, plan_users, prior_store, propose, propose_by_likelihood, training_cut
 from ml.synth.generator import Generator, Prompt
 from ml.synth.model_cache import GGUF_MEMBER, ensure_embedded_model, extract_gguf
 from ml.synth.pipeline import FILES, synthesize, with_synthetic
@@ -32,17 +33,77 @@ def test_embedded_backend_implements_the_generator_contract():
     assert isinstance(gen, Generator) and gen.supports_scoring and gen.name == "embedded:SmolLM2-135M-Instruct"
 
 
-def test_packed_scoring_equals_one_prefix_at_a_time_whatever_the_batch():
-    gen = shared_generator()
+def full_sequence_loglik(gen, prefix: str, continuation_text: str) -> float:
+    """The reference: one plain forward pass over prefix + continuation, summing the continuation's token log-probs."""
+    import torch
+
+    p = gen.tokenizer(prefix, add_special_tokens=False).input_ids
+    c = gen.tokenizer(continuation_text, add_special_tokens=False).input_ids
+    with torch.inference_mode():
+        logp = torch.log_softmax(gen.model(input_ids=torch.tensor([p + c])).logits[0].float(), -1)
+    return float(sum(logp[len(p) - 1 + k, t] for k, t in enumerate(c)))
+
+
+@pytest.fixture(scope="module")
+def float32_generator():
+    """The embedded model in float32, so packed and plain scoring can be compared without bfloat16 rounding."""
+    return EmbeddedGenerator(shared_generator().model_dir, dtype="float32", threads=1)
+
+
+def test_packed_scoring_equals_a_plain_forward_pass_per_continuation_whatever_the_packing(float32_generator):
+    gen = float32_generator
     prefix_a = "Orders of one customer of a UK online gift shop, oldest first:\n2011-03-02: party bunting\n2011-07-01:"
     prefix_b = "Orders of one customer of a UK online gift shop, oldest first:\n2011-07-01:"
-    conts = [" jumbo bag red retrospot\n", " regency cakestand 3 tier\n", " lunch bag black skull\n"]
-    alone = [gen.score(prefix_a, conts), gen.score(prefix_b, conts[:2])]
-    for batch in (2, 128):
-        packed = gen.with_options(score_batch=batch).score_many([(prefix_a, conts), (prefix_b, conts[:2])])
-        for a, b in zip(alone, packed):
-            np.testing.assert_allclose(a, b, rtol=0.01)  # bfloat16 (where the CPU has it) rounds differently per batch shape
-    assert np.all(alone[0] < 0)
+    conts = [" jumbo bag red retrospot\n", " regency cakestand 3 tier\n", " lunch bag black skull\n", " a\n"]
+    expected = [np.array([full_sequence_loglik(gen, prefix_a, c) for c in conts]),
+                np.array([full_sequence_loglik(gen, prefix_b, c) for c in conts[:2]])]
+    # one row per prefix; one continuation per row; rows split mid-request and batched one at a time
+    for score_tokens, pack_tokens in ((1024, 256), (8, 1), (64, 40)):
+        packed = gen.with_options(score_tokens=score_tokens, pack_tokens=pack_tokens).score_many([(prefix_a, conts), (prefix_b, conts[:2])])
+        for want, got in zip(expected, packed):
+            np.testing.assert_allclose(got, want, atol=1e-3)
+    assert np.all(expected[0] < 0)
+
+
+def test_bfloat16_scoring_stays_close_to_float32(float32_generator):
+    prefix = "Orders of one customer of a UK online gift shop, oldest first:\n2011-07-01:"
+    conts = [" jumbo bag red retrospot\n", " regency cakestand 3 tier\n"]
+    np.testing.assert_allclose(shared_generator().score(prefix, conts), float32_generator.score(prefix, conts), rtol=0.02)
+
+
+def test_pack_rows_lays_each_continuation_after_its_prefix_and_predicts_it_from_there():
+    rows = pack_rows([[1, 2, 3], [4]], [3, 1], [[10, 11], [12], [13, 14, 15], [16]], pack_tokens=7)
+    # request 0: prefix + 2 continuations fill 6 tokens, the third would make 9 > 7 and opens a new row
+    assert [r.ids for r in rows] == [[1, 2, 3, 10, 11, 12], [1, 2, 3, 13, 14, 15], [4, 16]]
+    first = rows[0]
+    assert first.positions == [0, 1, 2, 3, 4, 3] and first.segments == [0, 0, 0, 1, 1, 2]
+    assert first.predictors == [2, 3, 2] and first.targets == [3, 4, 5] and first.owners == [0, 0, 1]
+    assert rows[1].owners == [2, 2, 2] and rows[2].predictors == [0] and rows[2].owners == [3]
+    assert [[len(r.ids) for r in b] for b in batch_rows(rows, score_tokens=12)] == [[6, 6], [2]]
+    with pytest.raises(ValueError, match="prefix must not be empty"):
+        pack_rows([[]], [1], [[5]], pack_tokens=8)
+
+
+def test_prior_scores_persist_across_runs_and_are_keyed_by_model_and_prompt(tmp_path, float32_generator):
+    data, catalog = bundled_sample()
+    settings = sample_settings(tmp_path, max_users=4)
+    tasks, _ = plan_users(data, catalog, CandidateIndex(data.train, catalog, None), settings)
+    gen = shared_generator()
+    store = prior_store(settings, gen)
+    assert store.parent == tmp_path / "cache" / "synth_prior" and "next_purchase_prior-v2" in store.name
+    first, _, info = propose(tasks, gen, settings)
+    titles = {c.title for t in tasks for c in t.candidates}
+    n_titles = len({continuation(t) for t in titles})
+    assert info == {"prior_cached": 0, "prior_computed": n_titles} and store.exists()
+    again, _, info = propose(tasks, gen, settings)
+    assert info == {"prior_cached": n_titles, "prior_computed": 0}
+    pd.testing.assert_frame_equal(first, again)
+    cached = PriorCache(gen, store)
+    some = tasks[0].candidates[:3]
+    np.testing.assert_allclose(cached.get(some), gen.score(cached.prefix, [continuation(c.title) for c in some]), rtol=0.02)
+    assert cached.computed == 0
+    assert prior_store(settings, gen.with_options()) == store  # same weights, dtype and device
+    assert float32_generator.fingerprint != gen.fingerprint
 
 
 def test_generation_is_deterministic_and_cut_at_stop_strings():
@@ -58,7 +119,7 @@ def test_likelihood_choice_only_returns_the_users_candidates(tmp_path):
     settings = sample_settings(tmp_path, max_users=6)
     tasks, info = plan_users(data, catalog, CandidateIndex(data.train, catalog, None), settings)
     gen = shared_generator()
-    frame = propose_by_likelihood(tasks, gen, 3, PriorCache(gen, prior_date(data)))
+    frame = propose_by_likelihood(tasks, gen, 3, PriorCache(gen))
     assert info["users_planned"] == len(tasks) == 6
     for task in tasks:
         rows = frame[frame[C.USER] == task.user_id]
