@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.hardware import cpu_has_bf16
+from ml.synth.errors import GeneratorError
 from ml.synth.generator import Prompt, cut_at_stop
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class EmbeddedGenerator:
             model.to(self.device).eval()
         self.model = model
         self.name = f"embedded:{self.model_dir.name}"
+        self._packing_checked = False
 
     @property
     def fingerprint(self) -> str:
@@ -147,14 +149,16 @@ class EmbeddedGenerator:
         rows = pack_rows(prefix_ids, [len(conts) for _, conts in requests], cont_ids, self.pack_tokens)
         totals = np.zeros(len(flat))
         with torch_threads(self.threads), torch.inference_mode():
+            if not self._packing_checked:
+                self._check_packing()
             for batch in batch_rows(rows, self.score_tokens):
-                for (cont, value) in self._score_rows(batch):
+                for cont, value in self._score_rows(batch).items():
                     totals[cont] = value
         bounds = np.cumsum([0] + [len(conts) for _, conts in requests])
         return [totals[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def _score_rows(self, rows: list["PackedRow"]) -> Iterator[tuple[int, float]]:
-        """Run one batch of packed rows; yield ``(continuation index, summed log-likelihood)``."""
+    def _score_rows(self, rows: list["PackedRow"]) -> dict[int, float]:
+        """Run one batch of packed rows: ``{continuation index: summed log-likelihood}``."""
         import torch
 
         dev = self.device
@@ -168,7 +172,7 @@ class EmbeddedGenerator:
         idx = torch.arange(width)
         causal = idx[None, :, None] >= idx[None, None, :]
         same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
-        mask = (causal & same) | torch.eye(width, dtype=torch.bool)[None]  # padding rows see themselves (no NaN)
+        mask = (causal & same) | torch.eye(width, dtype=torch.bool)[None]  # padding positions see themselves (no NaN)
         hidden = self.model.base_model(input_ids=ids.to(dev), attention_mask=mask[:, None].to(dev),
                                        position_ids=pos.to(dev)).last_hidden_state
         # only the positions that predict a continuation token go through the vocabulary head, in chunks
@@ -181,13 +185,25 @@ class EmbeddedGenerator:
         for a in range(0, len(p_idx), HEAD_CHUNK):
             logits = head(states[a:a + HEAD_CHUNK]).float()
             token_logp[a:a + HEAD_CHUNK] = logits.gather(1, targets[a:a + HEAD_CHUNK, None])[:, 0] - torch.logsumexp(logits, 1)
-        owners = [c for r in rows for c in r.owners]
-        sums = torch.zeros(len(owners) and max(owners) + 1, dtype=torch.float64, device=dev)
-        sums.index_add_(0, torch.tensor(owners, device=dev), token_logp.double())
-        sums = sums.cpu().numpy()
-        for c in dict.fromkeys(owners):
-            yield c, float(sums[c])
+        owners, inverse = torch.unique(torch.tensor([c for r in rows for c in r.owners]), return_inverse=True)
+        sums = torch.zeros(len(owners), dtype=torch.float64).index_add_(0, inverse, token_logp.double().cpu())
+        return dict(zip(owners.tolist(), sums.tolist()))
 
+    def _check_packing(self) -> None:
+        """Fail clearly when the model ignores the packed attention mask (continuations would see each other).
+
+        The probe packs the same continuation twice after one prefix: with the mask honoured both copies
+        score the same; a model that lets the second copy see the first scores it far higher (copying).
+        """
+        probe = " zebra quartz lantern\n"
+        first, second = self._score_rows(pack_rows([self.tokenizer("Orders:\n2011-01-01:", add_special_tokens=False).input_ids],
+                                                   [2], [self.tokenizer(probe, add_special_tokens=False).input_ids] * 2,
+                                                   self.pack_tokens)).values()
+        if abs(first - second) > 0.5:
+            raise GeneratorError(f"{self.model_dir}: the model ignores a 4D attention mask, so packed scoring would let "
+                                 f"candidates see each other ({first:.2f} vs {second:.2f} nats for the same text); "
+                                 "use a transformers decoder model built on its masking utilities (Llama, Qwen2, Mistral...)")
+        self._packing_checked = True
 
     def generate(self, prompts: Sequence[Prompt], max_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         """Greedy answers, decoded in batches of ``gen_batch`` with left padding.

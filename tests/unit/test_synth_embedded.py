@@ -71,6 +71,16 @@ def test_bfloat16_scoring_stays_close_to_float32(float32_generator):
     np.testing.assert_allclose(shared_generator().score(prefix, conts), float32_generator.score(prefix, conts), rtol=0.02)
 
 
+def test_a_model_that_ignores_the_packed_attention_mask_is_refused(monkeypatch):
+    gen = shared_generator().with_options()
+    base = gen.model.base_model
+    plain_causal = base.forward
+    # a third-party architecture that builds its own causal mask whatever it is given
+    monkeypatch.setattr(base, "forward", lambda *a, attention_mask=None, **kw: plain_causal(*a, **kw))
+    with pytest.raises(GeneratorError, match="ignores a 4D attention mask"):
+        gen.score("Orders:\n2011-07-01:", [" party bunting\n"])
+
+
 def test_pack_rows_lays_each_continuation_after_its_prefix_and_predicts_it_from_there():
     rows = pack_rows([[1, 2, 3], [4]], [3, 1], [[10, 11], [12], [13, 14, 15], [16]], pack_tokens=7)
     # request 0: prefix + 2 continuations fill 6 tokens, the third would make 9 > 7 and opens a new row
