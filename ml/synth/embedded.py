@@ -173,12 +173,12 @@ class EmbeddedGenerator:
         causal = idx[None, :, None] >= idx[None, None, :]
         same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
         mask = (causal & same) | torch.eye(width, dtype=torch.bool)[None]  # padding positions see themselves (no NaN)
-        hidden = self.model.base_model(input_ids=ids.to(dev), attention_mask=mask[:, None].to(dev),
-                                       position_ids=pos.to(dev)).last_hidden_state
+        ids = ids.to(dev)
+        hidden = self.model.base_model(input_ids=ids, attention_mask=mask[:, None].to(dev), position_ids=pos.to(dev)).last_hidden_state
         # only the positions that predict a continuation token go through the vocabulary head, in chunks
         b_idx = torch.tensor([b for b, r in enumerate(rows) for _ in r.predictors], device=dev)
         p_idx = torch.tensor([p for r in rows for p in r.predictors], device=dev)
-        targets = ids.to(dev)[b_idx, torch.tensor([t for r in rows for t in r.targets], device=dev)]
+        targets = ids[b_idx, torch.tensor([t for r in rows for t in r.targets], device=dev)]
         states = hidden[b_idx, p_idx]
         head = self.model.get_output_embeddings()
         token_logp = torch.empty(len(p_idx), device=dev)

@@ -58,7 +58,7 @@ def held_out_tasks(data, catalog: pd.DataFrame, index: CandidateIndex, n_users: 
 
 
 def choice_accuracy(tasks: list[tuple[UserTask, set[str]]], generator: Generator | None, index: CandidateIndex,
-                    k: int = 3, seed: int = 0, prior: PriorCache | None = None) -> dict:
+                    k: int = 3, seed: int = 0) -> dict:
     """hit@k (a true item among the top k) and MRR of the first true item, per method.
 
     Args:
@@ -67,7 +67,6 @@ def choice_accuracy(tasks: list[tuple[UserTask, set[str]]], generator: Generator
         index: the candidate index (popularity baseline).
         k: the cut-off of hit@k.
         seed: the random baseline's seed.
-        prior: prior scores to reuse (default: computed for these tasks only).
     Returns:
         ``{"users": n, "candidates": mean size, "true_in_candidates": mean, method: {"hit@k", "mrr"}}``;
         methods: ``pmi`` and ``conditional`` (when a scoring generator is given), ``candidate_order``,
@@ -76,7 +75,7 @@ def choice_accuracy(tasks: list[tuple[UserTask, set[str]]], generator: Generator
     rng = np.random.default_rng(seed)
     scores: dict[str, list[np.ndarray]] = {"candidate_order": [], "popularity": [], "random": []}
     if generator is not None:
-        prior = prior or PriorCache(generator)
+        prior = PriorCache(generator)
         pmi = score_tasks([t for t, _ in tasks], generator, prior)
         scores["pmi"] = pmi
         scores["conditional"] = [p + prior.get(t.candidates) for p, (t, _) in zip(pmi, tasks)]
