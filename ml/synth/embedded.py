@@ -71,7 +71,7 @@ class EmbeddedGenerator:
         dtype: ``auto``, ``float32`` or ``bfloat16``.
         threads: CPU threads while the model runs (None: torch's default).
         score_tokens: tokens per forward pass when scoring (packed rows, padded to the longest in the batch).
-        pack_tokens: the length of one packed scoring row (a prefix and several continuations).
+        pack_tokens: continuation tokens per packed scoring row (which also holds their prefix once).
         gen_batch: prompts decoded together.
         seed: torch seed set before each generation batch.
         model: an already loaded model to share (with ``tokenizer``), e.g. across tests.
@@ -133,7 +133,7 @@ class EmbeddedGenerator:
         """:meth:`score` for several prefixes, packed without padding into forward passes of about ``score_tokens`` tokens.
 
         Each packed row holds one prefix followed by as many of its continuations as fit in
-        ``pack_tokens``; a block attention mask lets each continuation see the prefix and itself only,
+        ``pack_tokens`` tokens; a block attention mask lets each continuation see the prefix and itself only,
         and its positions continue the prefix's, so every continuation is scored exactly as if it
         followed the prefix alone (up to floating-point rounding).
 
@@ -258,17 +258,17 @@ class PackedRow:
 
 
 def pack_rows(prefix_ids: list[list[int]], n_conts: list[int], cont_ids: list[list[int]], pack_tokens: int) -> list[PackedRow]:
-    """Lay out each prefix with its continuations in rows of at most ``pack_tokens`` tokens.
+    """Lay out each prefix with its continuations in rows of at most ``pack_tokens`` continuation tokens.
 
     A row holds the prefix once, then continuations one after another (at least one per row, so a
-    very long continuation makes a longer row). A continuation's first token is predicted from the
+    very long continuation makes a longer row); a long prefix is thus not repeated more often than a short one. A continuation's first token is predicted from the
     prefix's last token, each later token from the one before it.
 
     Args:
         prefix_ids: token ids of each request's prefix (none may be empty).
         n_conts: how many continuations each request has.
         cont_ids: token ids of every continuation, all requests' in order.
-        pack_tokens: the row length to aim for.
+        pack_tokens: continuation tokens per row to aim for.
     Returns:
         The packed rows.
     Raises:
@@ -281,7 +281,7 @@ def pack_rows(prefix_ids: list[list[int]], n_conts: list[int], cont_ids: list[li
             raise ValueError("a scoring prefix must not be empty")
         row = None
         for cont in cont_ids[c:c + n]:
-            if row is None or (len(row.ids) + len(cont) > pack_tokens and row.owners):
+            if row is None or (len(row.ids) - len(prefix) + len(cont) > pack_tokens and row.owners):
                 row = PackedRow(list(prefix), list(range(len(prefix))), [0] * len(prefix))
                 rows.append(row)
                 segment = 0

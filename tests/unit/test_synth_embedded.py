@@ -58,7 +58,7 @@ def test_packed_scoring_equals_a_plain_forward_pass_per_continuation_whatever_th
     expected = [np.array([full_sequence_loglik(gen, prefix_a, c) for c in conts]),
                 np.array([full_sequence_loglik(gen, prefix_b, c) for c in conts[:2]])]
     # one row per prefix; one continuation per row; rows split mid-request and batched one at a time
-    for score_tokens, pack_tokens in ((1024, 256), (8, 1), (64, 40)):
+    for score_tokens, pack_tokens in ((1024, 256), (8, 1), (64, 12)):
         packed = gen.with_options(score_tokens=score_tokens, pack_tokens=pack_tokens).score_many([(prefix_a, conts), (prefix_b, conts[:2])])
         for want, got in zip(expected, packed):
             np.testing.assert_allclose(got, want, atol=1e-3)
@@ -82,8 +82,8 @@ def test_a_model_that_ignores_the_packed_attention_mask_is_refused(monkeypatch):
 
 
 def test_pack_rows_lays_each_continuation_after_its_prefix_and_predicts_it_from_there():
-    rows = pack_rows([[1, 2, 3], [4]], [3, 1], [[10, 11], [12], [13, 14, 15], [16]], pack_tokens=7)
-    # request 0: prefix + 2 continuations fill 6 tokens, the third would make 9 > 7 and opens a new row
+    rows = pack_rows([[1, 2, 3], [4]], [3, 1], [[10, 11], [12], [13, 14, 15], [16]], pack_tokens=4)
+    # request 0: 2 continuations fill 3 tokens after the prefix, the third would make 6 > 4 and opens a new row
     assert [r.ids for r in rows] == [[1, 2, 3, 10, 11, 12], [1, 2, 3, 13, 14, 15], [4, 16]]
     first = rows[0]
     assert first.positions == [0, 1, 2, 3, 4, 3] and first.segments == [0, 0, 0, 1, 1, 2]
