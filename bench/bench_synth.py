@@ -75,21 +75,19 @@ def free_text(tasks, gen, index, max_tokens: int) -> dict:
             "seconds": round(seconds, 2), "valid_per_s": round(outcome["valid"] / seconds, 3), "examples": answers[:3]}
 
 
-def likelihood_rate(tasks, gen, settings, data, catalog, store) -> dict:
-    """Accepted synthetic interactions/s of likelihood scoring + the quality filter, prior scores cached in ``store``."""
-    from ml.synth.expansion import PriorCache, propose_by_likelihood, training_cut
+def likelihood_rate(tasks, gen, settings, data, catalog) -> dict:
+    """Accepted synthetic interactions/s of likelihood scoring + the quality filter (prior store under ``settings``' home)."""
+    from ml.synth.expansion import propose, training_cut
     from ml.synth.quality import count_reasons, eligible_items, filter_proposals
 
     s = settings.synth
     cut, eligible = training_cut(data), eligible_items(data, catalog)
     t = time.perf_counter()
-    prior = PriorCache(gen, store)
-    proposals = propose_by_likelihood(tasks, gen, s.max_per_user, prior)
-    prior.save()
+    proposals, _, prior = propose(tasks, gen, settings)
     flagged = filter_proposals(proposals, data.train, eligible, cut, s.min_score, s.max_per_user)
     seconds = time.perf_counter() - t
     counts = count_reasons(flagged)
-    return {"users": len(tasks), **counts, **prior.stats(), "validity_rate": 1.0, "seconds": round(seconds, 2),
+    return {"users": len(tasks), **counts, **prior, "validity_rate": 1.0, "seconds": round(seconds, 2),
             "accepted_per_s": round(counts["accepted"] / seconds, 2)}
 
 
@@ -131,9 +129,9 @@ def main() -> None:
     likelihood = {}
     with tempfile.TemporaryDirectory(prefix="bench-prior-") as tmp:
         for n in threads:
-            g, store = gen.with_options(threads=n), Path(tmp) / f"prior-{n}.parquet"
-            likelihood[f"{n} thread(s), cold prior"] = likelihood_rate(tonight, g, settings, data, catalog, store)
-            likelihood[f"{n} thread(s), next night"] = likelihood_rate(next_night, g, settings, data, catalog, store)
+            g, home = gen.with_options(threads=n), settings.with_overrides({"paths": {"home": f"{tmp}/{n}"}})
+            likelihood[f"{n} thread(s), cold prior"] = likelihood_rate(tonight, g, home, data, catalog)
+            likelihood[f"{n} thread(s), next night"] = likelihood_rate(next_night, g, home, data, catalog)
 
     cut, eligible = training_cut(data), eligible_items(data, catalog)
     t = time.perf_counter()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ml import columns as C
 from ml.config import Settings
+from ml.data.lake import write_parquet_atomic
 from ml.synth import prompts
 from ml.synth.candidates import Candidate, CandidateIndex
 from ml.synth.generator import Generator, Prompt, score_many
@@ -180,10 +180,7 @@ class PriorCache:
         """Write every known score to ``store`` (atomically; nothing to do without a store or new scores)."""
         if self.store is None or not self.computed:
             return
-        self.store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.store.with_suffix(f".tmp-{os.getpid()}")
-        pd.DataFrame({"continuation": list(self._scores), C.SCORE: list(self._scores.values())}).to_parquet(tmp, index=False)
-        os.replace(tmp, self.store)
+        write_parquet_atomic(pd.DataFrame({"continuation": list(self._scores), C.SCORE: list(self._scores.values())}), self.store)
 
     def stats(self) -> dict:
         """How many prior scores came from the store and how many were computed in this run."""
