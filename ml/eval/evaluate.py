@@ -7,8 +7,7 @@ Metric names (keys of each group; also the keys of ``metrics.json``), for each `
     novelty@k                               mean self-information in bits (only with item_popularity)
     users                                   number of evaluated users in the group (non-empty truth)
 
-MLflow rejects ``@`` in metric names: log them through :func:`mlflow_metrics`, which turns
-``{"overall": {"ndcg@10": x}}`` into ``{"overall/ndcg_at_10": x}``.
+(MLflow rejects ``@`` in metric names: ``ml.tracking.names`` maps them.)
 """
 
 from __future__ import annotations
@@ -88,13 +87,3 @@ def evaluate(
         values["users"] = len(rows)
         result[name] = values
     return result
-
-
-def mlflow_metric_name(name: str) -> str:
-    """``ndcg@10`` -> ``ndcg_at_10`` (MLflow allows only ``[/\\w.\\- :]`` in metric names)."""
-    return name.replace("@", "_at_")
-
-
-def mlflow_metrics(result: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Flatten :func:`evaluate`'s result to MLflow-safe names: ``{"<group>/<metric>_at_<k>": value}``."""
-    return {f"{group}/{mlflow_metric_name(name)}": float(v) for group, vals in result.items() for name, v in vals.items()}

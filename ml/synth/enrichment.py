@@ -31,8 +31,7 @@ from ml.config import Settings
 from ml.data.lake import write_parquet_atomic
 from ml.synth import prompts
 from ml.synth.categories import CATEGORIES, contradiction
-from ml.synth.expansion import extract_json
-from ml.synth.generator import Generator, Prompt
+from ml.synth.llm.base import Generator, Prompt, extract_json
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ def enrich_batch(titles: list[str], generator: Generator, max_tokens: int) -> tu
 
 def cache_path(settings: Settings) -> Path:
     """Where enrichment results are cached."""
-    return Path(settings.paths.home) / "synth" / "item_attributes.parquet"
+    return settings.paths.synth / "item_attributes.parquet"
 
 
 def prompt_tag(generator: Generator) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 from ml import columns as C
 from ml.synth.candidates import CandidateIndex
 from ml.synth.expansion import MAX_HISTORY_TITLES, PriorCache, UserTask, last_titles, score_tasks
-from ml.synth.generator import Generator
+from ml.synth.llm.base import Generator
 
 
 def held_out_tasks(data, catalog: pd.DataFrame, index: CandidateIndex, n_users: int, seed: int, n_copurchase: int = 10,

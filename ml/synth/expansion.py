@@ -21,9 +21,7 @@ then flags duplicates, over-cap and low-score rows.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from ml.config import Settings
 from ml.data.lake import write_parquet_atomic
 from ml.synth import prompts
 from ml.synth.candidates import Candidate, CandidateIndex
-from ml.synth.generator import Generator, Prompt, score_many
+from ml.synth.llm.base import Generator, Prompt, extract_json, score_many
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +56,6 @@ class UserTask:
     @property
     def next_date(self) -> str:
         return self.timestamp.strftime("%Y-%m-%d")
-
-
-def training_cut(data) -> pd.Timestamp:
-    """The first instant synthetic data may not reach: the validation start (else the test start)."""
-    cut = data.info.get("validation_start") or data.info.get("test_start")
-    if cut is None:
-        raise ValueError("the split has no validation_start/test_start: synthesis needs a temporal split")
-    return pd.Timestamp(cut)
 
 
 def sparse_users(train: pd.DataFrame, max_items: int) -> np.ndarray:
@@ -98,7 +88,7 @@ def plan_users(data, catalog: pd.DataFrame, index: CandidateIndex, settings: Set
         before the cut, no candidates).
     """
     s = settings.synth
-    cut = training_cut(data)
+    cut = data.training_cut
     max_items = s.sparse_max_items if s.sparse_max_items is not None else settings.split.sparse_max_items
     train = data.train.assign(**{C.USER: data.train[C.USER].astype(str), C.ITEM: data.train[C.ITEM].astype(str)})
     users = sparse_users(train, max_items)
@@ -197,7 +187,7 @@ def prior_store(settings: Settings, generator: Generator) -> Path | None:
     if fingerprint is None:
         return None
     tag = prompts.load("next_purchase_prior").tag.replace("@", "-v")
-    return Path(settings.paths.home) / "cache" / "synth_prior" / f"{fingerprint}-{tag}.parquet"
+    return settings.paths.cache / "synth_prior" / f"{fingerprint}-{tag}.parquet"
 
 
 def score_prompt(task: UserTask) -> str:
@@ -232,28 +222,6 @@ class ChoiceAnswer(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     choices: list[int | str]
-
-
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
-
-
-def extract_json(text: str) -> dict:
-    """The first JSON object in a model answer (code fences and surrounding prose allowed).
-
-    Raises:
-        ValueError: no JSON object could be decoded.
-    """
-    body = _FENCE.sub("", text.strip())
-    start = body.find("{")
-    while start >= 0:
-        try:
-            obj, _ = json.JSONDecoder().raw_decode(body[start:])
-            if isinstance(obj, dict):
-                return obj
-        except json.JSONDecodeError:
-            pass
-        start = body.find("{", start + 1)
-    raise ValueError(f"no JSON object in answer {text[:80]!r}")
 
 
 def parse_choices(text: str, candidates: list[Candidate]) -> list[Candidate | None]:

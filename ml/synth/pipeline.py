@@ -2,7 +2,7 @@
 
 Order: enrich items (bounded, cached) -> expand sparse users (propose, filter) -> user profiles ->
 distribution report. :func:`ml.synth.quality.gate_synthetic` then decides whether the synthetic
-interactions may join training (:func:`with_synthetic`).
+interactions may join training.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from ml.config import Settings
 from ml.data.dataset import SplitData
 from ml.data.lake import write_json_atomic, write_parquet_atomic
 from ml.synth import prompts
-from ml.synth.candidates import CandidateIndex, TitleEncoder
+from ml.synth.candidates import CandidateIndex
+from ml.text.encoder import TitleEncoder
 from ml.synth.enrichment import ATTRIBUTE_COLUMNS, category_of, enrich_items
-from ml.synth.expansion import plan_users, propose, training_cut
-from ml.synth.generator import Generator, make_generator
+from ml.synth.expansion import plan_users, propose
+from ml.synth.llm.base import Generator
+from ml.synth.llm.factory import make_generator
 from ml.synth.profiles import build_profiles
 from ml.synth.quality import SYNTHETIC_COLUMNS, count_reasons, distribution_report, eligible_items, filter_proposals
 
@@ -82,9 +84,7 @@ def synthesize(data: SplitData, catalog: pd.DataFrame, settings: Settings, backe
         items, enrich_report = enrich_items(catalog, generator, settings)
         t1 = time.perf_counter()
         if use_text_neighbours and encoder is None:
-            from ml.synth.embedded import resolve_device
-
-            encoder = TitleEncoder(device=resolve_device(s.device), threads=s.torch_threads)
+            encoder = TitleEncoder.from_settings(settings, threads=s.torch_threads)
         index = CandidateIndex(data.train, catalog, encoder if use_text_neighbours else None)
         tasks, user_info = plan_users(data, catalog, index, settings)
         t2 = time.perf_counter()
@@ -93,9 +93,9 @@ def synthesize(data: SplitData, catalog: pd.DataFrame, settings: Settings, backe
     finally:
         if backend is None:
             generator.close()
-    cut = training_cut(data)
-    window_start = pd.Timestamp(data.info["window_start"]) if data.info.get("window_start") else None
-    flagged = filter_proposals(proposals, data.train, eligible_items(data, catalog), cut, s.min_score, s.max_per_user, window_start)
+    cut = data.training_cut
+    flagged = filter_proposals(proposals, data.train, eligible_items(data, catalog), cut, s.min_score, s.max_per_user,
+                               data.window_start)
     counts = count_reasons(flagged)
     accepted = flagged[flagged["reject_reason"].isna()]
     interactions = pd.DataFrame({
@@ -121,7 +121,6 @@ def synthesize(data: SplitData, catalog: pd.DataFrame, settings: Settings, backe
         "users": user_info,
         "interactions": {
             **counts,
-            "adds_up": counts["accepted"] + sum(counts["rejected"].values()) == generated,
             "validity_rate": round((generated - malformed) / generated, 4) if generated else None,
             "acceptance_rate": round(counts["accepted"] / generated, 4) if generated else None,
             "users_with_synthetic": int(interactions[C.USER].nunique()),
@@ -146,12 +145,10 @@ def build_generator(settings: Settings, data: SplitData, catalog: pd.DataFrame) 
     Returns:
         ``(generator, adaptation report or None)``.
     """
-    s = settings.synth
-    if s.backend != "embedded":
+    if settings.synth.backend != "embedded":
         return make_generator(settings), None
     from ml.synth.adaptation import adapt_model, adaptation_enabled
-    from ml.synth.embedded import EmbeddedGenerator
-    from ml.synth.model_cache import ensure_embedded_model
+    from ml.synth.llm.model_cache import ensure_embedded_model
 
     folder = ensure_embedded_model(settings)
     report = None
@@ -161,32 +158,4 @@ def build_generator(settings: Settings, data: SplitData, catalog: pd.DataFrame) 
             folder = adapted
         else:
             log.warning("adapted generator measured worse than the base model; synthesizing with the base model")
-    gen = EmbeddedGenerator(folder, device=s.device, dtype=s.dtype, threads=s.torch_threads, score_tokens=s.score_tokens,
-                            gen_batch=s.gen_batch, seed=s.seed)
-    return gen, report
-
-
-def with_synthetic(data: SplitData, synthetic: pd.DataFrame, weight: float = 1.0) -> SplitData:
-    """A copy of ``data`` whose training part also holds the (gated) synthetic interactions.
-
-    Args:
-        data: the real split.
-        synthetic: gated synthetic interactions (user_id, item_id, timestamp, ...).
-        weight: implicit-feedback weight of each synthetic row (``settings.synth.weight``).
-    Returns:
-        SplitData with the same vocabulary, validation and test; ``info`` records the synthetic rows.
-    Raises:
-        ValueError: a synthetic row falls outside the vocabulary or at/after the training cut.
-    """
-    extra = synthetic[[C.USER, C.ITEM, C.TIMESTAMP]].astype({C.USER: str, C.ITEM: str})
-    if not extra[C.USER].isin(data.user_ids).all() or not extra[C.ITEM].isin(data.item_ids).all():
-        raise ValueError("synthetic interactions outside the dataset vocabulary: gate them first")
-    if (pd.to_datetime(extra[C.TIMESTAMP]) >= training_cut(data)).any():
-        raise ValueError("synthetic interactions at or after the training cut: gate them first")
-    extra = extra.assign(**{C.WEIGHT: np.float32(weight)})
-    train = pd.concat([data.train, extra], ignore_index=True)
-    train[C.WEIGHT] = train[C.WEIGHT].astype(np.float32)
-    train = train.sort_values([C.TIMESTAMP, C.USER, C.ITEM], kind="stable").reset_index(drop=True)
-    generators = sorted(map(str, pd.unique(synthetic["generator"]))) if "generator" in synthetic else []
-    info = {**data.info, "synthetic_events": len(extra), "synthetic_generators": generators}
-    return SplitData(train, data.valid, data.test, data.user_ids, data.item_ids, info)
+    return make_generator(settings, model_dir=folder), report

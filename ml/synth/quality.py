@@ -199,13 +199,12 @@ def gate_synthetic(result, data, catalog: pd.DataFrame, settings: Settings, run_
     """
     from ml.quality.gates import run_gate
     from ml.synth.enrichment import category_of
-    from ml.synth.expansion import training_cut
-
+    
     train = data.train
-    cut = training_cut(data)
+    cut = data.training_cut
     eligible = eligible_items(data, catalog)
     synthetic = result.interactions
-    window_start = pd.Timestamp(data.info.get("window_start")) if data.info.get("window_start") else train[C.TIMESTAMP].min()
+    window_start = data.window_start if data.window_start is not None else train[C.TIMESTAMP].min()
     params = {
         "catalog_items": sorted(eligible), "known_users": sorted(map(str, data.user_ids)), "window_start": window_start,
         "training_cut": cut, "max_per_user": settings.synth.max_per_user,

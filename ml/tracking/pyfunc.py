@@ -6,12 +6,12 @@ import shutil
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from ml import columns as C
+from ml.eval.ranking import recommendations_frame
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 SIGNATURE = ModelSignature(
@@ -56,22 +56,6 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         known = idx >= 0
         ids, scores = self.model.recommend(idx[known], self.history, n=n, filter_already_liked_items=exclude)
         return recommendations_frame(users[known], ids, scores, self.item_ids)
-
-
-def recommendations_frame(user_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
-    """Turn ``(users, n)`` id/score arrays into a long frame; empty (-1) slots are dropped."""
-    n = ids.shape[1] if ids.ndim == 2 else 0
-    frame = pd.DataFrame(
-        {
-            C.USER: np.repeat(np.asarray(user_ids, dtype=object), n),
-            C.RANK: np.tile(np.arange(1, n + 1, dtype=np.int64), len(user_ids)),
-            "_idx": ids.reshape(-1),
-            C.SCORE: scores.reshape(-1).astype(np.float32),
-        }
-    )
-    frame = frame[frame["_idx"] >= 0]
-    frame[C.ITEM] = np.asarray(item_ids, dtype=object)[frame["_idx"].to_numpy()]
-    return frame[[C.USER, C.RANK, C.ITEM, C.SCORE]].reset_index(drop=True)
 
 
 def stage_artifacts(model_dir: Path, data, folder: Path) -> dict[str, str]:

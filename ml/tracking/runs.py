@@ -7,14 +7,13 @@ same date is a new execution and gets runs of its own.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from ml.config import Settings
-from ml.eval.evaluate import mlflow_metrics
+from ml.tracking.names import flat_params, group_metrics, numeric_leaves
 
 PIPELINE_KEY = "pipeline_key"
 MODEL_TAG = "model"
@@ -29,7 +28,7 @@ def configure(settings: Settings) -> str:
     Returns:
         The experiment id.
     """
-    (settings.paths.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    settings.paths.mlflow.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.mlflow_uri)
     exp = mlflow.get_experiment_by_name(settings.tracking.experiment)
     if exp is not None:
@@ -37,7 +36,7 @@ def configure(settings: Settings) -> str:
         return exp.experiment_id
     location = None
     if not settings.tracking.tracking_uri:
-        location = (settings.paths.home / "mlflow" / "artifacts").resolve().as_uri()
+        location = (settings.paths.mlflow / "artifacts").resolve().as_uri()
     exp_id = mlflow.create_experiment(settings.tracking.experiment, artifact_location=location)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
@@ -62,7 +61,7 @@ def start_parent_run(settings: Settings, key: str, params: dict, tags: dict | No
     run_id = _find(settings, key, None)
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"pipeline {key}") as run:
         mlflow.set_tags({PIPELINE_KEY: key, **(tags or {})})
-        mlflow.log_params(_flat(params))
+        mlflow.log_params(flat_params(params))
         return run.info.run_id
 
 
@@ -82,7 +81,7 @@ def log_to_run(settings: Settings, run_id: str, params: dict | None = None, metr
     configure(settings)
     with mlflow.start_run(run_id=run_id):
         if params:
-            mlflow.log_params(_flat(params))
+            mlflow.log_params(flat_params(params))
         if metrics:
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
         for path in artifacts or []:
@@ -105,19 +104,36 @@ def model_metrics(entry: dict) -> dict[str, float]:
     """One model's metrics.json entry flattened to MLflow names: ``<view>/<segment>/ndcg_at_10``."""
     out = {}
     for view, result in entry["views"].items():
-        out.update({f"{view}/{k}": v for k, v in mlflow_metrics(result).items()})
+        out.update({f"{view}/{k}": v for k, v in group_metrics(result).items()})
     for key in ("fit_seconds", "refit_seconds"):
         if entry.get(key) is not None:
             out[key] = entry[key]
     return out
 
 
-def _flat(params: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in params.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{name}."))
-        else:
-            out[name] = json.dumps(v) if isinstance(v, list) else v
-    return out
+def lightning_logger(settings: Settings, run_id: str):
+    """A Lightning ``MLFlowLogger`` writing a model's training curves into its nested run."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    return MLFlowLogger(experiment_name=settings.tracking.experiment, tracking_uri=settings.mlflow_uri, run_id=run_id)
+
+
+def log_fit(settings: Settings, run_id: str, result: dict, params: dict) -> None:
+    """Record one fitted model in its run: parameters, fit time, training summary and validation scores.
+
+    Args:
+        result: what fitting returned (``fit_seconds``, ``summary``, ``valid`` per view).
+        params: the model's parameters (settings section, seed, training data).
+    """
+    metrics = {"fit_seconds": result["fit_seconds"], **numeric_leaves(result["summary"]),
+               **numeric_leaves(result["valid"], "valid/")}
+    log_to_run(settings, run_id, params=params, metrics=metrics, tags={"device": str(result["summary"].get("device", "cpu"))})
+
+
+def register_recommender(settings: Settings, run_id: str, model_dir: Path, data, scratch: Path, registered_name: str):
+    """Log a saved recommender as a pyfunc model in ``run_id`` and register it under ``registered_name``."""
+    from ml.tracking.pyfunc import log_recommender
+
+    configure(settings)
+    with mlflow.start_run(run_id=run_id):
+        return log_recommender(model_dir, data, scratch, registered_name=registered_name)

@@ -63,6 +63,10 @@ def test_trigger_form_has_typed_params(dag):
                  "synth_max_per_user", "register_models"):
         assert name in params
     assert params.get_param("models").schema["items"]["enum"] == ["pop", "pop_recent", "rebuy", "als", "bert4rec"]
+    from ml.pipeline.airflow_params import PARAM_SETTINGS
+
+    read_by_tasks = {"as_of", "models", "synthesis", "register_models"}  # everything else overrides a setting
+    assert set(params) - read_by_tasks == set(PARAM_SETTINGS)
     assert params.get_param("test_days").schema["type"] == "integer"
 
 

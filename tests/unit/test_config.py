@@ -7,7 +7,7 @@ from ml.config import get_settings
 
 def test_defaults_are_typed():
     s = get_settings()
-    assert s.split.test_days == 100 and s.models.als_weighting == "log1p" and s.eval.ks[-1] == 20
+    assert s.split.test_days == 100 and s.models.als.weighting == "log1p" and s.eval.ks[-1] == 20
 
 
 def test_file_then_environment_then_overrides(tmp_path, monkeypatch):
@@ -23,10 +23,25 @@ def test_file_then_environment_then_overrides(tmp_path, monkeypatch):
 
 
 def test_unknown_keys_are_refused():
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="split.tset_days"):
         get_settings().with_overrides({"split": {"tset_days": 1}})
     with pytest.raises(KeyError):
         get_settings().with_overrides({"nope": {}})
+    with pytest.raises(KeyError, match="models.bert4rec.hiden"):
+        get_settings().with_overrides({"models": {"bert4rec": {"hiden": 128}}})
+    with pytest.raises(KeyError, match="is a section"):
+        get_settings().with_overrides({"models": {"als": 3}})
+
+
+def test_model_settings_nest_per_model_in_files_environment_and_overrides(tmp_path, monkeypatch):
+    path = tmp_path / "settings.toml"
+    path.write_text("[models.als]\nfactors = 32\n[models.bert4rec]\nlayers = 3\n")
+    monkeypatch.setenv("RECO_SETTINGS_FILE", str(path))
+    monkeypatch.setenv("RECO_MODELS__BERT4REC__HIDDEN", "128")
+    s = get_settings()
+    assert (s.models.als.factors, s.models.bert4rec.layers, s.models.bert4rec.hidden) == (32, 3, 128)
+    s = s.with_overrides({"models": {"bert4rec": {"max_minutes": 5}}})
+    assert (s.models.bert4rec.max_minutes, s.models.bert4rec.hidden, s.models.als.factors) == (5, 128, 32)
 
 
 def test_local_store_is_under_home(tmp_path):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ml.data.interactions import ITEM_IDX, TS, USER_IDX, Interactions
+from ml.data.interactions import ITEM_IDX, USER_IDX, Interactions
 from ml.hardware import free_cpu_threads
 from ml.models.base import Recommender
 from ml.models.bert4rec.data import (
@@ -111,7 +111,7 @@ class Bert4Rec(Recommender):
             re-checked every epoch (see :func:`free_cpu_threads`).
         callbacks: extra Lightning callbacks for ``fit`` (e.g. progress printing); not saved.
         item_text: fixed text vectors of the items, ``(n_items, dim)`` in item-index order (see
-            :mod:`ml.models.item_text`); the network adds a learned projection of them to the id
+            :mod:`ml.text.items`); the network adds a learned projection of them to the id
             embeddings. Saved with the weights.
         text_dropout: ``dropout`` used instead when ``item_text`` is given: the text projection
             adds ``dim x hidden`` weights that overfit quickly (on Online Retail, 0.1 peaked on
@@ -170,10 +170,14 @@ class Bert4Rec(Recommender):
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> "Bert4Rec":
-        """Build from ``ModelSettings`` (its ``bert_*`` fields and ``seed``); ``overrides`` win."""
-        params = {k[len("bert_") :]: v for k, v in settings.model_dump().items() if k.startswith("bert_")}
-        params = {k: v for k, v in params.items() if k in HPARAMS}
-        params["seed"] = getattr(settings, "seed", 42)
+        """Build from ``ModelSettings``: its ``bert4rec`` section and ``seed``; ``overrides`` win.
+
+        The section's ``item_text`` mode is not a constructor argument: the caller passes the
+        vectors themselves as ``item_text=`` when the mode asks for them.
+        """
+        section = settings.bert4rec.model_dump()
+        params = {k: v for k, v in section.items() if k in HPARAMS or k == "accelerator"}
+        params["seed"] = settings.seed
         params.update(overrides)
         return cls(**params)
 

@@ -1,0 +1,40 @@
+"""A model trained with synthetic events: the contract, and what the extra events may and may not touch."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml import columns as C
+from ml.data.interactions import Interactions
+from ml.models.augmented import AugmentedHistory
+from ml.models.als import ALS
+from ml.models.rebuy import Rebuy
+from tests.unit.models.recommender_contract import N_ITEMS, N_USERS, RecommenderContract
+
+
+def _extra() -> Interactions:
+    # two synthetic purchases of user 0 inside their own block
+    return Interactions.from_arrays([0, 0], [1, 2], n_users=N_USERS, n_items=N_ITEMS)
+
+
+class TestAugmentedALSContract(RecommenderContract):
+    def _get_model(self):
+        return AugmentedHistory(ALS(factors=4, iterations=10, seed=1), _extra())
+
+
+def test_extra_events_join_scoring_but_not_the_bought_filter():
+    history = Interactions.from_arrays([0], [5], n_users=2, n_items=8)
+    extra = Interactions.from_arrays([0, 0, 0], [3, 3, 3], n_users=2, n_items=8)
+    model = AugmentedHistory(Rebuy(), extra).fit(history)
+    ids, _ = model.recommend(np.array([0]), history, n=3, filter_already_liked_items=True)
+    assert ids[0, 0] == 3  # the synthetic purchase drives the scores ...
+    assert 5 not in ids[0]  # ... while only the real purchase is filtered
+
+
+def test_saved_augmented_model_keeps_its_extra_events(tmp_path):
+    history = Interactions.from_arrays([0, 1], [5, 6], n_users=2, n_items=8)
+    model = AugmentedHistory(Rebuy(), Interactions.from_arrays([0], [3], n_users=2, n_items=8)).fit(history)
+    model.save(tmp_path / "m")
+    loaded = AugmentedHistory.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.score(np.array([0, 1]), history), model.score(np.array([0, 1]), history))
+    assert len(loaded.extra) == 1

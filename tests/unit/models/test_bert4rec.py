@@ -1,0 +1,305 @@
+"""BERT4Rec: masking invariants, network shapes, learning sequential order, persistence, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ml.data.interactions import Interactions
+from ml.models.base import Recommender
+from ml.models.bert4rec.data import (
+    IGNORE,
+    LengthBucketBatchSampler,
+    MaskingCollator,
+    NextItemCollator,
+    prediction_tokens,
+)
+from ml.models.bert4rec.lightning import discover_view, popularity_ndcg, set_metrics
+from ml import hardware
+from ml.hardware import free_cpu_threads
+from ml.models.bert4rec.model import Bert4Rec, validation_pairs
+from ml.models.bert4rec.network import Bert4RecNetwork
+
+N_ITEMS = 40
+
+
+def cycle_walks(n_users: int = 240, n_items: int = N_ITEMS, seed: int = 0) -> tuple[Interactions, Interactions]:
+    """Each user walks the cycle i -> i+1 (mod n_items) from a random start; last step held out.
+
+    Returns:
+        (train, valid): valid holds each user's last item; only order predicts it (every item is
+        equally popular, so popularity scores NDCG@10 of about 10 / n_items / 3).
+    """
+    rng = np.random.default_rng(seed)
+    users, items, ts = [], [], []
+    for u in range(n_users):
+        start, length = rng.integers(n_items), rng.integers(6, 16)
+        users += [u] * length
+        items += [(start + t) % n_items for t in range(length)]
+        ts += list(range(length))
+    users, items, ts = np.array(users), np.array(items), np.array(ts)
+    last = np.r_[users[1:] != users[:-1], True]
+    make = lambda m: Interactions.from_arrays(users[m], items[m], ts[m], n_users=n_users, n_items=n_items)  # noqa: E731
+    return make(~last), make(last)
+
+
+def small_model(**overrides) -> Bert4Rec:
+    params = dict(hidden=32, layers=1, heads=2, max_len=16, batch_size=32, lr=5e-3, warmup_steps=5,
+                  max_epochs=60, patience=60, seed=7, num_threads=1, accelerator="cpu")  # fmt: skip
+    params.update(overrides)
+    return Bert4Rec(**params)
+
+
+@pytest.fixture(scope="module")
+def cycles() -> tuple[Interactions, Interactions]:
+    return cycle_walks()
+
+
+@pytest.fixture(scope="module")
+def trained(cycles) -> Bert4Rec:
+    train, valid = cycles
+    return small_model().fit(train, valid)
+
+
+# -- masking -----------------------------------------------------------------------------------
+
+
+def collate_many(collator: MaskingCollator, seqs: list[np.ndarray], repeats: int = 20) -> list[dict]:
+    return [collator(seqs) for _ in range(repeats)]
+
+
+def test_masking_leaves_labels_only_at_masked_positions_and_never_masks_padding():
+    seqs = [np.arange(n) for n in (1, 2, 5, 12)]
+    collator = MaskingCollator(n_items=N_ITEMS, max_len=8, mask_prob=0.2, seed=0)
+    for batch in collate_many(collator, seqs):
+        ids, att, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        masked = ids == N_ITEMS + 1
+        assert torch.equal(masked, labels != IGNORE)
+        assert not masked[att == 0].any()
+        assert torch.all(ids[att == 0] == 0)
+        assert masked.sum(1).min() >= 1  # at least one mask per sequence, even of length 1
+
+
+def test_labels_are_the_hidden_item_indices():
+    seq = np.array([5, 6, 7, 8, 9])
+    batch = MaskingCollator(n_items=N_ITEMS, max_len=8, mask_prob=0.5, seed=1)([seq])
+    labels = batch["labels"][0]
+    where = labels != IGNORE
+    np.testing.assert_array_equal(labels[where].numpy(), seq[where.numpy()])
+    unmasked = batch["input_ids"][0][~where]
+    np.testing.assert_array_equal(unmasked.numpy(), seq[~where.numpy()] + 1)  # item i is token i + 1
+
+
+def test_long_sequences_are_cut_to_max_len_windows():
+    seq = np.arange(30)
+    last = MaskingCollator(N_ITEMS, max_len=8, mask_prob=0.2, crop="last", seed=0)([seq])
+    assert last["input_ids"].shape == (1, 8)
+    kept = torch.where(last["labels"][0] != IGNORE, last["labels"][0] + 1, last["input_ids"][0]) - 1
+    np.testing.assert_array_equal(kept.numpy(), seq[-8:])
+    starts = set()
+    rand = MaskingCollator(N_ITEMS, max_len=8, mask_prob=0.2, crop="random", seed=0)
+    for batch in collate_many(rand, [seq], repeats=30):
+        kept = torch.where(batch["labels"][0] != IGNORE, batch["labels"][0] + 1, batch["input_ids"][0]) - 1
+        assert np.all(np.diff(kept.numpy()) == 1)  # a contiguous window
+        starts.add(int(kept[0]))
+    assert len(starts) > 5
+
+
+def test_mask_rate_is_close_to_mask_prob():
+    seqs = [np.arange(50) % N_ITEMS for _ in range(64)]
+    batch = MaskingCollator(N_ITEMS, max_len=50, mask_prob=0.2, seed=0)(seqs)
+    rate = (batch["labels"] != IGNORE).float().mean().item()
+    assert 0.17 < rate < 0.23
+
+
+def test_prediction_input_is_history_tail_plus_mask():
+    tokens = prediction_tokens(np.arange(10), max_len=4, mask_id=N_ITEMS + 1)
+    np.testing.assert_array_equal(tokens, [8, 9, 10, N_ITEMS + 1])
+    np.testing.assert_array_equal(prediction_tokens(np.array([], np.int64), 4, N_ITEMS + 1), [N_ITEMS + 1])
+
+
+def test_next_item_batch_points_at_the_mask():
+    batch = NextItemCollator(N_ITEMS, max_len=6)([(np.array([1, 2]), 3), (np.arange(9), np.array([9, 11]))])
+    rows = torch.arange(2)
+    assert torch.all(batch["input_ids"][rows, batch["positions"]] == N_ITEMS + 1)
+    assert batch["positions"].tolist() == [2, 5]
+    assert batch["targets"].tolist() == [[3, -1], [9, 11]]
+
+
+def test_length_buckets_cover_every_index_once_with_similar_lengths():
+    lengths = np.random.default_rng(0).integers(1, 200, 1000)
+    batches = list(LengthBucketBatchSampler(lengths, batch_size=50, seed=0))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spreads = [np.ptp(lengths[b]) for b in batches]
+    assert np.median(spreads) <= 15
+
+
+# -- network -----------------------------------------------------------------------------------
+
+
+def test_network_output_head_is_tied_to_item_embeddings_and_excludes_special_tokens():
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=2, max_len=8)
+    hidden = torch.randn(3, 16)
+    expected = hidden @ net.item_emb.weight[1 : N_ITEMS + 1].T + net.out_bias
+    torch.testing.assert_close(net.item_logits(hidden), expected)
+    assert net.item_emb.weight.shape == (N_ITEMS + 2, 16)
+    assert net.mask_id == N_ITEMS + 1
+    assert not any(p is net.item_emb.weight for n, p in net.bert.named_parameters())  # own embedding
+
+
+def test_network_shapes():
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=2, max_len=8)
+    ids = torch.randint(1, N_ITEMS + 2, (3, 8))
+    att = torch.ones_like(ids)
+    assert net.encode(ids, att).shape == (3, 8, 16)
+    assert net(ids, att).shape == (3, 8, N_ITEMS)
+
+
+def test_padding_does_not_change_real_positions():
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=2, heads=2, max_len=8).eval()
+    ids = torch.tensor([[3, 4, 5, N_ITEMS + 1]])
+    padded = torch.tensor([[3, 4, 5, N_ITEMS + 1, 0, 0]])
+    short = net.encode(ids, torch.ones_like(ids))
+    long = net.encode(padded, (padded != 0).long())
+    torch.testing.assert_close(short[0], long[0, :4], atol=1e-5, rtol=1e-4)
+
+
+def test_set_metrics_match_hand_computed_ndcg_and_recall():
+    logits = torch.tensor([[0.1, 0.9, 0.5, 0.3], [0.4, 0.3, 0.2, 0.1]])
+    targets = torch.tensor([[2, -1], [3, 0]])
+    ndcg, recall = set_metrics(logits, targets, k=2)
+    # row 0: ranking 1, 2 -> target 2 at position 2: (1/log2 3) / 1;  row 1: ranking 0, 1 -> one of two
+    # targets at position 1: 1 / (1 + 1/log2 3)
+    torch.testing.assert_close(ndcg, torch.tensor([1 / np.log2(3), 1 / (1 + 1 / np.log2(3))], dtype=torch.float32))
+    torch.testing.assert_close(recall, torch.tensor([1.0, 0.5]))
+
+
+def test_discover_view_drops_history_from_ranking_and_targets():
+    logits = torch.tensor([[0.9, 0.5, 0.3, 0.1]])
+    filtered, targets = discover_view(logits, torch.tensor([[0, 2]]), seen=torch.tensor([[0, 4]]))  # 4 = padding
+    assert filtered[0, 0] == float("-inf") and torch.isfinite(filtered[0, 1:]).all()
+    assert targets.tolist() == [[-1, 2]]
+
+
+# -- fitting -----------------------------------------------------------------------------------
+
+
+def test_validation_targets_every_distinct_valid_item_given_the_whole_train_sequence():
+    train = Interactions.from_arrays([0, 0, 1], [1, 2, 3], [0, 1, 0], n_users=3, n_items=5)
+    valid = Interactions.from_arrays([0, 0, 0, 1], [4, 0, 4, 2], [9, 5, 7, 1], n_users=3, n_items=5)
+    seqs, histories, targets = validation_pairs(train.sequences(), valid)
+    assert [t.tolist() for t in targets] == [[0, 4], [2]]
+    assert [h.tolist() for h in histories] == [[1, 2], [3]]
+    assert [s.tolist() for s in seqs] == [[1, 2], [3], []]
+
+
+def test_without_valid_the_last_train_item_is_held_out():
+    train = Interactions.from_arrays([0, 0, 0, 1], [1, 2, 3, 4], [0, 1, 2, 0], n_users=2, n_items=5)
+    seqs, histories, targets = validation_pairs(train.sequences(), None)
+    assert [t.tolist() for t in targets] == [[3]]
+    assert [s.tolist() for s in seqs] == [[1, 2], [4]]
+
+
+def test_learns_sequential_order_far_beyond_popularity(trained):
+    summary = trained.training_summary
+    assert summary["best_val_ndcg@10"] > 0.5, summary  # popularity: about 0.1
+    assert summary["best_epoch"] is not None and summary["sequences_per_s"] > 0
+    assert len(summary["epochs"]) == summary["epochs_run"]
+
+
+def test_recommends_the_next_item_of_the_cycle(trained, cycles):
+    train, valid = cycles
+    users = np.arange(20)
+    ids, _ = trained.recommend(users, train, n=3, filter_already_liked_items=False)
+    last = np.array([s[-1] for s in train.sequences()[:20]])
+    assert np.mean(ids[:, 0] == (last + 1) % N_ITEMS) >= 0.8
+
+
+def test_score_is_float32_over_all_items_and_handles_cold_users(trained, cycles):
+    train, _ = cycles
+    cold = Interactions.from_arrays([], [], n_users=train.n_users, n_items=N_ITEMS)
+    scores = trained.score(np.array([0, 1]), cold)
+    assert scores.shape == (2, N_ITEMS) and scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+
+
+def test_save_load_roundtrip_gives_identical_scores(trained, cycles, tmp_path):
+    train, _ = cycles
+    trained.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    users = np.arange(train.n_users)
+    np.testing.assert_array_equal(trained.score(users, train), loaded.score(users, train))
+    assert loaded.hyperparams() == trained.hyperparams()
+    assert loaded.training_summary["best_epoch"] == trained.training_summary["best_epoch"]
+
+
+def test_same_seed_gives_identical_weights():
+    train, valid = cycle_walks(n_users=60)
+    first = small_model(max_epochs=2).fit(train, valid)
+    second = small_model(max_epochs=2).fit(train, valid)
+    for (name, a), b in zip(first.network.state_dict().items(), second.network.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_best_epoch_weights_are_restored(cycles):
+    train, valid = cycles
+    model = small_model(max_epochs=6, lr=3e-2)  # a high rate makes later epochs noisy
+    model.fit(train, valid)
+    best = model.training_summary["best_val_ndcg@10"]
+    users = valid.frame["user_idx"].to_numpy()
+    scores = model.score(users, train)
+    truth = valid.frame["item_idx"].to_numpy()
+    rank = (scores > scores[np.arange(len(users)), truth][:, None]).sum(1)
+    ndcg = np.where(rank < 10, 1 / np.log2(rank + 2), 0).mean()
+    assert ndcg == pytest.approx(best, abs=1e-4)
+
+
+def test_popularity_baseline_ranks_by_training_frequency():
+    seqs = [np.array([0, 0, 0, 1, 1, 2])]
+    # target 1 has rank 1 (item 0 is more frequent): 1 / log2(3); target 0 has rank 0: 1.0
+    value = popularity_ndcg(seqs, [np.array([5]), np.array([5])], [1, 0], n_items=6, view="repeat")
+    assert value == pytest.approx((1 / np.log2(3) + 1.0) / 2)
+    filtered = popularity_ndcg(seqs, [np.array([0])], [1], n_items=6, view="discover")
+    assert filtered == pytest.approx(1.0)  # item 0 is history, so item 1 ranks first
+    # a set of targets {0, 2}: positions 1 and 3 of the ranking 0, 1, 2 -> (1 + 1/2) / (1 + 1/log2 3)
+    both = popularity_ndcg(seqs, [np.array([5])], [np.array([0, 2])], n_items=6, view="repeat")
+    assert both == pytest.approx(1.5 / (1 + 1 / np.log2(3)))
+    # a user whose only target is in their history has nothing to discover and is not counted
+    assert popularity_ndcg(seqs, [np.array([0]), np.array([5])], [0, 0], n_items=6, view="discover") == pytest.approx(1.0)
+
+
+def test_early_stopping_waits_until_the_model_beats_popularity():
+    train, valid = cycle_walks(n_users=60)
+    never_armed = small_model(max_epochs=8, patience=1, arm_factor=100.0, arm_after_epochs=None).fit(train, valid)
+    assert never_armed.training_summary["epochs_run"] == 8
+    assert never_armed.training_summary["early_stopping_armed_epoch"] is None
+    armed = small_model(max_epochs=8, patience=1, arm_factor=0.0).fit(train, valid)
+    assert armed.training_summary["early_stopping_armed_epoch"] == 0
+    assert armed.training_summary["early_stopping_armed_by"] == "margin_over_popularity"
+
+
+def test_early_stopping_arms_by_epoch_when_the_model_never_gets_ahead_of_popularity():
+    train, valid = cycle_walks(n_users=60)
+    model = small_model(max_epochs=8, patience=1, arm_factor=100.0, arm_after_epochs=3, lr=0.0).fit(train, valid)
+    summary = model.training_summary
+    assert (summary["early_stopping_armed_epoch"], summary["early_stopping_armed_by"]) == (3, "epoch_fallback")
+    assert summary["stopped_by"] == "early_stopping" and summary["epochs_run"] == 5  # armed at 3, no gain at 4
+
+
+@pytest.mark.parametrize(("load", "expected"), [(1.0, 2), (1.4, 2), (2.0, 1), (3.5, 1)])
+def test_threads_leave_cores_busy_with_other_processes(monkeypatch, load, expected):
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (load, load, load))
+    assert free_cpu_threads(own_threads=1) == expected
+
+
+def test_from_settings_takes_the_bert4rec_section_and_seed():
+    from ml.config import ModelSettings
+
+    settings = ModelSettings.model_validate({"seed": 7, "bert4rec": {"hidden": 32, "layers": 3, "lr": 0.002, "patience": 9}})
+    model = Bert4Rec.from_settings(settings, max_epochs=3)
+    assert (model.hidden, model.layers, model.heads, model.max_len) == (32, 3, 2, 200)
+    assert (model.lr, model.patience, model.seed, model.val_view, model.accelerator) == (0.002, 9, 7, "discover", "auto")
+    assert model.item_text is None  # the section's item_text mode is no vector
+    assert model.max_epochs == 3

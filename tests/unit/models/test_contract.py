@@ -1,0 +1,215 @@
+"""Every model passes the shared contract; plus what is particular to each model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ml.data.interactions import Interactions
+from ml.models.als import ALS
+from ml.models.base import Recommender
+from ml.models.fusion import Fusion, normalize_scores, rrf_contribution
+from ml.models.popularity import Popularity
+from ml.models.rebuy import Rebuy
+from tests.unit.models.recommender_contract import (
+    COLD_USER,
+    DAY_NS,
+    T0,
+    RecommenderContract,
+    block_interactions,
+    block_of_item,
+)
+
+
+def small_als(seed: int = 42) -> ALS:
+    return ALS(factors=4, iterations=10, regularization=0.05, seed=seed, use_gpu=False, num_threads=1)
+
+
+class TestPopularity(RecommenderContract):
+    personalised = False
+
+    def _get_model(self):
+        return Popularity()
+
+
+class TestRecentPopularity(RecommenderContract):
+    personalised = False
+
+    def _get_model(self):
+        return Popularity(window_days=30)
+
+
+class TestRebuy(RecommenderContract):
+    block_filter_history = False  # rebuy recommends the user's own items again
+
+    def _get_model(self):
+        return Rebuy()
+
+
+class TestALS(RecommenderContract):
+    def _get_model(self):
+        return small_als()
+
+
+class TestALSTrainedFactors(RecommenderContract):
+    def _get_model(self):
+        return ALS(factors=4, iterations=10, use_gpu=False, num_threads=1, user_factors="trained")
+
+
+class TestFusionRRF(RecommenderContract):
+    def _get_model(self):
+        return Fusion({"als": small_als(), "pop": Popularity()}, weights={"als": 1.0, "pop": 0.01})
+
+
+class TestFusionScore(RecommenderContract):
+    def _get_model(self):
+        return Fusion({"als": small_als(), "rebuy": Rebuy()}, weights={"als": 1.0, "rebuy": 0.1}, method="score")
+
+
+# --- Popularity ------------------------------------------------------------------------------
+
+
+def events(users, items, days, n_users=4, n_items=3) -> Interactions:
+    return Interactions.from_arrays(users, items, T0 + np.asarray(days) * DAY_NS, n_users=n_users, n_items=n_items)
+
+
+def test_popularity_counts_distinct_users_not_events():
+    # item 0: one user buying 5 times; item 1: two users once each
+    data = events([0, 0, 0, 0, 0, 1, 2], [0, 0, 0, 0, 0, 1, 1], [0] * 7)
+    model = Popularity().fit(data)
+    np.testing.assert_array_equal(model.popularity, [1, 2, 0])
+    assert model.name == "pop"
+
+
+def test_recent_popularity_counts_only_the_window_before_the_last_event():
+    # item 0: three buyers 100 days before the last event; item 1: one buyer in the last 10 days
+    data = events([0, 1, 2, 3], [0, 0, 0, 1], [0, 0, 0, 100])
+    recent = Popularity(window_days=30).fit(data)
+    assert recent.name == "pop_recent"
+    ids, _ = recent.recommend(np.array([0]), data, n=3, filter_already_liked_items=False)
+    assert ids[0].tolist() == [1, 0, 2]  # item 0 still beats never-bought item 2 (all-time tie-break)
+    ids, _ = Popularity().fit(data).recommend(np.array([0]), data, n=3, filter_already_liked_items=False)
+    assert ids[0].tolist() == [0, 1, 2]
+
+
+# --- Rebuy -----------------------------------------------------------------------------------
+
+
+def test_rebuy_ranks_own_frequent_items_first_then_recent_then_popular():
+    # user 0 bought item 2 three times, items 0 and 1 once each (item 1 more recently);
+    # item 3 is popular with other users but never bought by user 0.
+    data = events([0, 0, 0, 0, 0, 1, 2, 3], [2, 2, 2, 0, 1, 3, 3, 3], [1, 2, 3, 1, 5, 0, 0, 0], n_items=5)
+    model = Rebuy().fit(data)
+    ids, _ = model.recommend(np.array([0]), data, n=5, filter_already_liked_items=False)
+    assert ids[0].tolist() == [2, 1, 0, 3, 4]
+
+
+def test_rebuy_reads_history_given_at_prediction_time():
+    train = events([0, 1], [0, 1], [0, 0])
+    later = train.concat(events([0, 0], [2, 2], [5, 6]))
+    model = Rebuy().fit(train)
+    ids, _ = model.recommend(np.array([0]), later, n=1, filter_already_liked_items=False)
+    assert ids[0, 0] == 2
+
+
+# --- ALS -------------------------------------------------------------------------------------
+
+
+def test_als_records_cpu_device_on_a_cpu_build():
+    import implicit.gpu
+
+    model = ALS(factors=4, iterations=2).fit(block_interactions())
+    assert model.device == ("gpu" if implicit.gpu.HAS_CUDA else "cpu")
+    assert small_als().fit(block_interactions()).device == "cpu"
+
+
+def test_als_use_gpu_true_without_cuda_fails_clearly():
+    import implicit.gpu
+
+    if implicit.gpu.HAS_CUDA:
+        pytest.skip("CUDA build")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        ALS(use_gpu=True).fit(block_interactions())
+
+
+def test_bm25_transform_matches_implicit_on_the_training_matrix():
+    from implicit.nearest_neighbours import bm25_weight
+
+    x = block_interactions().csr()
+    model = ALS()
+    fitted = model.weight(x, fit=True)
+    reference = bm25_weight(x, K1=100, B=0.8).tocsr()
+    np.testing.assert_allclose(fitted.toarray(), reference.toarray(), rtol=1e-5)
+    np.testing.assert_allclose(model.weight(x).toarray(), reference.toarray(), rtol=1e-4)
+
+
+def test_als_recalculated_factors_follow_new_history():
+    data = block_interactions()
+    # the cold user (no training events) later buys six block-2 items
+    extra = Interactions.from_arrays([COLD_USER] * 6, np.arange(20, 26), T0 + 100 * DAY_NS + np.arange(6),
+                                     n_users=data.n_users, n_items=data.n_items)
+    history = data.concat(extra)
+    ids, _ = small_als().fit(data).recommend(np.array([COLD_USER]), history, n=4)
+    assert np.all(block_of_item(ids) == 2)
+    # with the factors learned in fit, the later events are ignored: a zero vector, no preference
+    trained = ALS(factors=4, iterations=10, use_gpu=False, num_threads=1, user_factors="trained").fit(data)
+    _, scores = trained.recommend(np.array([COLD_USER]), history, n=4)
+    assert np.all(scores == 0)
+
+
+def test_als_saves_factors_as_npz_not_pickle(tmp_path):
+    small_als().fit(block_interactions()).save(tmp_path)
+    with np.load(tmp_path / "factors.npz", allow_pickle=False) as f:
+        assert f["item_factors"].shape == (30, 4)
+
+
+# --- Fusion ----------------------------------------------------------------------------------
+
+
+def test_rrf_contribution_is_reciprocal_rank_over_the_top_m():
+    scores = np.array([[0.1, 0.9, 0.5, 0.0]], np.float32)
+    out = rrf_contribution(scores, top_m=2, k=60)
+    np.testing.assert_allclose(out, [[0.0, 1 / 61, 1 / 62, 0.0]])
+
+
+def test_normalize_scores_per_user():
+    s = np.array([[1.0, 3.0, -np.inf], [2.0, 2.0, 2.0]], np.float32)
+    np.testing.assert_allclose(normalize_scores(s, "minmax"), [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    z = normalize_scores(np.array([[1.0, 3.0]], np.float32), "z")
+    np.testing.assert_allclose(z, [[-1.0, 1.0]])
+
+
+def test_fusion_fit_fits_members_unless_told_they_are_fitted():
+    data = block_interactions()
+    pop = Popularity()
+    Fusion({"pop": pop}).fit(data)
+    assert pop.popularity is not None
+    unfitted = Popularity()
+    Fusion({"pop": unfitted}, members_fitted=True).fit(data)
+    assert unfitted.popularity is None
+
+
+def test_fusion_fit_weights_prefers_the_member_that_predicts_validation():
+    data = block_interactions()
+    als, pop = small_als().fit(data), Popularity().fit(data)
+    fusion = Fusion({"als": als, "pop": pop}, members_fitted=True)
+    # validation truth: for each user, the unseen items of their own block
+    seen = data.csr(binary=True).toarray().astype(bool)
+    users = np.arange(60)
+    block_mask = block_of_item(np.arange(30))[None, :] == (users // 20)[:, None]
+    truth_rows = block_mask & ~seen[:60]
+    truth = sp.csr_matrix(np.vstack([truth_rows, np.zeros((1, 30), bool)]).astype(np.float32))
+    weights = fusion.fit_weights(users, data, truth, grid={"als": [0.0, 1.0], "pop": [0.0, 1.0]})
+    assert weights == {"als": 1.0, "pop": 0.0}
+    assert len(fusion.weight_search) == 3  # the all-zero combination is skipped
+
+
+def test_fusion_save_writes_each_member_in_a_subfolder(tmp_path):
+    data = block_interactions()
+    fusion = Fusion({"als": small_als(), "rebuy": Rebuy()}, weights={"als": 0.7, "rebuy": 0.3}).fit(data)
+    fusion.save(tmp_path)
+    assert (tmp_path / "members" / "als" / "factors.npz").exists()
+    assert (tmp_path / "members" / "rebuy" / "model.json").exists()
+    loaded = Recommender.load(tmp_path)
+    assert loaded.weights == {"als": 0.7, "rebuy": 0.3}

@@ -1,0 +1,131 @@
+"""Item enrichment: answers are parsed into the schema or counted as rejections (never guessed),
+title contradictions are caught, runs are bounded by popularity, and the cache makes reruns free."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml import columns as C
+from ml.synth.categories import CATEGORIES, contradiction, title_categories
+from ml.synth.enrichment import cache_path, enrich_items, parse_fewshot, parse_json_answer
+from tests.support.synth import sample_settings, shared_generator
+
+
+class FakeEnricher:
+    """A scoring backend that always picks ``category`` and answers each title from a script."""
+
+    supports_scoring = True
+
+    def __init__(self, category: str, answers: dict[str, str], name: str = "fake:enricher"):
+        self.category, self.answers, self.name = category, answers, name
+        self.generated: list[str] = []
+
+    def score(self, prefix, continuations):
+        return np.array([10.0 if c.strip() == self.category and "Product: n/a" not in prefix else 0.0 for c in continuations])
+
+    def generate(self, prompts, max_tokens, stop=()):
+        out = []
+        for p in prompts:
+            title = p.text.rsplit("Product: ", 1)[1].split("\n", 1)[0]
+            self.generated.append(title)
+            out.append(self.answers[title])
+        return out
+
+    def close(self):
+        pass
+
+
+def catalog(*titles_and_popularity) -> pd.DataFrame:
+    return pd.DataFrame({C.ITEM: [f"i{k}" for k in range(len(titles_and_popularity))],
+                         C.TITLE: [t for t, _ in titles_and_popularity], C.POPULARITY: [p for _, p in titles_and_popularity]})
+
+
+def test_unparseable_and_contradicting_answers_are_counted_not_guessed(tmp_path):
+    items = catalog(("PARTY BUNTING", 9), ("JUMBO BAG RED RETROSPOT", 8), ("PINK PARTY BALLOONS", 7), ("GLITTER BUNTING", 6))
+    gen = FakeEnricher("party and gift wrap", {
+        "party bunting": " bunting, party\nDescription: Fabric party bunting to hang at a party.",
+        "jumbo bag red retrospot": " bag\nDescription: A large red bag with white spots.",  # BAG allows party and gift wrap
+        "pink party balloons": " balloons\nThis is not the expected format at all",
+        "glitter bunting": " glitter\nDescription: Something nice for you and yours.",
+    })
+    frame, report = enrich_items(items, gen, sample_settings(tmp_path, enrich_max_items=10))
+    status = frame.set_index(C.TITLE)["status"].to_dict()
+    assert status == {"PARTY BUNTING": "ok", "JUMBO BAG RED RETROSPOT": "ok", "PINK PARTY BALLOONS": "unparseable", "GLITTER BUNTING": "description_unrelated"}
+    assert report["attempted"] == 4 == report["ok"] + sum(report["rejected"].values())
+    rejected = frame[frame["status"] != "ok"]
+    assert rejected[[C.CATEGORY, C.DESCRIPTION, "tags"]].isna().all().all()
+    ok = frame[frame["status"] == "ok"].set_index(C.TITLE)
+    assert list(ok.loc["PARTY BUNTING", "tags"]) == ["bunting", "party"]
+
+
+def test_category_that_contradicts_strong_title_keywords_is_rejected(tmp_path):
+    items = catalog(("SILVER HEART NECKLACE", 1))
+    gen = FakeEnricher("kitchen and dining", {"silver heart necklace": " necklace\nDescription: A silver necklace with a heart."})
+    frame, report = enrich_items(items, gen, sample_settings(tmp_path, enrich_max_items=10))
+    assert frame["status"].tolist() == ["category_contradicts_title"] and report["rejected"] == {"category_contradicts_title": 1}
+
+
+def test_runs_are_bounded_by_popularity_and_the_cache_makes_reruns_free(tmp_path):
+    items = catalog(("CANDLE ONE", 1), ("CANDLE TWO", 5), ("CANDLE THREE", 3))
+    answers = {t.lower(): " candle\nDescription: A scented candle in a glass." for t in items[C.TITLE]}
+    settings = sample_settings(tmp_path, enrich_max_items=2)
+    gen = FakeEnricher("lighting and candles", answers)
+    first, r1 = enrich_items(items, gen, settings)
+    assert gen.generated == ["candle two", "candle three"] and r1["not_enriched_yet"] == 1
+    second, r2 = enrich_items(items, gen, settings)
+    assert gen.generated[2:] == ["candle one"] and r2["from_cache"] == 2 and r2["attempted"] == 1
+    third, r3 = enrich_items(items, gen, settings)
+    assert r3["attempted"] == 0 and r3["from_cache"] == 3 and len(third) == 3
+    renamed = items.assign(**{C.TITLE: items[C.TITLE].replace({"CANDLE ONE": "CANDLE UNO"})})
+    answers["candle uno"] = answers["candle one"]
+    _, r4 = enrich_items(renamed, gen, settings)
+    assert r4["attempted"] == 1 and gen.generated[-1] == "candle uno"  # a changed title is a new key
+    other = FakeEnricher("lighting and candles", answers, name="fake:other")
+    _, r5 = enrich_items(items, other, settings)
+    assert r5["from_cache"] == 0  # results are cached per generator
+    assert cache_path(settings).exists()
+
+
+@pytest.mark.parametrize("text,ok", [
+    ('{"category": "christmas", "tags": ["bauble", "tree"], "description": "A glass bauble for the tree."}', True),
+    ('```json\n{"category": "christmas", "tags": ["bauble"], "description": "A glass bauble for the tree."}\n```', True),
+    ('{"category": "spaceships", "tags": ["x"], "description": "A glass bauble for the tree."}', False),
+    ('{"category": "christmas", "tags": [], "description": "A glass bauble for the tree."}', False),
+    ('{"category": "christmas", "tags": ["ok"], "description": "A glass bauble.", "run": "rm -rf /"}', False),
+    ("no json", False),
+])
+def test_json_answers_must_match_the_schema(text, ok):
+    if ok:
+        assert parse_json_answer(text).category == "christmas"
+    else:
+        with pytest.raises(ValueError):
+            parse_json_answer(text)
+
+
+def test_fewshot_answer_needs_tags_and_description_lines():
+    attrs = parse_fewshot("home decor", " heart, heart, wicker\nDescription: A small wicker heart to hang.")
+    assert attrs.tags == ["heart", "wicker"]
+    with pytest.raises(ValueError):
+        parse_fewshot("home decor", " heart, wicker")
+
+
+def test_title_keyword_rules():
+    assert title_categories("WHITE HANGING HEART T-LIGHT HOLDER") == {"lighting and candles"}
+    assert title_categories("ASSORTED COLOUR BIRD ORNAMENT") == set()
+    assert contradiction("ASSORTED COLOUR BIRD ORNAMENT", "other", "A colourful bird ornament.") is None
+    assert contradiction("CHRISTMAS CARD", "other", "A christmas card.") == "category_contradicts_title"
+    assert contradiction("REGENCY CAKESTAND 3 TIER", "kitchen and dining", "A lovely gift for anyone.") == "description_unrelated"
+    assert set(CATEGORIES) >= {c for cats in __import__("ml.synth.categories", fromlist=["KEYWORDS"]).KEYWORDS.values() for c in cats}
+
+
+def test_embedded_enrichment_outputs_are_schema_valid_or_counted(tmp_path):
+    items = catalog(("WHITE HANGING HEART T-LIGHT HOLDER", 3), ("PARTY BUNTING", 2))
+    frame, report = enrich_items(items, shared_generator(), sample_settings(tmp_path, enrich_max_items=2))
+    assert report["attempted"] == 2 == report["ok"] + sum(report["rejected"].values())
+    for row in frame.itertuples():
+        if row.status == "ok":
+            assert row.category in CATEGORIES and 1 <= len(row.tags) <= 5 and contradiction(row.title, row.category, row.description) is None
+        else:
+            assert row.category is None or pd.isna(row.category)
