@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from ml import columns as C
@@ -59,9 +61,20 @@ def build_catalog(kept: pd.DataFrame, shop_catalog: pd.DataFrame | None = None) 
     return cat[C.CATALOG_COLUMNS + extras].sort_values(C.ITEM, kind="stable").reset_index(drop=True)
 
 
+def _source_path(events_paths, source: str):
+    """The events file a row's ``source`` names (its file name), or the name itself when none matches."""
+    paths = [events_paths] if isinstance(events_paths, (str, Path)) else list(events_paths)
+    return next((p for p in paths if Path(p).name == source), source)
+
+
 def check_events_against_catalog(raw: pd.DataFrame, shop_catalog: pd.DataFrame, events_path, catalog_path) -> None:
     """Refuse events whose product items are missing from the shop's catalog.
 
+    Args:
+        raw: the normalized raw events.
+        shop_catalog: the shop's catalog.
+        events_path: the events file, or all of them (the error names the file the offending row is from).
+        catalog_path: the catalog file.
     Raises:
         InputDataError: naming the events file and the first row whose item is not in the catalog.
     """
@@ -69,7 +82,7 @@ def check_events_against_catalog(raw: pd.DataFrame, shop_catalog: pd.DataFrame, 
     if missing.any():
         first = raw[missing].iloc[0]
         raise InputDataError(
-            events_path,
+            _source_path(events_path, str(first[C.SOURCE])),
             f"item {first[C.ITEM]!r} is not in the catalog {catalog_path} "
             f"({int(missing.sum())} rows reference items the catalog lacks)",
             column=C.ITEM,

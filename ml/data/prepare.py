@@ -58,7 +58,7 @@ def read_raw(spec: SourceSpec) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         raw = pd.concat([sources.read_events(p) for p in spec.events], ignore_index=True)
     shop_catalog = sources.read_catalog(spec.catalog) if spec.catalog else None
     if shop_catalog is not None:
-        catalog_mod.check_events_against_catalog(raw, shop_catalog, spec.events[0], spec.catalog)
+        catalog_mod.check_events_against_catalog(raw, shop_catalog, spec.events, spec.catalog)
     return raw, shop_catalog
 
 

@@ -6,16 +6,16 @@ import pytest
 from ml import columns as C
 from ml.config import CleaningSettings
 from ml.data import cleaning
-from ml.data.sources import normalize_events
+from ml.data.sources import ONLINE_RETAIL_GUESTS, normalize_events
 from tests.support.real_rows import II_ROWS, ii_frame, v1_frame
 
 CFG = CleaningSettings()
 
 
 def _raw(ii: pd.DataFrame, v1: pd.DataFrame | None = None) -> pd.DataFrame:
-    frames = [normalize_events(ii, "ii.parquet", "ii")]
+    frames = [normalize_events(ii, "ii.parquet", "ii", ONLINE_RETAIL_GUESTS)]
     if v1 is not None:
-        frames.append(normalize_events(v1, "v1.parquet", "v1"))
+        frames.append(normalize_events(v1, "v1.parquet", "v1", ONLINE_RETAIL_GUESTS))
     return pd.concat(frames, ignore_index=True)
 
 
