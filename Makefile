@@ -24,7 +24,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install models run test bench mlflow-ui clean
+.PHONY: install models run lint test bench mlflow-ui clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,8 +51,13 @@ models: $(HOME_DIR)/models/SmolLM2-135M-Instruct/config.json
 run: $(HOME_DIR)/airflow/airflow.db models
 	$(PY) -m ml.pipeline.local_run --as-of $(AS_OF) --conf '$(CONF)'
 
-## test: the whole test suite
-test: $(VENV)/.installed models
+## lint: style and static checks (ruff, configured in pyproject.toml)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## test: the linter, then the whole test suite
+test: lint models
 	$(PY) -m pytest -q tests
 
 ## bench: every benchmark script (prints figures)

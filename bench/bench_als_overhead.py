@@ -28,8 +28,9 @@ def random_interactions(n_users: int, n_items: int, nnz: int, seed: int = 0):
     items = np.minimum((rng.pareto(1.2, draws) * n_items / 20).astype(np.int64), n_items - 1)
     keys = np.unique(rng.permutation(n_users)[users] * n_items + rng.permutation(n_items)[items])
     keys = rng.choice(keys, min(nnz, len(keys)), replace=False)
-    return Interactions.from_arrays(keys // n_items, keys % n_items, np.arange(len(keys)),
-                                    n_users=n_users, n_items=n_items)
+    return Interactions.from_arrays(
+        keys // n_items, keys % n_items, np.arange(len(keys)), n_users=n_users, n_items=n_items
+    )
 
 
 def load_interactions(path: str):
@@ -37,8 +38,12 @@ def load_interactions(path: str):
 
     frame = pd.read_parquet(path)
     return Interactions.from_arrays(
-        frame["user_idx"], frame["item_idx"], frame.get("ts"), frame.get("weight"),
-        n_users=int(frame["user_idx"].max()) + 1, n_items=int(frame["item_idx"].max()) + 1,
+        frame["user_idx"],
+        frame["item_idx"],
+        frame.get("ts"),
+        frame.get("weight"),
+        n_users=int(frame["user_idx"].max()) + 1,
+        n_items=int(frame["item_idx"].max()) + 1,
     )
 
 
@@ -56,14 +61,20 @@ def main() -> None:
 
     from ml.models.als import ALS
 
-    data = load_interactions(args.interactions) if args.interactions else random_interactions(args.users, args.items, args.nnz)
+    data = (
+        load_interactions(args.interactions)
+        if args.interactions
+        else random_interactions(args.users, args.items, args.nnz)
+    )
     params = dict(factors=64, regularization=0.05, iterations=20, alpha=2.0)
     wrapper = ALS(**params, seed=42, use_gpu=False)
     t = time.perf_counter()
     weighted = wrapper.weight(data.csr(), fit=True)
     weight_s = time.perf_counter() - t
-    print(f"matrix: {weighted.shape[0]} users x {weighted.shape[1]} items, {weighted.nnz} nnz "
-          f"(weighting {weight_s:.3f} s)")
+    print(
+        f"matrix: {weighted.shape[0]} users x {weighted.shape[1]} items, {weighted.nnz} nnz "
+        f"(weighting {weight_s:.3f} s)"
+    )
 
     wrapper_s, direct_s = [], []
     for _ in range(args.repeats):  # alternate so drift hits both equally

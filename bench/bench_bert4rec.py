@@ -113,13 +113,18 @@ def synthetic_ml1m(
 
 
 def leave_one_out(df: pd.DataFrame) -> tuple[Interactions, Interactions, Interactions]:
-    """The platform's leave-one-out split (:func:`ml.data.split.leave_one_out_split`), indexed over all users and items."""
+    """The platform's leave-one-out split (:func:`ml.data.split.leave_one_out_split`), indexed over all users, items."""
     df = df.astype({"user_id": str, "item_id": str})
     users, items = pd.Index(np.unique(df["user_id"])), pd.Index(np.unique(df["item_id"]))
 
     def part(frame: pd.DataFrame) -> Interactions:
-        return Interactions.from_arrays(users.get_indexer(frame["user_id"]), items.get_indexer(frame["item_id"]),
-                                        frame["timestamp"].to_numpy(np.int64), n_users=len(users), n_items=len(items))
+        return Interactions.from_arrays(
+            users.get_indexer(frame["user_id"]),
+            items.get_indexer(frame["item_id"]),
+            frame["timestamp"].to_numpy(np.int64),
+            n_users=len(users),
+            n_items=len(items),
+        )
 
     return tuple(part(f) for f in leave_one_out_split(df))
 
@@ -134,7 +139,10 @@ def next_item_metrics(scores: np.ndarray, targets: np.ndarray, seen: list[np.nda
         cols = np.concatenate(seen) if seen else np.empty(0, np.int64)
         exclude = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_rows, n_items))
     recs, _ = top_n(scores, k, exclude=exclude)
-    return {f"ndcg@{k}": float(ndcg_at_k(recs, truth, k).mean()), f"recall@{k}": float(recall_at_k(recs, truth, k).mean())}
+    return {
+        f"ndcg@{k}": float(ndcg_at_k(recs, truth, k).mean()),
+        f"recall@{k}": float(recall_at_k(recs, truth, k).mean()),
+    }
 
 
 def baselines(train: Interactions, targets: Interactions, histories: list[np.ndarray]) -> dict[str, dict]:
@@ -179,11 +187,18 @@ def main() -> None:
     parser.add_argument("--mask-prob", type=float, default=0.2)
     parser.add_argument("--crop", choices=("random", "last"), default="random")
     parser.add_argument("--attention-dropout", type=float, default=0.0)
-    parser.add_argument("--val-view", choices=("repeat", "discover"), default="repeat",
-                        help="validation view early stopping follows (discover: history items excluded)")
-    parser.add_argument("--precision", default="auto",
-                        help="'auto' (bf16-mixed on GPU, 32-true on CPU), '32-true', 'bf16-mixed', "
-                             "or a comma list to compare on each device, e.g. '32-true,bf16-mixed'")
+    parser.add_argument(
+        "--val-view",
+        choices=("repeat", "discover"),
+        default="repeat",
+        help="validation view early stopping follows (discover: history items excluded)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="'auto' (bf16-mixed on GPU, 32-true on CPU), '32-true', 'bf16-mixed', "
+        "or a comma list to compare on each device, e.g. '32-true,bf16-mixed'",
+    )
     parser.add_argument("--devices", default="auto", help="'cpu', 'cuda', 'cpu,cuda' or 'auto' (both if CUDA)")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
@@ -222,20 +237,24 @@ def main() -> None:
         label = device if len(runs) == len(devices) else f"{device}/{precision}"
 
         class Live(pl.Callback):
+            """One line per validation: epoch, validation NDCG@10, seconds since training started."""
+
+            def __init__(self, label: str):
+                self.label, self.started = label, time.perf_counter()
+
             def on_validation_end(self, trainer, pl_module):
                 m = trainer.callback_metrics
                 if "val_ndcg@10" in m:
-                    print(f"  [{label}] epoch {trainer.current_epoch} val_ndcg@10 {float(m['val_ndcg@10']):.4f} "
-                          f"at {time.perf_counter() - start:.0f}s", flush=True)  # fmt: skip
+                    print(f"  [{self.label}] epoch {trainer.current_epoch} val_ndcg@10 {float(m['val_ndcg@10']):.4f} "
+                          f"at {time.perf_counter() - self.started:.0f}s", flush=True)  # fmt: skip
 
         model = Bert4Rec(
             max_len=args.max_len, mask_prob=args.mask_prob, batch_size=args.batch_size, lr=args.lr,
             max_epochs=args.max_epochs, patience=args.patience, seed=args.seed, crop=args.crop,
             attention_dropout=args.attention_dropout, val_view=args.val_view,
-            max_minutes=args.max_minutes, accelerator="gpu" if device == "cuda" else "cpu", callbacks=[Live()],
+            max_minutes=args.max_minutes, accelerator="gpu" if device == "cuda" else "cpu", callbacks=[Live(label)],
             precision=precision,
         )  # fmt: skip
-        start = time.perf_counter()
         model.fit(train, valid)
         summary = model.training_summary
         print_epochs(label, summary["epochs"])

@@ -67,8 +67,10 @@ def main() -> None:
     data, catalog = prepared.data, prepared.catalog
     started = time.perf_counter()
     text = item_text_vectors(data.item_ids, catalog, encoder=TitleEncoder.from_settings(settings))
-    print(f"item text vectors: {text.shape} in {time.perf_counter() - started:.1f} s "
-          f"({int((np.abs(text).sum(1) > 0).sum())} items with text)")
+    print(
+        f"item text vectors: {text.shape} in {time.perf_counter() - started:.1f} s "
+        f"({int((np.abs(text).sum(1) > 0).sum())} items with text)"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.out or Path(tmp)
@@ -79,8 +81,14 @@ def main() -> None:
             kind, view, *extra = variant.split(":")
             params = {k: json.loads(v) for k, v in (e.split("=", 1) for e in extra)}
             name = "_".join(["bert4rec", kind, view, *extra])
-            model = Bert4Rec.from_settings(settings.models, val_view=view, max_minutes=args.max_minutes, max_epochs=args.max_epochs,
-                                           item_text=text if kind == "text" else None, **params)
+            model = Bert4Rec.from_settings(
+                settings.models,
+                val_view=view,
+                max_minutes=args.max_minutes,
+                max_epochs=args.max_epochs,
+                item_text=text if kind == "text" else None,
+                **params,
+            )
             t0 = time.perf_counter()
             model.fit(data.train_i, data.valid_i)
             fit_s = time.perf_counter() - t0
@@ -89,22 +97,35 @@ def main() -> None:
             fits[name] = s
             write_json_atomic({"fit_seconds": round(fit_s, 1)}, run.fit_record(name))
             names.append(name)
-            print(f"{name}: {fit_s:.0f} s, {s['epochs_run']} epochs, best epoch {s['best_epoch']} "
-                  f"(val_ndcg@10 {s['best_val_ndcg@10']}, popularity {s['popularity_val_ndcg@10']}), stopped by {s['stopped_by']}",
-                  flush=True)
+            print(
+                f"{name}: {fit_s:.0f} s, {s['epochs_run']} epochs, best epoch {s['best_epoch']} "
+                f"(val_ndcg@10 {s['best_val_ndcg@10']}, popularity {s['popularity_val_ndcg@10']}), "
+                f"stopped by {s['stopped_by']}",
+                flush=True,
+            )
         doc = evaluate_models(names, data, settings, run)
         cold = cold_item_recall(run_dir, data, args.cold_max)
 
-    print(f"\nOnline Retail temporal split, test {data.info.get('test_start', '')}; sparse = <= {settings.split.sparse_max_items} items;"
-          f" cold items: <= {args.cold_max} buyers ({cold['_pairs']} discover test pairs)")
-    print(f"{'model':<40}{'rep NDCG@10':>12}{'rep sparse':>11}{'disc NDCG@10':>13}{'disc sparse':>12}"
-          f"{'cold R@20':>10}{'best ep':>8}{'fit s':>7}")
+    print(
+        f"\nOnline Retail temporal split, test {data.info.get('test_start', '')}; "
+        f"sparse = <= {settings.split.sparse_max_items} items;"
+        f" cold items: <= {args.cold_max} buyers ({cold['_pairs']} discover test pairs)"
+    )
+    print(
+        f"{'model':<40}{'rep NDCG@10':>12}{'rep sparse':>11}{'disc NDCG@10':>13}{'disc sparse':>12}"
+        f"{'cold R@20':>10}{'best ep':>8}{'fit s':>7}"
+    )
     for name in names:
         v = doc["models"][name]["views"]
         s = fits.get(name, {})
-        print(f"{name:<40}{v['repeat']['overall']['ndcg@10']:>12.4f}{v['repeat'].get('sparse', {}).get('ndcg@10', float('nan')):>11.4f}"
-              f"{v['discover']['overall']['ndcg@10']:>13.4f}{v['discover'].get('sparse', {}).get('ndcg@10', float('nan')):>12.4f}"
-              f"{cold.get(name, float('nan')):>10.4f}{str(s.get('best_epoch', '')):>8}{doc['models'][name]['fit_seconds'] or 0:>7.0f}")
+        print(
+            f"{name:<40}{v['repeat']['overall']['ndcg@10']:>12.4f}"
+            f"{v['repeat'].get('sparse', {}).get('ndcg@10', float('nan')):>11.4f}"
+            f"{v['discover']['overall']['ndcg@10']:>13.4f}"
+            f"{v['discover'].get('sparse', {}).get('ndcg@10', float('nan')):>12.4f}"
+            f"{cold.get(name, float('nan')):>10.4f}{str(s.get('best_epoch', '')):>8}"
+            f"{doc['models'][name]['fit_seconds'] or 0:>7.0f}"
+        )
     if args.out:
         (args.out / "training.json").write_text(json.dumps(fits, indent=1, default=str))
 

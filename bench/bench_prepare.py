@@ -25,8 +25,12 @@ def run_once(out: Path) -> tuple[float, float]:
     """One prepare run; returns (wall seconds, peak RSS in GB of that child)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ml", "data", "prepare", "--source", "online-retail", "--out", str(out)],
-                   check=True, stdout=subprocess.DEVNULL, env={**os.environ})
+    subprocess.run(
+        [sys.executable, "-m", "ml", "data", "prepare", "--source", "online-retail", "--out", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ},
+    )
     wall = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return wall, max(peak_kb, before) / 1024 / 1024
@@ -41,11 +45,16 @@ def main() -> None:
         report = json.loads((Path(tmp) / "lake" / "report.json").read_text())
     walls = [w for w, _ in results]
     peak = max(p for _, p in results)
-    print(f"prepare full bundled data: rows_in={report['rows_in']:,} kept={report['rows_kept']:,} quarantined={report['rows_quarantined']:,}")
+    print(
+        f"prepare full bundled data: rows_in={report['rows_in']:,} kept={report['rows_kept']:,} "
+        f"quarantined={report['rows_quarantined']:,}"
+    )
     print(f"wall seconds (first run, then reruns over an existing lake): {', '.join(f'{w:.1f}' for w in walls)}")
     print(f"best {min(walls):.1f} s / target {TARGET_S:.0f} s   peak RSS {peak:.2f} GB / target {TARGET_GB:.0f} GB")
-    print("in-process stage timings (last run): clean+publish "
-          f"{report.get('clean_s')} s of {report.get('elapsed_s')} s total inside prepare()")
+    print(
+        "in-process stage timings (last run): clean+publish "
+        f"{report.get('clean_s')} s of {report.get('elapsed_s')} s total inside prepare()"
+    )
 
 
 if __name__ == "__main__":

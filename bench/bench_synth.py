@@ -52,23 +52,36 @@ def free_text(tasks, gen, index, max_tokens: int) -> dict:
     template = prompts.load("next_purchase_freetext")
     by_title = {plain(t): i for i, t in zip(index.item_ids, index.titles)}
     started = time.perf_counter()
-    answers = gen.generate([Prompt(template.render(titles=[t for o in task.orders for t in o["titles"]])) for task in tasks], max_tokens=max_tokens, stop=["\n"])
+    answers = gen.generate(
+        [Prompt(template.render(titles=[t for o in task.orders for t in o["titles"]])) for task in tasks],
+        max_tokens=max_tokens,
+        stop=["\n"],
+    )
     seconds = time.perf_counter() - started
     outcome = {"valid": 0, "echo_of_history": 0, "not_in_catalog": 0}
     for task, answer in zip(tasks, answers):
-        item = by_title.get(plain(answer.strip().strip('."\'')))
+        item = by_title.get(plain(answer.strip().strip(".\"'")))
         if item is None:
             outcome["not_in_catalog"] += 1
         elif item in task.history:
             outcome["echo_of_history"] += 1
         else:
             outcome["valid"] += 1
-    return {"answers": len(answers), **outcome, "validity_rate": round(outcome["valid"] / max(len(answers), 1), 3),
-            "seconds": round(seconds, 2), "valid_per_s": round(outcome["valid"] / seconds, 3), "examples": answers[:3]}
+    return {
+        "answers": len(answers),
+        **outcome,
+        "validity_rate": round(outcome["valid"] / max(len(answers), 1), 3),
+        "seconds": round(seconds, 2),
+        "valid_per_s": round(outcome["valid"] / seconds, 3),
+        "examples": answers[:3],
+    }
 
 
 def likelihood_rate(tasks, gen, settings, data, catalog) -> dict:
-    """Accepted synthetic interactions/s of likelihood scoring + the quality filter (prior store under ``settings``' home)."""
+    """Accepted synthetic interactions/s of likelihood scoring + the quality filter.
+
+    The prior store lies under ``settings``' home.
+    """
     from ml.synth.expansion import propose
     from ml.synth.quality import count_reasons, eligible_items, filter_proposals
 
@@ -79,15 +92,25 @@ def likelihood_rate(tasks, gen, settings, data, catalog) -> dict:
     flagged = filter_proposals(proposals, data.train, eligible, cut, s.min_score, s.max_per_user)
     seconds = time.perf_counter() - t
     counts = count_reasons(flagged)
-    return {"users": len(tasks), **counts, **prior, "validity_rate": 1.0, "seconds": round(seconds, 2),
-            "accepted_per_s": round(counts["accepted"] / seconds, 2)}
+    return {
+        "users": len(tasks),
+        **counts,
+        **prior,
+        "validity_rate": 1.0,
+        "seconds": round(seconds, 2),
+        "accepted_per_s": round(counts["accepted"] / seconds, 2),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=30)
-    parser.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts to measure likelihood scoring with")
-    parser.add_argument("--lake", type=Path, help="an existing lake (default: prepare the bundled data into a temp folder)")
+    parser.add_argument(
+        "--threads", default="1,2", help="comma-separated CPU thread counts to measure likelihood scoring with"
+    )
+    parser.add_argument(
+        "--lake", type=Path, help="an existing lake (default: prepare the bundled data into a temp folder)"
+    )
     parser.add_argument("--accuracy-users", type=int, default=60)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
@@ -101,20 +124,31 @@ def main() -> None:
     from ml.text.encoder import TitleEncoder
 
     threads = [int(n) for n in args.threads.split(",")]
-    settings = get_settings().with_overrides({"synth": {"max_users": args.users, "torch_threads": max(threads), "seed": args.seed}})
+    settings = get_settings().with_overrides(
+        {"synth": {"max_users": args.users, "torch_threads": max(threads), "seed": args.seed}}
+    )
     s = settings.synth
     t = time.perf_counter()
     data, catalog = load_bundled(args.lake, settings)
-    print(f"data: {data.info['train_events']:,} training events, cut {data.info['validation_start']} ({time.perf_counter() - t:.1f} s)")
+    print(
+        f"data: {data.info['train_events']:,} training events, cut {data.info['validation_start']} "
+        f"({time.perf_counter() - t:.1f} s)"
+    )
     t = time.perf_counter()
     gen = EmbeddedGenerator.from_settings(settings)
-    print(f"model: {gen.name} on {gen.device}, {gen.model.dtype}, load {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"model: {gen.name} on {gen.device}, {gen.model.dtype}, load {time.perf_counter() - t:.1f} s; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     t = time.perf_counter()
     index = CandidateIndex(data.train, catalog, TitleEncoder.from_settings(settings, threads=max(threads)))
     tonight, info = plan_users(data, catalog, index, settings)
     next_night, _ = plan_users(data, catalog, index, settings.with_overrides({"synth": {"seed": args.seed + 1}}))
-    print(f"candidates: {len(index)} eligible items, {info['users_planned']} of {info['sparse_users']} sparse users, "
-          f"{len(tonight[0].candidates) if tonight else 0} candidates each ({time.perf_counter() - t:.1f} s incl. title embeddings)")
+    print(
+        f"candidates: {len(index)} eligible items, {info['users_planned']} of {info['sparse_users']} sparse users, "
+        f"{len(tonight[0].candidates) if tonight else 0} candidates each "
+        f"({time.perf_counter() - t:.1f} s incl. title embeddings)"
+    )
 
     gen.score("Orders:\n2011-01-01:", [" warm up\n"] * 4)  # one-time kernel set-up is not throughput
     likelihood = {}
@@ -126,20 +160,33 @@ def main() -> None:
 
     cut, eligible = data.training_cut, eligible_items(data, catalog)
     t = time.perf_counter()
-    chosen = filter_proposals(propose_by_choice(tonight, gen, s.max_per_user, s.seed), data.train, eligible, cut, s.min_score, s.max_per_user)
+    chosen = filter_proposals(
+        propose_by_choice(tonight, gen, s.max_per_user, s.seed), data.train, eligible, cut, s.min_score, s.max_per_user
+    )
     seconds = time.perf_counter() - t
     c = count_reasons(chosen)
     malformed = c["rejected"]["invalid_answer"] + c["rejected"]["not_a_candidate"]
-    structured = {"users": len(tonight), **c, "validity_rate": round((c["generated"] - malformed) / max(c["generated"], 1), 3),
-                  "answers_parsed": round(1 - c["rejected"]["invalid_answer"] / max(len(tonight), 1), 3),
-                  "seconds": round(seconds, 2), "accepted_per_s": round(c["accepted"] / seconds, 3)}
+    structured = {
+        "users": len(tonight),
+        **c,
+        "validity_rate": round((c["generated"] - malformed) / max(c["generated"], 1), 3),
+        "answers_parsed": round(1 - c["rejected"]["invalid_answer"] / max(len(tonight), 1), 3),
+        "seconds": round(seconds, 2),
+        "accepted_per_s": round(c["accepted"] / seconds, 3),
+    }
     naive = free_text(tonight, gen, index, max_tokens=24)
 
     print(json.dumps({"likelihood": likelihood, "structured_json": structured, "free_text": naive}, indent=2))
     print(f"{'method':<40}{'accepted/s':>12}{'validity':>10}{'prior cached/computed':>24}")
     for name, r in likelihood.items():
-        print(f"{'likelihood, ' + name:<40}{r['accepted_per_s']:>12.2f}{r['validity_rate']:>10.2f}{r['prior_cached']:>14}/{r['prior_computed']}")
-    print(f"{f'structured JSON, {max(threads)} thread(s)':<40}{structured['accepted_per_s']:>12.2f}{structured['validity_rate']:>10.2f}")
+        print(
+            f"{'likelihood, ' + name:<40}{r['accepted_per_s']:>12.2f}{r['validity_rate']:>10.2f}"
+            f"{r['prior_cached']:>14}/{r['prior_computed']}"
+        )
+    print(
+        f"{f'structured JSON, {max(threads)} thread(s)':<40}{structured['accepted_per_s']:>12.2f}"
+        f"{structured['validity_rate']:>10.2f}"
+    )
     print(f"{f'free text, {max(threads)} thread(s)':<40}{naive['valid_per_s']:>12.2f}{naive['validity_rate']:>10.2f}")
 
     if args.accuracy_users:

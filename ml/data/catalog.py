@@ -19,7 +19,11 @@ def canonical_titles(kept: pd.DataFrame) -> pd.Series:
         Series item_id -> title.
     """
     titled = kept[kept[C.TITLE].notna()]
-    stats = titled.groupby([C.ITEM, C.TITLE], observed=True).agg(n=(C.TIMESTAMP, "size"), last=(C.TIMESTAMP, "max")).reset_index()
+    stats = (
+        titled.groupby([C.ITEM, C.TITLE], observed=True)
+        .agg(n=(C.TIMESTAMP, "size"), last=(C.TIMESTAMP, "max"))
+        .reset_index()
+    )
     stats = stats.sort_values([C.ITEM, "n", "last"], ascending=[True, False, False], kind="stable")
     return stats.drop_duplicates(C.ITEM).set_index(C.ITEM)[C.TITLE]
 

@@ -111,7 +111,7 @@ class SplitData:
         write_json_atomic({**self.info, "digest": self.digest()}, folder / "split.json")
 
     @classmethod
-    def load(cls, folder: Path) -> "SplitData":
+    def load(cls, folder: Path) -> SplitData:
         """Read a dataset written by :meth:`save`."""
         parts = {p: pd.read_parquet(folder / f"{p}.parquet") for p in PARTS}
         users = pd.read_parquet(folder / "users.parquet")[C.USER].to_numpy()
@@ -145,10 +145,17 @@ def build_split(events: pd.DataFrame, cfg: SplitSettings, protocol: str = "tempo
     if protocol == "temporal":
         cuts = split_mod.temporal_cuts(events, cfg, as_of)
         train, valid, test = split_mod.temporal_split(events, cuts)
-        info.update(validation_start=str(cuts.validation_start.date()), test_start=str(cuts.test_start.date()), end=str(cuts.end.date()))
+        info.update(
+            validation_start=str(cuts.validation_start.date()),
+            test_start=str(cuts.test_start.date()),
+            end=str(cuts.end.date()),
+        )
         if cfg.window_days:
             window_start = cuts.test_start - pd.Timedelta(days=cfg.window_days)
-            info.update(window_start=str(window_start.date()), events_before_window=int((train[C.TIMESTAMP] < window_start).sum()))
+            info.update(
+                window_start=str(window_start.date()),
+                events_before_window=int((train[C.TIMESTAMP] < window_start).sum()),
+            )
             train = train[train[C.TIMESTAMP] >= window_start]
     elif protocol == "leave-one-out":
         train, valid, test = split_mod.leave_one_out_split(events)

@@ -27,7 +27,7 @@ class Interactions:
     n_items: int
 
     @classmethod
-    def from_arrays(cls, users, items, ts=None, weight=None, *, n_users: int, n_items: int) -> "Interactions":
+    def from_arrays(cls, users, items, ts=None, weight=None, *, n_users: int, n_items: int) -> Interactions:
         """Build from parallel arrays.
 
         Args:
@@ -75,13 +75,13 @@ class Interactions:
         """Sorted distinct user indices that have at least one event."""
         return np.unique(self.frame[USER_IDX].to_numpy())
 
-    def concat(self, other: "Interactions") -> "Interactions":
+    def concat(self, other: Interactions) -> Interactions:
         """Union of two event sets over the same universe."""
         if (self.n_users, self.n_items) != (other.n_users, other.n_items):
             raise ValueError("cannot concatenate interactions over different universes")
         return Interactions(pd.concat([self.frame, other.frame], ignore_index=True), self.n_users, self.n_items)
 
-    def select_users(self, users: np.ndarray) -> "Interactions":
+    def select_users(self, users: np.ndarray) -> Interactions:
         """Only the events of the given user indices."""
         mask = np.isin(self.frame[USER_IDX].to_numpy(), users)
         return Interactions(self.frame[mask].reset_index(drop=True), self.n_users, self.n_items)

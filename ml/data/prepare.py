@@ -1,4 +1,7 @@
-"""Read a shop's events, clean them with quarantine, and publish them to the lake (``prepare``) or split them in memory (``prepare_split``)."""
+"""Read a shop's events and clean them with quarantine: published to the lake (``prepare``) or split in memory.
+
+``prepare_split`` is source -> clean -> split in one call; ``split_lake`` splits a published lake.
+"""
 
 from __future__ import annotations
 
@@ -29,12 +32,12 @@ class SourceSpec:
     online_retail: Path | None = None
 
     @classmethod
-    def bundled(cls, settings: Settings) -> "SourceSpec":
+    def bundled(cls, settings: Settings) -> SourceSpec:
         """The two bundled Online Retail files."""
         return cls(online_retail=settings.paths.bundled_data)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SourceSpec":
+    def from_settings(cls, settings: Settings) -> SourceSpec:
         """The source configured in ``settings.source``."""
         if settings.source.kind == "online-retail":
             return cls.bundled(settings)
@@ -69,7 +72,9 @@ def to_interactions(kept: pd.DataFrame) -> pd.DataFrame:
     out[C.WEIGHT] = cleaning.confidence_weight(kept[C.QUANTITY], kept[C.EVENT_TYPE])
     missing = out[C.ORDER].isna()
     if missing.any():  # events without an order id: one basket per user and timestamp
-        out.loc[missing, C.ORDER] = out.loc[missing, C.USER] + "@" + out.loc[missing, C.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")
+        out.loc[missing, C.ORDER] = (
+            out.loc[missing, C.USER] + "@" + out.loc[missing, C.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")
+        )
     return out[C.INTERACTION_COLUMNS]
 
 
@@ -78,7 +83,15 @@ def to_quarantine(quarantined: pd.DataFrame) -> pd.DataFrame:
     return quarantined[sources.RAW_COLUMNS + [C.REASON]].astype({C.REASON: "string"}).reset_index(drop=True)
 
 
-def build_report(raw: pd.DataFrame, result: cleaning.CleanResult, interactions: pd.DataFrame, catalog: pd.DataFrame, spec: SourceSpec, as_of, rows_after_as_of: int) -> dict:
+def build_report(
+    raw: pd.DataFrame,
+    result: cleaning.CleanResult,
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame,
+    spec: SourceSpec,
+    as_of,
+    rows_after_as_of: int,
+) -> dict:
     """Counts that account for every input row, overall and per source."""
     per_source = {}
     for source, rows in raw.groupby(C.SOURCE, observed=True).size().items():
@@ -114,7 +127,10 @@ def check_report(report: dict) -> None:
     if sum(report["quarantine_by_reason"].values()) != report["rows_quarantined"]:
         problems.append("reasons")
     for name, s in report["per_source"].items():
-        if s["rows_in"] != s["rows_kept"] + s["rows_quarantined"] or sum(s["quarantine_by_reason"].values()) != s["rows_quarantined"]:
+        if (
+            s["rows_in"] != s["rows_kept"] + s["rows_quarantined"]
+            or sum(s["quarantine_by_reason"].values()) != s["rows_quarantined"]
+        ):
             problems.append(name)
     if problems:
         raise AssertionError(f"row accounting does not add up for: {', '.join(problems)}")
@@ -147,8 +163,14 @@ class Cleaned:
     report: dict
 
 
-def clean_frames(raw: pd.DataFrame, shop_catalog: pd.DataFrame | None, spec: SourceSpec, settings: Settings,
-                 as_of: pd.Timestamp | None = None, rows_after_as_of: int = 0) -> Cleaned:
+def clean_frames(
+    raw: pd.DataFrame,
+    shop_catalog: pd.DataFrame | None,
+    spec: SourceSpec,
+    settings: Settings,
+    as_of: pd.Timestamp | None = None,
+    rows_after_as_of: int = 0,
+) -> Cleaned:
     """Clean a raw frame into interactions, catalog and quarantine, with the row accounting checked.
 
     Raises:

@@ -33,8 +33,19 @@ from ml import columns as C
 from ml.errors import InputDataError
 
 COUNTRY = "country"
-RAW_COLUMNS = [C.SOURCE, C.SOURCE_ROW, C.ORDER, C.USER, C.ITEM, C.TITLE, C.QUANTITY, C.PRICE, C.TIMESTAMP, COUNTRY,
-               C.EVENT_TYPE]
+RAW_COLUMNS = [
+    C.SOURCE,
+    C.SOURCE_ROW,
+    C.ORDER,
+    C.USER,
+    C.ITEM,
+    C.TITLE,
+    C.QUANTITY,
+    C.PRICE,
+    C.TIMESTAMP,
+    COUNTRY,
+    C.EVENT_TYPE,
+]
 
 ONLINE_RETAIL_FILES = ("online_retail_ii_2009_2010.parquet", "online_retail_2010_2011.parquet")
 ONLINE_RETAIL_GUESTS = ("0",)  # the 2010-2011 export writes guest checkouts as customer 0
@@ -100,8 +111,11 @@ def _csv_header(text: str, path: Path) -> list[str]:
             row += 1
             if len(record) != len(header):
                 raise InputDataError(
-                    path, f"row has {len(record)} fields but the header has {len(header)} (line {reader.line_num}; "
-                    "a stray quote, an unquoted comma or a missing value?)", row=row)
+                    path,
+                    f"row has {len(record)} fields but the header has {len(header)} (line {reader.line_num}; "
+                    "a stray quote, an unquoted comma or a missing value?)",
+                    row=row,
+                )
     except csv.Error as exc:
         raise InputDataError(path, f"malformed CSV near line {reader.line_num} ({exc})", row=row + 1) from exc
     if header is None:
@@ -190,8 +204,9 @@ def _rename(df: pd.DataFrame, path: Path, required: tuple[str, ...]) -> tuple[pd
     for canonical, aliases in ALIASES.items():
         found = [n for n in aliases if n in df.columns]
         if len(found) > 1:
-            raise InputDataError(path, f"columns {' and '.join(map(repr, found))} both mean {canonical!r}; keep one",
-                                 column=found[1])
+            raise InputDataError(
+                path, f"columns {' and '.join(map(repr, found))} both mean {canonical!r}; keep one", column=found[1]
+            )
         if found:
             names[canonical] = found[0]
     out = df.rename(columns={v: k for k, v in names.items()})
@@ -259,13 +274,14 @@ def _plain(series: pd.Series, path: Path, column: str, expected: str, dates: boo
     if whole is not None:
         row = _first_bad(series.notna().to_numpy()) if series.notna().any() else 0
         raise InputDataError(path, f"expected {expected}, got {whole} ({_show(series.iloc[row])})", column, row)
-    if dtype == object:
+    if pd.api.types.is_object_dtype(dtype):
         kinds = series.map(lambda v: _kind(v, dates), na_action="ignore")
         bad = (kinds.notna() & ~kinds.isin(["ok", "bytes"])).to_numpy()
         if bad.any():
             row = _first_bad(bad)
-            raise InputDataError(path, f"expected {expected}, got {kinds.iloc[row]} ({_show(series.iloc[row])})",
-                                 column=column, row=row)
+            raise InputDataError(
+                path, f"expected {expected}, got {kinds.iloc[row]} ({_show(series.iloc[row])})", column=column, row=row
+            )
         is_bytes = (kinds == "bytes").to_numpy()
         if is_bytes.any():
             series = series.copy()
@@ -302,11 +318,16 @@ def _ids(series: pd.Series, path: Path, column: str, nulls: tuple[str, ...] = NU
     if pd.api.types.is_float_dtype(series.dtype):
         v = series.to_numpy(np.float64)
         with np.errstate(invalid="ignore"):
-            _refuse_first(path, column, series, [
-                (np.isinf(v), lambda x: f"expected an integer id, got {_show(x)}"),
-                (np.isfinite(v) & (v % 1 != 0), lambda x: f"expected an integer id, got {_show(x)}"),
-                (np.isfinite(v) & (np.abs(v) >= MAX_QUANTITY), lambda x: f"id {_show(x)} is too large to be exact"),
-            ])
+            _refuse_first(
+                path,
+                column,
+                series,
+                [
+                    (np.isinf(v), lambda x: f"expected an integer id, got {_show(x)}"),
+                    (np.isfinite(v) & (v % 1 != 0), lambda x: f"expected an integer id, got {_show(x)}"),
+                    (np.isfinite(v) & (np.abs(v) >= MAX_QUANTITY), lambda x: f"id {_show(x)} is too large to be exact"),
+                ],
+            )
         out = series.astype("Int64").astype("string")
     else:
         out = series.astype("string").str.strip()
@@ -331,8 +352,9 @@ def _text(series: pd.Series, path: Path, column: str, nulls: tuple[str, ...] = (
     return out.mask(out.isin(list(nulls)))
 
 
-def _numbers(series: pd.Series, path: Path, column: str, integer: bool, required: bool = False,
-             nan_row: int | None = None) -> pd.Series:
+def _numbers(
+    series: pd.Series, path: Path, column: str, integer: bool, required: bool = False, nan_row: int | None = None
+) -> pd.Series:
     """Quantities (``integer``) or prices: finite numbers below ``MAX_QUANTITY`` / ``MAX_PRICE`` in magnitude.
 
     A blank or null value is missing: refused when ``required``, else null. ``nan_row`` is the first row
@@ -357,20 +379,29 @@ def _numbers(series: pd.Series, path: Path, column: str, integer: bool, required
         nan_value[nan_row] = True
     with np.errstate(invalid="ignore"):
         fraction = finite & (values % 1 != 0) if integer else none
-        _refuse_first(path, column, series, [
-            (nan_value, lambda x: "expected a number, got NaN (not a number)"),
-            (np.isnan(values) & ~missing, lambda x: f"expected a number, got {_show(x)}"),
-            (np.isinf(values), lambda x: f"expected a finite number, got {_show(x)}"),
-            (fraction, lambda x: f"expected an integer, got {_show(x)}"),
-            (finite & (np.abs(values) >= limit), lambda x: f"{_show(x)} is out of range (must be below {limit_text} in size)"),
-            (missing if required else none, lambda x: f"{column} is missing"),
-        ])
+        _refuse_first(
+            path,
+            column,
+            series,
+            [
+                (nan_value, lambda x: "expected a number, got NaN (not a number)"),
+                (np.isnan(values) & ~missing, lambda x: f"expected a number, got {_show(x)}"),
+                (np.isinf(values), lambda x: f"expected a finite number, got {_show(x)}"),
+                (fraction, lambda x: f"expected an integer, got {_show(x)}"),
+                (
+                    finite & (np.abs(values) >= limit),
+                    lambda x: f"{_show(x)} is out of range (must be below {limit_text} in size)",
+                ),
+                (missing if required else none, lambda x: f"{column} is missing"),
+            ],
+        )
     out = pd.Series(values, index=series.index)
     return out.astype("Int64") if integer else out
 
 
 def _epoch_seconds(values: np.ndarray, series: pd.Series, path: Path, column: str) -> pd.Series:
     """Epoch seconds (finite, in the plausible range) as timestamps."""
+
     def out_of_range(x) -> str:
         msg = f"timestamp {_show(x)} (seconds since 1970) is outside the plausible range 1970-01-01 .. 2100-12-31"
         if MAX_EPOCH_S <= float(x) < MAX_EPOCH_S * 1e6:
@@ -379,10 +410,15 @@ def _epoch_seconds(values: np.ndarray, series: pd.Series, path: Path, column: st
 
     finite = np.isfinite(values)
     with np.errstate(invalid="ignore"):
-        _refuse_first(path, column, series, [
-            (~finite, lambda x: f"timestamp {_show(x)} is not a finite number"),
-            (finite & ((values < MIN_EPOCH_S) | (values >= MAX_EPOCH_S)), out_of_range),
-        ])
+        _refuse_first(
+            path,
+            column,
+            series,
+            [
+                (~finite, lambda x: f"timestamp {_show(x)} is not a finite number"),
+                (finite & ((values < MIN_EPOCH_S) | (values >= MAX_EPOCH_S)), out_of_range),
+            ],
+        )
     if (values % 1 == 0).all():
         return pd.Series(pd.to_datetime(values.astype(np.int64), unit="s"), index=series.index)
     return pd.Series(pd.to_datetime(values, unit="s"), index=series.index)
@@ -424,14 +460,24 @@ def parse_timestamps(series: pd.Series, path: Path, column: str = C.TIMESTAMP) -
             bad = ts.isna().to_numpy()
             if bad.any():
                 row = _first_bad(bad)
-                raise InputDataError(path, f"unparseable timestamp {_show(series.iloc[row])} (expected a date with a "
-                                     "4-digit year, e.g. 2021-03-01T10:00:00)", column=column, row=row)
+                raise InputDataError(
+                    path,
+                    f"unparseable timestamp {_show(series.iloc[row])} (expected a date with a "
+                    "4-digit year, e.g. 2021-03-01T10:00:00)",
+                    column=column,
+                    row=row,
+                )
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
     outside = ((ts < MIN_TIMESTAMP) | (ts >= MAX_TIMESTAMP)).to_numpy(bool)
-    _refuse_first(path, column, series, [
-        (outside, lambda x: f"timestamp {_show(x)} is outside the plausible range 1970-01-01 .. 2100-12-31"),
-    ])
+    _refuse_first(
+        path,
+        column,
+        series,
+        [
+            (outside, lambda x: f"timestamp {_show(x)} is outside the plausible range 1970-01-01 .. 2100-12-31"),
+        ],
+    )
     return ts.astype("datetime64[ns]")
 
 
@@ -468,8 +514,11 @@ def normalize_events(df: pd.DataFrame, path: Path, source: str, guest_ids: tuple
     out[C.ITEM] = _ids(*col(C.ITEM))
     out[C.TITLE] = _text(*col(C.TITLE), NULL_TITLES) if C.TITLE in df else absent(pd.NA, "string")
     out[C.QUANTITY] = _numbers(*col(C.QUANTITY), True, required=True) if C.QUANTITY in df else absent(1, "Int64")
-    out[C.PRICE] = (_numbers(*col(C.PRICE), False, nan_row=nan_rows.get(names[C.PRICE])) if C.PRICE in df
-                    else absent(np.nan, "float64"))
+    out[C.PRICE] = (
+        _numbers(*col(C.PRICE), False, nan_row=nan_rows.get(names[C.PRICE]))
+        if C.PRICE in df
+        else absent(np.nan, "float64")
+    )
     out[C.TIMESTAMP] = parse_timestamps(*col(C.TIMESTAMP))
     out[COUNTRY] = _text(*col(COUNTRY)) if COUNTRY in df else absent(pd.NA, "string")
     if C.EVENT_TYPE in df:

@@ -40,10 +40,14 @@ def temporal_cuts(events: pd.DataFrame, cfg: SplitSettings, as_of: date | pd.Tim
         end = min(end, pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1))
     test_start = pd.Timestamp(cfg.test_start) if cfg.test_start else end - pd.Timedelta(days=cfg.test_days)
     valid_start = (
-        pd.Timestamp(cfg.validation_start) if cfg.validation_start else test_start - pd.Timedelta(days=cfg.validation_days)
+        pd.Timestamp(cfg.validation_start)
+        if cfg.validation_start
+        else test_start - pd.Timedelta(days=cfg.validation_days)
     )
     if not valid_start <= test_start < end:
-        raise ValueError(f"cuts out of order: validation {valid_start.date()}, test {test_start.date()}, end {end.date()}")
+        raise ValueError(
+            f"cuts out of order: validation {valid_start.date()}, test {test_start.date()}, end {end.date()}"
+        )
     return Cuts(valid_start, test_start, end)
 
 

@@ -18,7 +18,9 @@ def plot_metric_curves(doc: dict, path: Path, metrics: tuple[str, ...] = ("ndcg"
 
     ks = sorted(doc["ks"])
     views = list(next(iter(doc["models"].values()))["views"]) if doc["models"] else []
-    fig, axes = plt.subplots(len(views), len(metrics), figsize=(5 * len(metrics), 3.6 * max(len(views), 1)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(views), len(metrics), figsize=(5 * len(metrics), 3.6 * max(len(views), 1)), squeeze=False
+    )
     for r, view in enumerate(views):
         for c, metric in enumerate(metrics):
             ax = axes[r][c]

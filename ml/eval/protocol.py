@@ -58,11 +58,15 @@ def variant_uplift(models: dict, pairs: dict[str, str], metrics: tuple[str, ...]
         out[base] = {
             view: {
                 seg: {
-                    m: {"real": models[base]["views"][view][seg][m], "real_synthetic": vals[m],
-                        "delta": vals[m] - models[base]["views"][view][seg][m]}
+                    m: {
+                        "real": models[base]["views"][view][seg][m],
+                        "real_synthetic": vals[m],
+                        "delta": vals[m] - models[base]["views"][view][seg][m],
+                    }
                     for m in metrics
                 }
-                for seg, vals in result.items() if seg in ("overall", "sparse")
+                for seg, vals in result.items()
+                if seg in ("overall", "sparse")
             }
             for view, result in models[key]["views"].items()
         }

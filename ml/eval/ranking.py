@@ -1,4 +1,4 @@
-"""Top-n selection over dense score matrices (the one ranking routine models and metrics share), and ranked lists as frames."""
+"""Top-n selection over dense score matrices (the one ranking routine models and metrics share); lists as frames."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ import scipy.sparse as sp
 
 from ml import columns as C
 
-
 CHUNK_ELEMENTS = 1 << 22  # rows are ranked in chunks of ~4M scores to bound temporary memory
 
 
-def top_n(
-    scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def top_n(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best ``n`` items of each row, best first, vectorized over rows.
 
     Args:
@@ -79,7 +76,9 @@ def _top_n_chunk(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None) -> t
     return ids, vals
 
 
-def recommendations_frame(user_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
+def recommendations_frame(
+    user_ids: np.ndarray, ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray
+) -> pd.DataFrame:
     """Turn ``(users, n)`` id/score arrays into a long frame; empty (-1) slots are dropped."""
     n = ids.shape[1] if ids.ndim == 2 else 0
     frame = pd.DataFrame(

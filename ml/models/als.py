@@ -86,8 +86,15 @@ class ALS(Recommender):
         if user_factors not in ("recalculate", "trained"):
             raise ValueError(f"user_factors must be 'recalculate' or 'trained', got {user_factors!r}")
         self.params = dict(
-            factors=factors, regularization=regularization, iterations=iterations, alpha=alpha,
-            weighting=weighting, seed=seed, use_gpu=use_gpu, num_threads=num_threads, user_factors=user_factors,
+            factors=factors,
+            regularization=regularization,
+            iterations=iterations,
+            alpha=alpha,
+            weighting=weighting,
+            seed=seed,
+            use_gpu=use_gpu,
+            num_threads=num_threads,
+            user_factors=user_factors,
         )
         self.name = "als"
         self.device: str | None = None
@@ -107,13 +114,18 @@ class ALS(Recommender):
         import implicit.als
 
         p = self.params
-        kwargs = dict(factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
-                      iterations=p["iterations"], random_state=p["seed"])
+        kwargs = dict(
+            factors=p["factors"],
+            regularization=p["regularization"],
+            alpha=p["alpha"],
+            iterations=p["iterations"],
+            random_state=p["seed"],
+        )
         if use_gpu:
             return implicit.als.AlternatingLeastSquares(use_gpu=True, **kwargs)
         return implicit.als.AlternatingLeastSquares(use_gpu=False, num_threads=p["num_threads"], **kwargs)
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> "ALS":
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> ALS:
         """Factorize the weighted ``train`` matrix (``valid`` is unused: fixed iterations)."""
         import implicit.gpu
 
@@ -156,7 +168,10 @@ class ALS(Recommender):
         n_items = self.model.item_factors.shape[0]
         m = min(n + 1, n_items)
         ids, scores = self.model.similar_items(items, N=m)
-        ids, scores = np.asarray(ids, np.int64).reshape(len(items), m), np.asarray(scores, np.float32).reshape(len(items), m)
+        ids, scores = (
+            np.asarray(ids, np.int64).reshape(len(items), m),
+            np.asarray(scores, np.float32).reshape(len(items), m),
+        )
         order = np.argsort(ids == items[:, None], axis=1, kind="stable")  # the item itself moves last
         ids, scores = np.take_along_axis(ids, order, 1)[:, :n], np.take_along_axis(scores, order, 1)[:, :n]
         if ids.shape[1] < n:
@@ -183,7 +198,7 @@ class ALS(Recommender):
         (path / "params.json").write_text(json.dumps(meta))
 
     @classmethod
-    def _load(cls, path: Path) -> "ALS":
+    def _load(cls, path: Path) -> ALS:
         meta = json.loads((path / "params.json").read_text())
         model = cls(**meta["params"])
         model.device = meta["device"]

@@ -28,7 +28,7 @@ class AugmentedHistory(Recommender):
         self.extra = extra
         self.name = variant(inner.name, synthetic=True)
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> "AugmentedHistory":
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> AugmentedHistory:
         """Fit the inner model on ``train`` plus the extra events."""
         self.inner.fit(train.concat(self.extra), valid)
         return self
@@ -55,7 +55,7 @@ class AugmentedHistory(Recommender):
         pd.Series({"n_users": self.extra.n_users, "n_items": self.extra.n_items}).to_json(path / "extra.json")
 
     @classmethod
-    def _load(cls, path: Path) -> "AugmentedHistory":
+    def _load(cls, path: Path) -> AugmentedHistory:
         import json
 
         shape = json.loads((path / "extra.json").read_text())

@@ -25,7 +25,7 @@ class Recommender(ABC):
     batch_users: int = 2048  # users scored at once in recommend(); bounds memory to batch x n_items
 
     @abstractmethod
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> "Recommender":
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Recommender:
         """Learn from ``train``; ``valid`` (held-out next events) may drive early stopping.
 
         Returns:
@@ -76,7 +76,7 @@ class Recommender(ABC):
         self._save(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
+    def load(cls, path: str | Path) -> Recommender:
         """Read a model written by :meth:`save` (any subclass, found from ``model.json``)."""
         import importlib
 
@@ -91,4 +91,4 @@ class Recommender(ABC):
 
     @classmethod
     @abstractmethod
-    def _load(cls, path: Path) -> "Recommender": ...
+    def _load(cls, path: Path) -> Recommender: ...

@@ -70,7 +70,9 @@ class Fusion(Recommender):
         if method not in ("rrf", "score"):
             raise ValueError(f"method must be 'rrf' or 'score', got {method!r}")
         self.members = dict(members)
-        self.weights = {name: 1.0 for name in self.members} if weights is None else {n: float(w) for n, w in weights.items()}
+        self.weights = (
+            {name: 1.0 for name in self.members} if weights is None else {n: float(w) for n, w in weights.items()}
+        )
         unknown = set(self.weights) - set(self.members)
         if unknown:
             raise ValueError(f"weights for unknown members: {sorted(unknown)}")
@@ -79,7 +81,7 @@ class Fusion(Recommender):
         self.top_m, self.rrf_k = top_m, rrf_k
         self.name = "fusion"
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> "Fusion":
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Fusion:
         """Fit every member on ``train`` unless ``members_fitted`` (weights are set by ``fit_weights``)."""
         if not self.members_fitted:
             for member in self.members.values():
@@ -163,16 +165,25 @@ class Fusion(Recommender):
         for name, member in self.members.items():
             member.save(path / "members" / name)
         meta = {
-            "members": list(self.members), "weights": self.weights, "method": self.method,
-            "normalization": self.normalization, "top_m": self.top_m, "rrf_k": self.rrf_k,
+            "members": list(self.members),
+            "weights": self.weights,
+            "method": self.method,
+            "normalization": self.normalization,
+            "top_m": self.top_m,
+            "rrf_k": self.rrf_k,
         }
         (path / "fusion.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
-    def _load(cls, path: Path) -> "Fusion":
+    def _load(cls, path: Path) -> Fusion:
         meta = json.loads((path / "fusion.json").read_text())
         members = {name: Recommender.load(path / "members" / name) for name in meta["members"]}
         return cls(
-            members, meta["weights"], meta["method"], meta["normalization"],
-            members_fitted=True, top_m=meta["top_m"], rrf_k=meta["rrf_k"],
+            members,
+            meta["weights"],
+            meta["method"],
+            meta["normalization"],
+            members_fitted=True,
+            top_m=meta["top_m"],
+            rrf_k=meta["rrf_k"],
         )

@@ -33,7 +33,7 @@ class Popularity(Recommender):
         self.name = "pop" if window_days is None else "pop_recent"
         self.popularity: np.ndarray | None = None  # float32 score per item
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> "Popularity":
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Popularity:
         """Count distinct users per item in ``train`` (``valid`` is unused)."""
         all_time = distinct_users_per_item(train)
         if self.window_days is None:
@@ -57,7 +57,7 @@ class Popularity(Recommender):
         (path / "params.json").write_text(json.dumps({"window_days": self.window_days}))
 
     @classmethod
-    def _load(cls, path: Path) -> "Popularity":
+    def _load(cls, path: Path) -> Popularity:
         model = cls(**json.loads((path / "params.json").read_text()))
         model.popularity = np.load(path / "popularity.npy")
         return model

@@ -67,7 +67,7 @@ class Rebuy(Recommender):
         self.popularity: np.ndarray | None = None  # float64, max-normalized to [0, 1]
         self._cache = HistoryCache()
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> "Rebuy":
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Rebuy:
         """Learn the global popularity used to fill lists (``valid`` is unused)."""
         pop = distinct_users_per_item(train)
         self.popularity = pop / pop.max() if pop.max() > 0 else pop
@@ -89,7 +89,7 @@ class Rebuy(Recommender):
         np.save(path / "popularity.npy", self.popularity)
 
     @classmethod
-    def _load(cls, path: Path) -> "Rebuy":
+    def _load(cls, path: Path) -> Rebuy:
         model = cls()
         model.popularity = np.load(path / "popularity.npy")
         return model

@@ -22,31 +22,31 @@ SYNTH_SUFFIX = "_synth"
 FUSION = "fusion"
 
 
-def _popularity(m: "ModelSettings", **_: Any) -> "Recommender":
+def _popularity(m: ModelSettings, **_: Any) -> Recommender:
     from ml.models.popularity import Popularity
 
     return Popularity()
 
 
-def _recent_popularity(m: "ModelSettings", **_: Any) -> "Recommender":
+def _recent_popularity(m: ModelSettings, **_: Any) -> Recommender:
     from ml.models.popularity import Popularity
 
     return Popularity(window_days=m.popularity.recent_days)
 
 
-def _rebuy(m: "ModelSettings", **_: Any) -> "Recommender":
+def _rebuy(m: ModelSettings, **_: Any) -> Recommender:
     from ml.models.rebuy import Rebuy
 
     return Rebuy()
 
 
-def _als(m: "ModelSettings", **_: Any) -> "Recommender":
+def _als(m: ModelSettings, **_: Any) -> Recommender:
     from ml.models.als import ALS
 
     return ALS(**m.als.model_dump(), seed=m.seed)
 
 
-def _bert4rec(m: "ModelSettings", logger=None, checkpoint_dir=None, item_text=None, **_: Any) -> "Recommender":
+def _bert4rec(m: ModelSettings, logger=None, checkpoint_dir=None, item_text=None, **_: Any) -> Recommender:
     from ml.models.bert4rec.model import Bert4Rec
 
     return Bert4Rec.from_settings(m, logger=logger, checkpoint_dir=checkpoint_dir, item_text=item_text)
@@ -70,7 +70,7 @@ class ModelSpec:
     """
 
     name: str
-    build: Callable[..., "Recommender"]
+    build: Callable[..., Recommender]
     task: str
     settings_section: str | None = None
     fusion_member: bool = False
@@ -84,11 +84,22 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("pop", _popularity, task="baselines"),
-        ModelSpec("pop_recent", _recent_popularity, task="baselines", settings_section="popularity", fusion_member=True),
+        ModelSpec(
+            "pop_recent", _recent_popularity, task="baselines", settings_section="popularity", fusion_member=True
+        ),
         ModelSpec("rebuy", _rebuy, task="baselines", fusion_member=True),
         ModelSpec("als", _als, task="als", settings_section="als", fusion_member=True, synthetic_variant=True),
-        ModelSpec("bert4rec", _bert4rec, task="bert4rec", settings_section="bert4rec", fusion_member=True,
-                  synthetic_variant=True, uses_item_text=True, refit=False, logs_curves=True),
+        ModelSpec(
+            "bert4rec",
+            _bert4rec,
+            task="bert4rec",
+            settings_section="bert4rec",
+            fusion_member=True,
+            synthetic_variant=True,
+            uses_item_text=True,
+            refit=False,
+            logs_curves=True,
+        ),
     )
 }
 BASE_MODELS: tuple[str, ...] = tuple(MODELS)
@@ -141,7 +152,7 @@ def fusion_members(trained: list[str]) -> list[str]:
     return [k for k in trained if k != FUSION and spec(k).fusion_member]
 
 
-def make_model(key: str, settings: "ModelSettings", **options: Any) -> "Recommender":
+def make_model(key: str, settings: ModelSettings, **options: Any) -> Recommender:
     """A fresh, unfitted model of the type behind ``key``, configured from ``settings``.
 
     Args:
@@ -151,7 +162,7 @@ def make_model(key: str, settings: "ModelSettings", **options: Any) -> "Recommen
     return spec(key).build(settings, **options)
 
 
-def model_params(key: str, settings: "ModelSettings") -> dict:
+def model_params(key: str, settings: ModelSettings) -> dict:
     """What to record as a model's parameters: its settings section (unprefixed) and the seed."""
     section = spec(key).settings_section
     values = getattr(settings, section).model_dump() if section else {}

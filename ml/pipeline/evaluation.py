@@ -25,7 +25,9 @@ from ml.pipeline.layout import RunFolder
 from ml.pipeline.training import load_final
 
 
-def evaluate_models(keys: list[str], data: SplitData, settings: Settings, run: RunFolder, out: RunFolder | None = None) -> dict:
+def evaluate_models(
+    keys: list[str], data: SplitData, settings: Settings, run: RunFolder, out: RunFolder | None = None
+) -> dict:
     """Score every final model on the test period, in both views, overall and per segment.
 
     Writes ``metrics.json``, ``recommendations.parquet`` (model, view, user_id, rank, item_id,
@@ -49,16 +51,23 @@ def evaluate_models(keys: list[str], data: SplitData, settings: Settings, run: R
     for key in keys:
         fit_path = run.fit_record(key)
         fit = json.loads(fit_path.read_text()) if fit_path.exists() else {}
-        entry = {"fit_seconds": fit.get("fit_seconds"), "refit_seconds": fit.get("refit_seconds"), "valid": fit.get("valid"),
-                 "views": {}}
+        entry = {
+            "fit_seconds": fit.get("fit_seconds"),
+            "refit_seconds": fit.get("refit_seconds"),
+            "valid": fit.get("valid"),
+            "views": {},
+        }
         for view, exclude_seen in VIEWS.items():
             model = load_final(run, key, view)
             truth, users = truths[view], view_users[view]
             started = time.perf_counter()
-            ids, scores = model.recommend(users, history, n=max(max(ks), top_k), filter_already_liked_items=exclude_seen)
+            ids, scores = model.recommend(
+                users, history, n=max(max(ks), top_k), filter_already_liked_items=exclude_seen
+            )
             entry[f"predict_seconds_{view}"] = round(time.perf_counter() - started, 2)
-            entry["views"][view] = evaluate(ids, truth, users, view_segments[view], ks=ks, item_popularity=popularity,
-                                            n_items=data.n_items)
+            entry["views"][view] = evaluate(
+                ids, truth, users, view_segments[view], ks=ks, item_popularity=popularity, n_items=data.n_items
+            )
             frame = recommendations_frame(data.user_ids[users], ids[:, :top_k], scores[:, :top_k], data.item_ids)
             rec_frames.append(frame.assign(**{C.MODEL: key, "view": view}))
         doc["models"][key] = entry

@@ -85,7 +85,7 @@ class Layout:
     as_of: str
 
     @classmethod
-    def of(cls, settings: Settings, as_of) -> "Layout":
+    def of(cls, settings: Settings, as_of) -> Layout:
         """The layout of ``as_of`` (any date-like value)."""
         return cls(settings, day(as_of))
 

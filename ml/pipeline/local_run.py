@@ -52,8 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"running DAG {DAG_ID} for {args.as_of} (log: {log_path}) ...", flush=True)
     with open(log_path, "w") as log:
-        proc = subprocess.run([str(Path(sys.executable).with_name("airflow")), "dags", "test", DAG_ID, args.as_of, "-c", json.dumps(conf)],
-                              stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("airflow")),
+                "dags",
+                "test",
+                DAG_ID,
+                args.as_of,
+                "-c",
+                json.dumps(conf),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     state = run_state(args.as_of)
     print(f"DAG run state: {state} ({time.perf_counter() - started:.0f} s)")
     summary = layout.run.summary

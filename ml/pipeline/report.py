@@ -12,12 +12,16 @@ def summary_text(results: dict) -> str:
     lines = ["nightly pipeline summary", "========================"]
     clean = results.get("clean", {})
     if clean:
-        lines.append(f"rows in {clean['rows_in']:,} -> kept {clean['rows_kept']:,}, quarantined {clean['rows_quarantined']:,}")
+        lines.append(
+            f"rows in {clean['rows_in']:,} -> kept {clean['rows_kept']:,}, quarantined {clean['rows_quarantined']:,}"
+        )
         lines.append("quarantine: " + ", ".join(f"{k} {v:,}" for k, v in clean["quarantine_by_reason"].items()))
     ds = results.get("dataset", {})
     if ds:
-        lines.append(f"dataset {ds['digest']}: {ds['users']:,} users x {ds['items']:,} items; train {ds['train_events']:,} "
-                     f"valid {ds['valid_events']:,} test {ds['test_events']:,} events (test from {ds['test_start']})")
+        lines.append(
+            f"dataset {ds['digest']}: {ds['users']:,} users x {ds['items']:,} items; train {ds['train_events']:,} "
+            f"valid {ds['valid_events']:,} test {ds['test_events']:,} events (test from {ds['test_start']})"
+        )
     synth, gate = results.get("synthesis"), results.get("synthetic_gate")
     if synth:
         rep = synth.get("report") or {}
@@ -27,7 +31,11 @@ def summary_text(results: dict) -> str:
         elif synth.get("reason"):
             line += f" ({synth['reason']})"
         if gate is not None:
-            line += "; gate " + ("passed: synthetic data joined training" if gate["passed"] else "FAILED, trained on real data only: " + "; ".join(gate["failures"])[:300])
+            line += "; gate " + (
+                "passed: synthetic data joined training"
+                if gate["passed"]
+                else "FAILED, trained on real data only: " + "; ".join(gate["failures"])[:300]
+            )
         lines.append(line)
     ev = results.get("evaluate", {})
     if ev:
@@ -36,8 +44,10 @@ def summary_text(results: dict) -> str:
             lines.append(f"{name:<16}{m['repeat/ndcg@10']:>16.4f}{m['discover/ndcg@10']:>18.4f}")
         for name, views in (ev.get("synthetic_uplift") or {}).items():
             d = views["discover"]
-            lines.append(f"synthetic uplift {name} (discover ndcg@10): overall {d['overall']['ndcg@10']['delta']:+.4f}, "
-                         f"sparse users {d['sparse']['ndcg@10']['delta']:+.4f}")
+            lines.append(
+                f"synthetic uplift {name} (discover ndcg@10): overall {d['overall']['ndcg@10']['delta']:+.4f}, "
+                f"sparse users {d['sparse']['ndcg@10']['delta']:+.4f}"
+            )
         lines.append(f"metrics: {ev['metrics_path']}")
     fused = results.get("fusion")
     if fused:
@@ -49,11 +59,14 @@ def summary_text(results: dict) -> str:
 
 def write_summary(settings: Settings, as_of, results: dict) -> str:
     """Write the run summary to ``runs/<as_of>/summary.txt`` and return it."""
-    results = {**results, "where": {
-        "lake": str(settings.paths.lake),
-        "quality results / Data Docs": str(settings.paths.quality),
-        "MLflow UI": f"make mlflow-ui (store {settings.mlflow_uri})",
-    }}
+    results = {
+        **results,
+        "where": {
+            "lake": str(settings.paths.lake),
+            "quality results / Data Docs": str(settings.paths.quality),
+            "MLflow UI": f"make mlflow-ui (store {settings.mlflow_uri})",
+        },
+    }
     text = summary_text(results)
     path = Layout.of(settings, as_of).run.summary
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +81,9 @@ def uplift_table(doc: dict) -> str:
         for view, segs in views.items():
             for seg, ms in segs.items():
                 for m, d in ms.items():
-                    rows.append(f"{name:<10}{view:<10}{seg:<9}{m:<11}{d['real']:>9.4f}{d['real_synthetic']:>10.4f}{d['delta']:>+9.4f}")
+                    rows.append(
+                        f"{name:<10}{view:<10}{seg:<9}{m:<11}{d['real']:>9.4f}{d['real_synthetic']:>10.4f}{d['delta']:>+9.4f}"
+                    )
     return "\n".join(rows)
 
 

@@ -86,7 +86,10 @@ def gate_step(settings: Settings, as_of) -> dict:
     interactions = read_lake_interactions(layout.lake, as_of)
     results = {"interactions": run_gate("interactions", interactions, settings, params, run_name=layout.as_of)}
     results["catalog"] = run_gate("catalog", pd.read_parquet(layout.catalog), settings, run_name=layout.as_of)
-    return {name: {"success": r.success, "result": str(r.result_path), "docs": str(r.docs_path)} for name, r in results.items()}
+    return {
+        name: {"success": r.success, "result": str(r.result_path), "docs": str(r.docs_path)}
+        for name, r in results.items()
+    }
 
 
 def build_dataset_step(settings: Settings, as_of) -> dict:
@@ -102,8 +105,9 @@ def build_dataset_step(settings: Settings, as_of) -> dict:
     return {"path": str(layout.dataset), "digest": data.digest(), **{k: v for k, v in data.info.items() if k != "path"}}
 
 
-def start_tracking_step(settings: Settings, as_of, key: str, dataset: dict, run_params: dict | None = None,
-                        tags: dict | None = None) -> str:
+def start_tracking_step(
+    settings: Settings, as_of, key: str, dataset: dict, run_params: dict | None = None, tags: dict | None = None
+) -> str:
     """Open (or, on a task retry, reuse) the MLflow parent run of pipeline run ``key``; log settings and the dataset.
 
     Args:
@@ -115,7 +119,11 @@ def start_tracking_step(settings: Settings, as_of, key: str, dataset: dict, run_
     params = {"settings": settings.model_dump(mode="json"), "run_params": run_params or {}}
     run_id = runs.start_parent_run(settings, key, params, tags)
     runs.log_dataset(settings, run_id, SplitData.load(layout.dataset), name=f"interactions-{layout.as_of}")
-    counts = {f"data/{k}": dataset[k] for k in ("users", "items", "train_events", "valid_events", "test_events") if k in dataset}
+    counts = {
+        f"data/{k}": dataset[k]
+        for k in ("users", "items", "train_events", "valid_events", "test_events")
+        if k in dataset
+    }
     report = layout.lake_report
     runs.log_to_run(settings, run_id, metrics=counts, artifacts=[report] if report.exists() else [])
     return run_id
@@ -148,8 +156,12 @@ def synthesize_step(settings: Settings, as_of, enabled: bool = True) -> dict:
     lake.write_json_atomic({"status": "ok"}, layout.synthetic / "status.json")
     inter = result.report["interactions"]
     summary = {k: inter.get(k) for k in ("generated", "accepted", "validity_rate", "acceptance_rate", "accepted_per_s")}
-    return {"status": "ok", "path": str(layout.synthetic), "reason": None,
-            "report": {**summary, "distribution": result.report.get("distribution")}}
+    return {
+        "status": "ok",
+        "path": str(layout.synthetic),
+        "reason": None,
+        "report": {**summary, "distribution": result.report.get("distribution")},
+    }
 
 
 def gate_synthetic_step(settings: Settings, as_of, synth: dict, parent_run_id: str | None = None) -> dict:
@@ -171,8 +183,13 @@ def gate_synthetic_step(settings: Settings, as_of, synth: dict, parent_run_id: s
         dist = outcome.get("distribution") or synth.get("report", {}).get("distribution") or {}
         headline = {k: v for k, v in synth.get("report", {}).items() if k != "distribution"}
         metrics = numeric_leaves({**dist, **headline}, "synthetic/")
-        runs.log_to_run(settings, parent_run_id, metrics=metrics, artifacts=[report] if report and report.exists() else [],
-                        tags={"synthetic_status": status, "synthetic_failures": "; ".join(outcome["failures"])[:4000]})
+        runs.log_to_run(
+            settings,
+            parent_run_id,
+            metrics=metrics,
+            artifacts=[report] if report and report.exists() else [],
+            tags={"synthetic_status": status, "synthetic_failures": "; ".join(outcome["failures"])[:4000]},
+        )
     return outcome
 
 
@@ -186,20 +203,39 @@ def _gate_synthetic(settings: Settings, as_of, synth: dict) -> dict:
     layout = Layout.of(settings, as_of)
     folder = layout.synthetic
     result = SynthResult(
-        interactions=pd.read_parquet(folder / FILES["interactions"]), rejected=pd.DataFrame(),
-        items=pd.read_parquet(folder / FILES["items"]), profiles=pd.DataFrame(), report={},
+        interactions=pd.read_parquet(folder / FILES["interactions"]),
+        rejected=pd.DataFrame(),
+        items=pd.read_parquet(folder / FILES["items"]),
+        profiles=pd.DataFrame(),
+        report={},
     )
     try:
-        report = gate_synthetic(result, SplitData.load(layout.dataset), pd.read_parquet(layout.catalog), settings,
-                                run_name=f"{layout.as_of}-synthetic")
+        report = gate_synthetic(
+            result,
+            SplitData.load(layout.dataset),
+            pd.read_parquet(layout.catalog),
+            settings,
+            run_name=f"{layout.as_of}-synthetic",
+        )
     except GateFailedError as exc:
         log.error("synthetic data kept out of training: %s", exc)
         return {"passed": False, "path": None, "failures": exc.failures}
-    return {"passed": True, "path": str(folder / FILES["interactions"]), "failures": [], "distribution": report["distribution"]}
+    return {
+        "passed": True,
+        "path": str(folder / FILES["interactions"]),
+        "failures": [],
+        "distribution": report["distribution"],
+    }
 
 
-def train_step(settings: Settings, as_of, key: str, parent_run_id: str | None = None, pipeline_key: str = "",
-               synthetic_path: str | None = None) -> dict:
+def train_step(
+    settings: Settings,
+    as_of,
+    key: str,
+    parent_run_id: str | None = None,
+    pipeline_key: str = "",
+    synthetic_path: str | None = None,
+) -> dict:
     """Fit one model (both phases) and record it in its nested MLflow run.
 
     Args:
@@ -223,14 +259,23 @@ def train_step(settings: Settings, as_of, key: str, parent_run_id: str | None = 
     logger = runs.lightning_logger(settings, run_id) if run_id and registry.spec(key).logs_curves else None
     result = fit_model(key, data, settings, layout.run, logger=logger, synthetic=synthetic, item_text=item_text)
     if run_id:
-        params = {**registry.model_params(key, settings.models),
-                  "training_data": "real+synthetic" if synthetic is not None else "real"}
+        params = {
+            **registry.model_params(key, settings.models),
+            "training_data": "real+synthetic" if synthetic is not None else "real",
+        }
         runs.log_fit(settings, run_id, result, params)
     return {**result, "run_id": run_id}
 
 
-def train_task_step(settings: Settings, as_of, task: str, selected: list[str], parent_run_id: str | None,
-                    pipeline_key: str, synthetic: dict) -> list[dict]:
+def train_task_step(
+    settings: Settings,
+    as_of,
+    task: str,
+    selected: list[str],
+    parent_run_id: str | None,
+    pipeline_key: str,
+    synthetic: dict,
+) -> list[dict]:
     """Train the selected models of one DAG task, each also on real + synthetic data where its spec says so.
 
     Args:
@@ -244,12 +289,17 @@ def train_task_step(settings: Settings, as_of, task: str, selected: list[str], p
     for name in registry.models_of_task(task, selected):
         results.append(train_step(settings, as_of, name, parent_run_id, pipeline_key))
         if registry.spec(name).synthetic_variant and synthetic.get("passed"):
-            results.append(train_step(settings, as_of, registry.variant(name, True), parent_run_id, pipeline_key,
-                                      synthetic["path"]))
+            results.append(
+                train_step(
+                    settings, as_of, registry.variant(name, True), parent_run_id, pipeline_key, synthetic["path"]
+                )
+            )
     return results
 
 
-def fuse_step(settings: Settings, as_of, trained: list[str], parent_run_id: str | None = None, pipeline_key: str = "") -> dict:
+def fuse_step(
+    settings: Settings, as_of, trained: list[str], parent_run_id: str | None = None, pipeline_key: str = ""
+) -> dict:
     """Fit fusion weights on validation (per view) over the trained members.
 
     Where a model was trained both on real and on real + synthetic data, the variant with the
@@ -265,16 +315,36 @@ def fuse_step(settings: Settings, as_of, trained: list[str], parent_run_id: str 
     lake.write_json_atomic(decisions, layout.run.variants_record())
     if parent_run_id:
         run_id = runs.model_run(settings, parent_run_id, pipeline_key, registry.FUSION)
-        params = {"model": registry.FUSION, "members": chosen, **{f"weights.{v}": w for v, w in result["weights"].items()}}
+        params = {
+            "model": registry.FUSION,
+            "members": chosen,
+            **{f"weights.{v}": w for v, w in result["weights"].items()},
+        }
         uses_synthetic = any(registry.is_synthetic(k) for k in chosen)
-        runs.log_to_run(settings, run_id, params=params, metrics={"fit_seconds": result["fit_seconds"]},
-                        tags={"uses_synthetic": str(uses_synthetic).lower()})
-    return {"model": registry.FUSION, "members": chosen, "variants": decisions, "weights": result["weights"],
-            "fit_seconds": result["fit_seconds"]}
+        runs.log_to_run(
+            settings,
+            run_id,
+            params=params,
+            metrics={"fit_seconds": result["fit_seconds"]},
+            tags={"uses_synthetic": str(uses_synthetic).lower()},
+        )
+    return {
+        "model": registry.FUSION,
+        "members": chosen,
+        "variants": decisions,
+        "weights": result["weights"],
+        "fit_seconds": result["fit_seconds"],
+    }
 
 
-def evaluate_step(settings: Settings, as_of, models: list[str], parent_run_id: str | None = None, pipeline_key: str = "",
-                  register: bool = True) -> dict:
+def evaluate_step(
+    settings: Settings,
+    as_of,
+    models: list[str],
+    parent_run_id: str | None = None,
+    pipeline_key: str = "",
+    register: bool = True,
+) -> dict:
     """Evaluate every final model on the test period; log metrics, plot and pyfunc models to MLflow.
 
     Returns:
@@ -295,13 +365,30 @@ def evaluate_step(settings: Settings, as_of, models: list[str], parent_run_id: s
             run_id = runs.model_run(settings, parent_run_id, pipeline_key, key)
             runs.log_to_run(settings, run_id, metrics=runs.model_metrics(entry))
             if register:
-                runs.register_recommender(settings, run_id, run.model_dir(key, "final"), data, run.pyfunc_scratch(key),
-                                          registered_name=f"{settings.tracking.registered_model}-{key}")
-        uplift = {name: {view: {seg: {m: d["delta"] for m, d in ms.items()} for seg, ms in segs.items()}
-                         for view, segs in views.items()} for name, views in doc["synthetic_uplift"].items()}
-        runs.log_to_run(settings, parent_run_id, metrics=numeric_leaves(uplift, "uplift/"), artifacts=[run.metrics, plot])
+                runs.register_recommender(
+                    settings,
+                    run_id,
+                    run.model_dir(key, "final"),
+                    data,
+                    run.pyfunc_scratch(key),
+                    registered_name=f"{settings.tracking.registered_model}-{key}",
+                )
+        uplift = {
+            name: {
+                view: {seg: {m: d["delta"] for m, d in ms.items()} for seg, ms in segs.items()}
+                for view, segs in views.items()
+            }
+            for name, views in doc["synthetic_uplift"].items()
+        }
+        runs.log_to_run(
+            settings, parent_run_id, metrics=numeric_leaves(uplift, "uplift/"), artifacts=[run.metrics, plot]
+        )
     summary = {
-        key: {f"{view}/{m}": round(e["views"][view]["overall"][m], 4) for view in e["views"] for m in ("ndcg@10", "recall@10")}
+        key: {
+            f"{view}/{m}": round(e["views"][view]["overall"][m], 4)
+            for view in e["views"]
+            for m in ("ndcg@10", "recall@10")
+        }
         for key, e in doc["models"].items()
     }
     return {"metrics_path": str(run.metrics), "models": summary, "synthetic_uplift": doc["synthetic_uplift"]}

@@ -63,7 +63,12 @@ def run(args) -> int:
     from ml.synth.pipeline import FILES, synthesize
     from ml.synth.quality import gate_synthetic
 
-    overrides = {"backend": args.backend, "max_users": args.max_users, "seed": args.seed, "enrich_max_items": args.enrich_max_items}
+    overrides = {
+        "backend": args.backend,
+        "max_users": args.max_users,
+        "seed": args.seed,
+        "enrich_max_items": args.enrich_max_items,
+    }
     settings = get_settings().with_overrides({"synth": overrides})
     data, catalog = _split_and_catalog(args, settings)
     try:
@@ -73,7 +78,9 @@ def run(args) -> int:
         return 4
     status = 0
     try:
-        result.report["gate"] = gate_synthetic(result, data, catalog, settings, run_name=f"synth-{result.report['seed']}")
+        result.report["gate"] = gate_synthetic(
+            result, data, catalog, settings, run_name=f"synth-{result.report['seed']}"
+        )
     except GateFailedError as exc:
         result.report["gate"] = {"success": False, "failures": exc.failures, "result": exc.report_path}
         print(f"synthetic data rejected by the gate: {exc}", file=sys.stderr)
@@ -81,9 +88,16 @@ def run(args) -> int:
     paths = result.save(args.out)
     write_json_atomic(result.report, Path(paths["report"]))
     r = result.report
-    summary = {"generator": r["generator"], "interactions": {k: r["interactions"][k] for k in ("generated", "accepted", "rejected", "validity_rate", "accepted_per_s")},
-               "items": {k: r["items"][k] for k in ("attempted", "ok", "rejected", "from_cache")},
-               "kl_popularity": r["distribution"]["kl_popularity"], "kl_category": r["distribution"]["kl_category"], "gate": r["gate"]["success"]}
+    summary = {
+        "generator": r["generator"],
+        "interactions": {
+            k: r["interactions"][k] for k in ("generated", "accepted", "rejected", "validity_rate", "accepted_per_s")
+        },
+        "items": {k: r["items"][k] for k in ("attempted", "ok", "rejected", "from_cache")},
+        "kl_popularity": r["distribution"]["kl_popularity"],
+        "kl_category": r["distribution"]["kl_category"],
+        "gate": r["gate"]["success"],
+    }
     print(json.dumps(summary, indent=2))
     print(f"wrote {', '.join(FILES.values())} to {args.out}")
     return status

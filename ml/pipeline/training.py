@@ -29,8 +29,9 @@ from ml.models.base import Recommender
 from ml.pipeline.layout import RunFolder
 
 
-def item_text_for(key: str, settings: Settings, data: SplitData, catalog: pd.DataFrame | None,
-                  enriched: pd.DataFrame | None = None) -> np.ndarray | None:
+def item_text_for(
+    key: str, settings: Settings, data: SplitData, catalog: pd.DataFrame | None, enriched: pd.DataFrame | None = None
+) -> np.ndarray | None:
     """Item text vectors for a model that uses them (BERT4Rec with ``item_text="augment"``), else None.
 
     Args:
@@ -53,8 +54,15 @@ def item_text_for(key: str, settings: Settings, data: SplitData, catalog: pd.Dat
     return vectors if vectors.any() else None
 
 
-def fit_model(key: str, data: SplitData, settings: Settings, run: RunFolder, logger=None,
-              synthetic: pd.DataFrame | None = None, item_text: np.ndarray | None = None) -> dict:
+def fit_model(
+    key: str,
+    data: SplitData,
+    settings: Settings,
+    run: RunFolder,
+    logger=None,
+    synthetic: pd.DataFrame | None = None,
+    item_text: np.ndarray | None = None,
+) -> dict:
     """Fit one model in both phases, save it, and score it on validation.
 
     Args:
@@ -97,8 +105,13 @@ def fit_model(key: str, data: SplitData, settings: Settings, run: RunFolder, log
     summary = getattr(model, "training_summary", None) or {}
     if hasattr(model, "device"):
         summary = {**summary, "device": model.device}
-    result = {"model": key, "fit_seconds": round(fit_s, 2), "refit_seconds": round(refit_s, 2), "valid": valid_scores,
-              "summary": summary}
+    result = {
+        "model": key,
+        "fit_seconds": round(fit_s, 2),
+        "refit_seconds": round(refit_s, 2),
+        "valid": valid_scores,
+        "summary": summary,
+    }
     write_json_atomic(result, run.fit_record(key))
     return result
 
@@ -109,7 +122,11 @@ def synthetic_events(data: SplitData, synthetic: pd.DataFrame, weight: float) ->
     Raises:
         ValueError: a row names an unknown user or item, or is dated at or after the training cut.
     """
-    extra = synthetic[[C.USER, C.ITEM, C.TIMESTAMP]].astype({C.USER: str, C.ITEM: str}).assign(**{C.WEIGHT: np.float32(weight)})
+    extra = (
+        synthetic[[C.USER, C.ITEM, C.TIMESTAMP]]
+        .astype({C.USER: str, C.ITEM: str})
+        .assign(**{C.WEIGHT: np.float32(weight)})
+    )
     if (pd.to_datetime(extra[C.TIMESTAMP]) >= data.training_cut).any():
         raise ValueError("synthetic interactions at or after the training cut: gate them first")
     return data.to_interactions(extra)  # refuses users or items outside the vocabulary
@@ -139,6 +156,7 @@ def choose_variants(run: RunFolder, trained: list[str]) -> tuple[list[str], dict
     Returns:
         (chosen keys, ``{base: {"chosen", "valid_ndcg@10": {key: score}}}``).
     """
+
     def score(key: str) -> float:
         views = json.loads(run.fit_record(key).read_text()).get("valid") or {}
         return float(np.mean([v["ndcg@10"] for v in views.values()])) if views else float("-inf")
@@ -176,12 +194,19 @@ def fit_fusion(members: list[str], data: SplitData, run: RunFolder, grid: list[f
         view_truth = truths[view]
         users = users_with_truth(view_truth)
         fusion = Fusion(valid_members, members_fitted=True)
-        weights[view] = fusion.fit_weights(users, data.train_i, view_truth, {n: tuple(grid) for n in members},
-                                           filter_already_liked_items=exclude_seen)
+        weights[view] = fusion.fit_weights(
+            users, data.train_i, view_truth, {n: tuple(grid) for n in members}, filter_already_liked_items=exclude_seen
+        )
         searches[view] = getattr(fusion, "weight_search", [])
-        Fusion(final_members, weights=weights[view], members_fitted=True).save(run.model_dir(registry.FUSION, serving_phase(view)))
-    result = {"model": registry.FUSION, "weights": weights, "weight_search": searches,
-              "fit_seconds": round(time.perf_counter() - started, 2)}
+        Fusion(final_members, weights=weights[view], members_fitted=True).save(
+            run.model_dir(registry.FUSION, serving_phase(view))
+        )
+    result = {
+        "model": registry.FUSION,
+        "weights": weights,
+        "weight_search": searches,
+        "fit_seconds": round(time.perf_counter() - started, 2),
+    }
     write_json_atomic(result, run.fit_record(registry.FUSION))
     return result
 

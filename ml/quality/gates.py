@@ -147,7 +147,7 @@ def run_gate(
         raise ValueError(f"suite is named {spec.get('name')!r}, expected {suite_name!r}")
     values = _resolve_params(spec, params, settings)
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     run_name = _safe_name(run_name or now.strftime("%Y%m%dT%H%M%SZ"))
     quality = Path(settings.paths.quality)
     ctx = _context(quality)
@@ -180,7 +180,10 @@ def run_gate(
 def _context(quality: Path):
     """Ephemeral GX context with folder-backed suite/result stores and a local Data Docs site."""
     defaults = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
-    for store, folder in ((defaults.expectations_store_name, "expectations"), (defaults.validation_results_store_name, "validations")):
+    for store, folder in (
+        (defaults.expectations_store_name, "expectations"),
+        (defaults.validation_results_store_name, "validations"),
+    ):
         defaults.stores[store]["store_backend"] = {
             "class_name": "TupleFilesystemStoreBackend",
             "base_directory": str(quality / "gx" / folder),
@@ -208,7 +211,9 @@ def _build_docs(ctx, suite_name: str, run_id: RunIdentifier, site_dir: Path) -> 
         if k.expectation_suite_identifier.name == suite_name and k.run_id == run_id
     ]
     try:
-        ctx.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=[ExpectationSuiteIdentifier(name=suite_name), *keys])
+        ctx.build_data_docs(
+            site_names=[DOCS_SITE], resource_identifiers=[ExpectationSuiteIdentifier(name=suite_name), *keys]
+        )
     except Exception:  # docs are a report: a rendering bug must not decide the gate
         log.exception("building Data Docs for suite %s failed", suite_name)
         return None

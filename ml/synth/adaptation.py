@@ -43,7 +43,9 @@ def adaptation_enabled(settings: Settings) -> bool:
     return settings.synth.adapt == "on"
 
 
-def training_examples(train: pd.DataFrame, catalog: pd.DataFrame, max_examples: int, seed: int) -> list[tuple[str, str]]:
+def training_examples(
+    train: pd.DataFrame, catalog: pd.DataFrame, max_examples: int, seed: int
+) -> list[tuple[str, str]]:
     """``(prompt, continuation)`` pairs from real training histories: orders so far -> one item of the next order.
 
     Args:
@@ -52,7 +54,11 @@ def training_examples(train: pd.DataFrame, catalog: pd.DataFrame, max_examples: 
         max_examples: sample at most this many (seeded).
         seed: sampling seed.
     """
-    titles = catalog.drop_duplicates(C.ITEM).set_index(catalog.drop_duplicates(C.ITEM)[C.ITEM].astype(str))[C.TITLE].astype(str)
+    titles = (
+        catalog.drop_duplicates(C.ITEM)
+        .set_index(catalog.drop_duplicates(C.ITEM)[C.ITEM].astype(str))[C.TITLE]
+        .astype(str)
+    )
     events = train.astype({C.USER: str, C.ITEM: str})
     events = events[events[C.ITEM].isin(titles.index)]
     events = events.assign(day=events[C.TIMESTAMP].dt.strftime("%Y-%m-%d"))
@@ -87,7 +93,9 @@ def _lightning_module(model, lr: float):
             self.model = model
 
         def training_step(self, batch, _):
-            out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+            out = self.model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+            )
             self.log("train_loss", out.loss, prog_bar=False, on_step=True)
             return out.loss
 
@@ -113,8 +121,17 @@ def _collate(tokenizer, examples: list[tuple[str, str]]):
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def fine_tune(model_dir: Path, examples: list[tuple[str, str]], out: Path, steps: int, lr: float, batch_size: int = 8,
-              device: str = "auto", seed: int = 0, threads: int | None = None) -> dict:
+def fine_tune(
+    model_dir: Path,
+    examples: list[tuple[str, str]],
+    out: Path,
+    steps: int,
+    lr: float,
+    batch_size: int = 8,
+    device: str = "auto",
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict:
     """Fine-tune the model in ``model_dir`` on ``examples`` for ``steps`` optimizer steps and save it to ``out``.
 
     Returns:
@@ -139,12 +156,25 @@ def fine_tune(model_dir: Path, examples: list[tuple[str, str]], out: Path, steps
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             losses.append(float(outputs["loss"]))
 
-    loader = DataLoader(examples, batch_size=batch_size, shuffle=True, collate_fn=lambda b: _collate(tokenizer, b),
-                        generator=torch.Generator().manual_seed(seed))
-    trainer = pl.Trainer(max_steps=steps, accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1,
-                         precision="bf16-mixed" if device.startswith("cuda") else "32-true", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[Record()], gradient_clip_val=1.0)
+    loader = DataLoader(
+        examples,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=lambda b: _collate(tokenizer, b),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator="gpu" if device.startswith("cuda") else "cpu",
+        devices=1,
+        precision="bf16-mixed" if device.startswith("cuda") else "32-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Record()],
+        gradient_clip_val=1.0,
+    )
     quiet = logging.getLogger("pytorch_lightning")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # no banner about absent TPUs/GPUs in task logs
@@ -160,8 +190,13 @@ def fine_tune(model_dir: Path, examples: list[tuple[str, str]], out: Path, steps
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    return {"steps": len(losses), "examples": len(examples), "first_loss": round(losses[0], 4) if losses else None,
-            "last_loss": round(float(np.mean(losses[-10:])), 4) if losses else None, "device": device}
+    return {
+        "steps": len(losses),
+        "examples": len(examples),
+        "first_loss": round(losses[0], 4) if losses else None,
+        "last_loss": round(float(np.mean(losses[-10:])), 4) if losses else None,
+        "device": device,
+    }
 
 
 def evaluate_model(model_dir: Path, data, catalog: pd.DataFrame, index, settings: Settings, n_users: int) -> dict:
@@ -177,8 +212,15 @@ def evaluate_model(model_dir: Path, data, catalog: pd.DataFrame, index, settings
     return report
 
 
-def adapt_model(base_dir: Path, data, catalog: pd.DataFrame, settings: Settings, index=None, eval_users: int = 100,
-                max_examples: int = 4000) -> tuple[Path, dict]:
+def adapt_model(
+    base_dir: Path,
+    data,
+    catalog: pd.DataFrame,
+    settings: Settings,
+    index=None,
+    eval_users: int = 100,
+    max_examples: int = 4000,
+) -> tuple[Path, dict]:
     """Fine-tune (or reuse) an adapted copy of ``base_dir`` and measure it before and after.
 
     Args:
@@ -197,7 +239,9 @@ def adapt_model(base_dir: Path, data, catalog: pd.DataFrame, settings: Settings,
     from ml.synth.candidates import CandidateIndex
 
     s = settings.synth
-    key = hashlib.sha256(f"{Path(base_dir).resolve()}|{data.digest()}|{s.adapt_steps}|{s.adapt_lr}|{s.seed}|{max_examples}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        f"{Path(base_dir).resolve()}|{data.digest()}|{s.adapt_steps}|{s.adapt_lr}|{s.seed}|{max_examples}".encode()
+    ).hexdigest()[:12]
     out = settings.paths.models / f"{Path(base_dir).name}-adapted-{key}"
     report: dict = {"folder": str(out)}
     index = index or CandidateIndex(data.train, catalog, None)
@@ -207,7 +251,9 @@ def adapt_model(base_dir: Path, data, catalog: pd.DataFrame, settings: Settings,
         report["training"] = "reused"
     else:
         examples = training_examples(data.train, catalog, max_examples, s.seed)
-        report["training"] = fine_tune(base_dir, examples, out, s.adapt_steps, s.adapt_lr, device=s.device, seed=s.seed, threads=s.torch_threads)
+        report["training"] = fine_tune(
+            base_dir, examples, out, s.adapt_steps, s.adapt_lr, device=s.device, seed=s.seed, threads=s.torch_threads
+        )
     if eval_users:
         report["after"] = evaluate_model(out, data, catalog, index, settings, eval_users)
         report["adopted"] = report["after"]["pmi"]["mrr"] > report["before"]["pmi"]["mrr"]

@@ -51,7 +51,9 @@ class CandidateIndex:
         events = train[train[C.ITEM].astype(str).isin(self._pos)]
         users, user_idx = np.unique(events[C.USER].astype(str), return_inverse=True)
         item_idx = self._pos.get_indexer(events[C.ITEM].astype(str))
-        x = sp.csr_matrix((np.ones(len(events), dtype=np.float32), (user_idx, item_idx)), shape=(len(users), len(eligible)))
+        x = sp.csr_matrix(
+            (np.ones(len(events), dtype=np.float32), (user_idx, item_idx)), shape=(len(users), len(eligible))
+        )
         x.data[:] = 1.0  # duplicates summed by the constructor: binarize
         x.sum_duplicates()
         x.data[:] = 1.0
@@ -76,7 +78,9 @@ class CandidateIndex:
         """Distinct training buyers of each eligible item id."""
         return self.popularity[self._pos.get_indexer(pd.Index(np.asarray(item_ids, dtype=str)))]
 
-    def candidates(self, history: Sequence[str], n_copurchase: int, n_text: int, n_total: int | None = None) -> list[Candidate]:
+    def candidates(
+        self, history: Sequence[str], n_copurchase: int, n_text: int, n_total: int | None = None
+    ) -> list[Candidate]:
         """Candidates for a user with ``history`` (item ids), never an item already in it.
 
         Args:

@@ -36,7 +36,12 @@ from ml.synth.llm.base import Generator, Prompt, extract_json
 log = logging.getLogger(__name__)
 
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=2, max_length=30, pattern=r"^[a-z0-9][a-z0-9 '&-]*$")]
+Tag = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, min_length=2, max_length=30, pattern=r"^[a-z0-9][a-z0-9 '&-]*$"
+    ),
+]
 KEY = [C.ITEM, C.TITLE, "prompt_version", "generator"]
 ATTRIBUTE_COLUMNS = [C.ITEM, C.TITLE, C.CATEGORY, "tags", C.DESCRIPTION, "status", "prompt_version", "generator"]
 JSON_SYSTEM = "You write product data for an online gift shop catalogue. You answer with JSON only."
@@ -49,7 +54,9 @@ class ItemAttributes(BaseModel):
     model_config = ConfigDict(extra="forbid")
     category: Category
     tags: list[Tag] = Field(min_length=1, max_length=5)
-    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=200, pattern=r"^[^\n\r]*$")]
+    description: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=10, max_length=200, pattern=r"^[^\n\r]*$")
+    ]
 
     @field_validator("tags")
     @classmethod
@@ -108,7 +115,9 @@ def _categories_by_likelihood(titles: list[str], generator: Generator) -> list[s
     neutral = generator.score(template.render(title=NEUTRAL_TITLE, category=None, example_categories=examples), conts)
     out = []
     for title in titles:
-        scores = generator.score(template.render(title=title, category=None, example_categories=examples), conts) - neutral
+        scores = (
+            generator.score(template.render(title=title, category=None, example_categories=examples), conts) - neutral
+        )
         out.append(CATEGORIES[int(np.argmax(scores))])
     return out
 
@@ -117,7 +126,9 @@ def _example_categories() -> list[str]:
     return ["kitchen and dining", "lighting and candles"]
 
 
-def enrich_batch(titles: list[str], generator: Generator, max_tokens: int) -> tuple[list[ItemAttributes | None], list[str], str]:
+def enrich_batch(
+    titles: list[str], generator: Generator, max_tokens: int
+) -> tuple[list[ItemAttributes | None], list[str], str]:
     """Enrich titles with the generator's best method.
 
     Returns:
@@ -128,14 +139,20 @@ def enrich_batch(titles: list[str], generator: Generator, max_tokens: int) -> tu
     if generator.supports_scoring:
         template = prompts.load("item_attributes_fewshot")
         cats = _categories_by_likelihood(titles, generator)
-        texts = [template.render(title=t, category=c, example_categories=_example_categories()) for t, c in zip(titles, cats)]
-        answers = generator.generate([Prompt(t, chat=False) for t in texts], max_tokens=max_tokens, stop=["\n\n", "Product:"])
+        texts = [
+            template.render(title=t, category=c, example_categories=_example_categories()) for t, c in zip(titles, cats)
+        ]
+        answers = generator.generate(
+            [Prompt(t, chat=False) for t in texts], max_tokens=max_tokens, stop=["\n\n", "Product:"]
+        )
         results = [validate_answer(t, lambda c=c, a=a: parse_fewshot(c, a)) for t, c, a in zip(titles, cats, answers)]
         tag = template.tag
     else:
         template = prompts.load("item_attributes_json")
-        answers = generator.generate([Prompt(template.render(title=t, categories=list(CATEGORIES)), system=JSON_SYSTEM) for t in titles],
-                                     max_tokens=max(max_tokens, 96))
+        answers = generator.generate(
+            [Prompt(template.render(title=t, categories=list(CATEGORIES)), system=JSON_SYSTEM) for t in titles],
+            max_tokens=max(max_tokens, 96),
+        )
         results = [validate_answer(t, lambda a=a: parse_json_answer(a)) for t, a in zip(titles, answers)]
         tag = template.tag
     return [r[0] for r in results], [r[1] for r in results], tag
@@ -151,7 +168,9 @@ def prompt_tag(generator: Generator) -> str:
     return prompts.load("item_attributes_fewshot" if generator.supports_scoring else "item_attributes_json").tag
 
 
-def enrich_items(catalog: pd.DataFrame, generator: Generator, settings: Settings, priority: pd.Series | None = None) -> tuple[pd.DataFrame, dict]:
+def enrich_items(
+    catalog: pd.DataFrame, generator: Generator, settings: Settings, priority: pd.Series | None = None
+) -> tuple[pd.DataFrame, dict]:
     """Enrich up to ``synth.enrich_max_items`` new catalog items; return every cached result for this generator.
 
     Args:
@@ -165,36 +184,58 @@ def enrich_items(catalog: pd.DataFrame, generator: Generator, settings: Settings
         reason, cached, items/s).
     """
     tag, gen = prompt_tag(generator), generator.name
-    items = catalog.drop_duplicates(C.ITEM)[[C.ITEM, C.TITLE] + ([C.POPULARITY] if C.POPULARITY in catalog else [])].copy()
+    items = catalog.drop_duplicates(C.ITEM)[
+        [C.ITEM, C.TITLE] + ([C.POPULARITY] if C.POPULARITY in catalog else [])
+    ].copy()
     items[C.ITEM] = items[C.ITEM].astype(str)
     items[C.TITLE] = items[C.TITLE].astype(str)
-    prio = priority if priority is not None else (items.set_index(C.ITEM)[C.POPULARITY] if C.POPULARITY in items else pd.Series(dtype=float))
+    prio = (
+        priority
+        if priority is not None
+        else (items.set_index(C.ITEM)[C.POPULARITY] if C.POPULARITY in items else pd.Series(dtype=float))
+    )
     items["_prio"] = items[C.ITEM].map(prio).fillna(0).to_numpy()
     path = cache_path(settings)
     cache = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=ATTRIBUTE_COLUMNS)
     mine = cache[(cache["prompt_version"] == tag) & (cache["generator"] == gen)]
     known = mine.merge(items[[C.ITEM, C.TITLE]], on=[C.ITEM, C.TITLE])
     todo = items[~items.set_index([C.ITEM, C.TITLE]).index.isin(known.set_index([C.ITEM, C.TITLE]).index)]
-    todo = todo.sort_values(["_prio", C.ITEM], ascending=[False, True], kind="stable").head(settings.synth.enrich_max_items)
+    todo = todo.sort_values(["_prio", C.ITEM], ascending=[False, True], kind="stable").head(
+        settings.synth.enrich_max_items
+    )
     started = time.perf_counter()
     attrs, status, _ = enrich_batch(todo[C.TITLE].tolist(), generator, settings.synth.enrich_max_tokens)
     elapsed = time.perf_counter() - started
-    new = pd.DataFrame({
-        C.ITEM: todo[C.ITEM].to_numpy(), C.TITLE: todo[C.TITLE].to_numpy(),
-        C.CATEGORY: [a.category if a else None for a in attrs],
-        "tags": [list(a.tags) if a else None for a in attrs],
-        C.DESCRIPTION: [a.description if a else None for a in attrs],
-        "status": status, "prompt_version": tag, "generator": gen,
-    }, columns=ATTRIBUTE_COLUMNS)
+    new = pd.DataFrame(
+        {
+            C.ITEM: todo[C.ITEM].to_numpy(),
+            C.TITLE: todo[C.TITLE].to_numpy(),
+            C.CATEGORY: [a.category if a else None for a in attrs],
+            "tags": [list(a.tags) if a else None for a in attrs],
+            C.DESCRIPTION: [a.description if a else None for a in attrs],
+            "status": status,
+            "prompt_version": tag,
+            "generator": gen,
+        },
+        columns=ATTRIBUTE_COLUMNS,
+    )
     if len(new):
         merged = pd.concat([cache[ATTRIBUTE_COLUMNS], new], ignore_index=True).drop_duplicates(KEY, keep="last")
         write_parquet_atomic(merged, path)
-    result = pd.concat([known[ATTRIBUTE_COLUMNS], new], ignore_index=True).sort_values(C.ITEM, kind="stable").reset_index(drop=True)
+    result = (
+        pd.concat([known[ATTRIBUTE_COLUMNS], new], ignore_index=True)
+        .sort_values(C.ITEM, kind="stable")
+        .reset_index(drop=True)
+    )
     counts = pd.Series(status, dtype=object).value_counts().to_dict()
     report = {
-        "attempted": len(new), "ok": int(counts.pop("ok", 0)), "rejected": {k: int(v) for k, v in sorted(counts.items())},
-        "from_cache": len(known), "not_enriched_yet": int(len(items) - len(known) - len(new)),
-        "seconds": round(elapsed, 2), "items_per_s": round(len(new) / elapsed, 3) if elapsed > 0 and len(new) else None,
+        "attempted": len(new),
+        "ok": int(counts.pop("ok", 0)),
+        "rejected": {k: int(v) for k, v in sorted(counts.items())},
+        "from_cache": len(known),
+        "not_enriched_yet": int(len(items) - len(known) - len(new)),
+        "seconds": round(elapsed, 2),
+        "items_per_s": round(len(new) / elapsed, 3) if elapsed > 0 and len(new) else None,
         "prompt_version": tag,
     }
     return result, report
@@ -204,5 +245,3 @@ def category_of(items: pd.DataFrame) -> pd.Series:
     """item_id -> category for the items whose enrichment was accepted."""
     ok = items[items["status"] == "ok"] if len(items) else items
     return ok.set_index(C.ITEM)[C.CATEGORY] if len(ok) else pd.Series(dtype=object)
-
-

@@ -17,8 +17,16 @@ from ml.synth.expansion import MAX_HISTORY_TITLES, PriorCache, UserTask, last_ti
 from ml.synth.llm.base import Generator
 
 
-def held_out_tasks(data, catalog: pd.DataFrame, index: CandidateIndex, n_users: int, seed: int, n_copurchase: int = 10,
-                   n_text: int = 10, max_items: int | None = None) -> list[tuple[UserTask, set[str]]]:
+def held_out_tasks(
+    data,
+    catalog: pd.DataFrame,
+    index: CandidateIndex,
+    n_users: int,
+    seed: int,
+    n_copurchase: int = 10,
+    n_text: int = 10,
+    max_items: int | None = None,
+) -> list[tuple[UserTask, set[str]]]:
     """Tasks whose next order date is the user's first validation day, with the items bought then.
 
     Args:
@@ -31,7 +39,11 @@ def held_out_tasks(data, catalog: pd.DataFrame, index: CandidateIndex, n_users: 
     Returns:
         ``[(task, true_items)]``.
     """
-    titles = catalog.drop_duplicates(C.ITEM).set_index(catalog.drop_duplicates(C.ITEM)[C.ITEM].astype(str))[C.TITLE].astype(str)
+    titles = (
+        catalog.drop_duplicates(C.ITEM)
+        .set_index(catalog.drop_duplicates(C.ITEM)[C.ITEM].astype(str))[C.TITLE]
+        .astype(str)
+    )
     train = data.train.astype({C.USER: str, C.ITEM: str})
     valid = data.valid.astype({C.USER: str, C.ITEM: str})
     first_day = valid.groupby(C.USER)[C.TIMESTAMP].min()
@@ -51,14 +63,21 @@ def held_out_tasks(data, catalog: pd.DataFrame, index: CandidateIndex, n_users: 
         if not truth & {c.item_id for c in cands}:
             continue
         known = rows[rows[C.ITEM].isin(titles.index)]
-        orders = [{"date": d, "titles": titles.reindex(g[C.ITEM].drop_duplicates()).tolist()}
-                  for d, g in known.groupby(known[C.TIMESTAMP].dt.strftime("%Y-%m-%d"), sort=True)]
+        orders = [
+            {"date": d, "titles": titles.reindex(g[C.ITEM].drop_duplicates()).tolist()}
+            for d, g in known.groupby(known[C.TIMESTAMP].dt.strftime("%Y-%m-%d"), sort=True)
+        ]
         out.append((UserTask(str(user), last_titles(orders, MAX_HISTORY_TITLES), history, day, cands), truth))
     return out
 
 
-def choice_accuracy(tasks: list[tuple[UserTask, set[str]]], generator: Generator | None, index: CandidateIndex,
-                    k: int = 3, seed: int = 0) -> dict:
+def choice_accuracy(
+    tasks: list[tuple[UserTask, set[str]]],
+    generator: Generator | None,
+    index: CandidateIndex,
+    k: int = 3,
+    seed: int = 0,
+) -> dict:
     """hit@k (a true item among the top k) and MRR of the first true item, per method.
 
     Args:
@@ -84,9 +103,16 @@ def choice_accuracy(tasks: list[tuple[UserTask, set[str]]], generator: Generator
         scores["candidate_order"].append(-np.arange(n, dtype=float))
         scores["popularity"].append(index.popularity_of([c.item_id for c in task.candidates]).astype(float))
         scores["random"].append(rng.random(n))
-    report: dict = {"users": len(tasks), "k": k,
-                    "candidates": round(float(np.mean([len(t.candidates) for t, _ in tasks])), 2) if tasks else None,
-                    "true_in_candidates": round(float(np.mean([len(truth & {c.item_id for c in t.candidates}) for t, truth in tasks])), 2) if tasks else None}
+    report: dict = {
+        "users": len(tasks),
+        "k": k,
+        "candidates": round(float(np.mean([len(t.candidates) for t, _ in tasks])), 2) if tasks else None,
+        "true_in_candidates": round(
+            float(np.mean([len(truth & {c.item_id for c in t.candidates}) for t, truth in tasks])), 2
+        )
+        if tasks
+        else None,
+    }
     for method, values in scores.items():
         hits, rr = [], []
         for (task, truth), s in zip(tasks, values):
@@ -94,5 +120,8 @@ def choice_accuracy(tasks: list[tuple[UserTask, set[str]]], generator: Generator
             order = np.lexsort((np.arange(len(s)), -s))
             hits.append(y[order[:k]].any())
             rr.append(1.0 / (1 + int(np.flatnonzero(y[order])[0])))
-        report[method] = {f"hit@{k}": round(float(np.mean(hits)), 4) if hits else None, "mrr": round(float(np.mean(rr)), 4) if rr else None}
+        report[method] = {
+            f"hit@{k}": round(float(np.mean(hits)), 4) if hits else None,
+            "mrr": round(float(np.mean(rr)), 4) if rr else None,
+        }
     return report

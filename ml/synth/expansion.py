@@ -96,7 +96,11 @@ def plan_users(data, catalog: pd.DataFrame, index: CandidateIndex, settings: Set
     if s.max_users is not None and len(users) > s.max_users:
         users = np.sort(np.random.default_rng(s.seed).choice(users, size=s.max_users, replace=False))
     info["users_sampled"] = int(len(users))
-    titles = catalog.drop_duplicates(C.ITEM).set_index(catalog.drop_duplicates(C.ITEM)[C.ITEM].astype(str))[C.TITLE].astype(str)
+    titles = (
+        catalog.drop_duplicates(C.ITEM)
+        .set_index(catalog.drop_duplicates(C.ITEM)[C.ITEM].astype(str))[C.TITLE]
+        .astype(str)
+    )
     hist = train[train[C.USER].isin(users)].sort_values([C.USER, C.TIMESTAMP, C.ITEM], kind="stable")
     tasks, no_room, no_candidates = [], 0, 0
     for user, rows in hist.groupby(C.USER, sort=True):
@@ -105,8 +109,10 @@ def plan_users(data, catalog: pd.DataFrame, index: CandidateIndex, settings: Set
             no_room += 1
             continue
         known = rows[rows[C.ITEM].isin(titles.index)]
-        orders = [{"date": d, "titles": titles.reindex(g[C.ITEM].drop_duplicates()).tolist()}
-                  for d, g in known.groupby(known[C.TIMESTAMP].dt.strftime("%Y-%m-%d"), sort=True)]
+        orders = [
+            {"date": d, "titles": titles.reindex(g[C.ITEM].drop_duplicates()).tolist()}
+            for d, g in known.groupby(known[C.TIMESTAMP].dt.strftime("%Y-%m-%d"), sort=True)
+        ]
         orders = last_titles(orders, MAX_HISTORY_TITLES)
         history = rows[C.ITEM].drop_duplicates().tolist()
         cands = index.candidates(history, s.n_copurchase, s.n_text)
@@ -170,7 +176,9 @@ class PriorCache:
         """Write every known score to ``store`` (atomically; nothing to do without a store or new scores)."""
         if self.store is None or not self.computed:
             return
-        write_parquet_atomic(pd.DataFrame({"continuation": list(self._scores), C.SCORE: list(self._scores.values())}), self.store)
+        write_parquet_atomic(
+            pd.DataFrame({"continuation": list(self._scores), C.SCORE: list(self._scores.values())}), self.store
+        )
 
     def stats(self) -> dict:
         """How many prior scores came from the store and how many were computed in this run."""
@@ -203,12 +211,13 @@ def score_tasks(tasks: list[UserTask], generator: Generator, prior: PriorCache |
     return [cond - prior.get(t.candidates) if prior is not None else cond for t, cond in zip(tasks, conds)]
 
 
-def propose_by_likelihood(tasks: list[UserTask], generator: Generator, n_picks: int, prior: PriorCache | None,
-                          group: int = 8) -> pd.DataFrame:
+def propose_by_likelihood(
+    tasks: list[UserTask], generator: Generator, n_picks: int, prior: PriorCache | None, group: int = 8
+) -> pd.DataFrame:
     """The ``n_picks`` best-scoring candidates of each task, as proposal rows (``group`` tasks scored together)."""
     rows = []
     for start in range(0, len(tasks), group):
-        chunk = tasks[start:start + group]
+        chunk = tasks[start : start + group]
         for task, scores in zip(chunk, score_tasks(chunk, generator, prior)):
             order = np.lexsort((np.arange(len(scores)), -scores))[:n_picks]
             for rank, j in enumerate(order, start=1):
@@ -239,7 +248,9 @@ def parse_choices(text: str, candidates: list[Candidate]) -> list[Candidate | No
     by_id = {c.item_id: c for c in candidates}
     out: list[Candidate | None] = []
     for entry in answer.choices:
-        if isinstance(entry, int) or (isinstance(entry, str) and entry.strip().isdigit() and entry.strip() not in by_id):
+        if isinstance(entry, int) or (
+            isinstance(entry, str) and entry.strip().isdigit() and entry.strip() not in by_id
+        ):
             k = int(entry)
             out.append(candidates[k - 1] if 1 <= k <= len(candidates) else None)
         else:
@@ -249,12 +260,15 @@ def parse_choices(text: str, candidates: list[Candidate]) -> list[Candidate | No
 
 def choice_prompt(task: UserTask, shown: list[Candidate], n_choices: int) -> Prompt:
     """The structured-choice prompt of one task (candidates in the shown order)."""
-    text = prompts.load("next_purchase_choice").render(orders=task.orders, next_date=task.next_date,
-                                                       candidates=[c.title for c in shown], n_choices=n_choices)
+    text = prompts.load("next_purchase_choice").render(
+        orders=task.orders, next_date=task.next_date, candidates=[c.title for c in shown], n_choices=n_choices
+    )
     return Prompt(text, chat=True, system=CHOICE_SYSTEM)
 
 
-def propose_by_choice(tasks: list[UserTask], generator: Generator, n_picks: int, seed: int, max_tokens: int = 48) -> pd.DataFrame:
+def propose_by_choice(
+    tasks: list[UserTask], generator: Generator, n_picks: int, seed: int, max_tokens: int = 48
+) -> pd.DataFrame:
     """Ask a generating backend for each task's choices; parse, validate and flag what is invalid.
 
     Candidates are shown in a seeded shuffled order (no position bias towards co-purchase ones).

@@ -21,17 +21,22 @@ from ml.data.dataset import SplitData
 from ml.data.lake import write_json_atomic, write_parquet_atomic
 from ml.synth import prompts
 from ml.synth.candidates import CandidateIndex
-from ml.text.encoder import TitleEncoder
 from ml.synth.enrichment import ATTRIBUTE_COLUMNS, category_of, enrich_items
 from ml.synth.expansion import plan_users, propose
 from ml.synth.llm.base import Generator
 from ml.synth.llm.factory import make_generator
 from ml.synth.profiles import build_profiles
 from ml.synth.quality import SYNTHETIC_COLUMNS, count_reasons, distribution_report, eligible_items, filter_proposals
+from ml.text.encoder import TitleEncoder
 
 log = logging.getLogger(__name__)
-FILES = {"interactions": "synthetic_interactions.parquet", "items": "items_enriched.parquet",
-         "profiles": "user_profiles.parquet", "rejected": "synthetic_rejected.parquet", "report": "synth_report.json"}
+FILES = {
+    "interactions": "synthetic_interactions.parquet",
+    "items": "items_enriched.parquet",
+    "profiles": "user_profiles.parquet",
+    "rejected": "synthetic_rejected.parquet",
+    "report": "synth_report.json",
+}
 
 
 @dataclass
@@ -62,8 +67,14 @@ class SynthResult:
         return {name: str(folder / f) for name, f in FILES.items()}
 
 
-def synthesize(data: SplitData, catalog: pd.DataFrame, settings: Settings, backend: Generator | None = None,
-               encoder: TitleEncoder | None = None, use_text_neighbours: bool = True) -> SynthResult:
+def synthesize(
+    data: SplitData,
+    catalog: pd.DataFrame,
+    settings: Settings,
+    backend: Generator | None = None,
+    encoder: TitleEncoder | None = None,
+    use_text_neighbours: bool = True,
+) -> SynthResult:
     """Synthesize interactions for sparse users, enrich items and profile users.
 
     Args:
@@ -94,29 +105,48 @@ def synthesize(data: SplitData, catalog: pd.DataFrame, settings: Settings, backe
         if backend is None:
             generator.close()
     cut = data.training_cut
-    flagged = filter_proposals(proposals, data.train, eligible_items(data, catalog), cut, s.min_score, s.max_per_user,
-                               data.window_start)
+    flagged = filter_proposals(
+        proposals, data.train, eligible_items(data, catalog), cut, s.min_score, s.max_per_user, data.window_start
+    )
     counts = count_reasons(flagged)
     accepted = flagged[flagged["reject_reason"].isna()]
-    interactions = pd.DataFrame({
-        C.USER: accepted[C.USER].astype(str).to_numpy(),
-        C.ITEM: accepted[C.ITEM].astype(str).to_numpy(),
-        C.TIMESTAMP: pd.to_datetime(accepted[C.TIMESTAMP]).astype("datetime64[ns]").to_numpy(),
-        C.SOURCE: "synthetic", "generator": generator.name, "prompt_version": prompt_version,
-        "seed": np.int64(s.seed), C.SCORE: accepted[C.SCORE].astype(float).to_numpy(),
-    }, columns=SYNTHETIC_COLUMNS).sort_values([C.USER, C.TIMESTAMP, C.ITEM], kind="stable").reset_index(drop=True)
+    interactions = (
+        pd.DataFrame(
+            {
+                C.USER: accepted[C.USER].astype(str).to_numpy(),
+                C.ITEM: accepted[C.ITEM].astype(str).to_numpy(),
+                C.TIMESTAMP: pd.to_datetime(accepted[C.TIMESTAMP]).astype("datetime64[ns]").to_numpy(),
+                C.SOURCE: "synthetic",
+                "generator": generator.name,
+                "prompt_version": prompt_version,
+                "seed": np.int64(s.seed),
+                C.SCORE: accepted[C.SCORE].astype(float).to_numpy(),
+            },
+            columns=SYNTHETIC_COLUMNS,
+        )
+        .sort_values([C.USER, C.TIMESTAMP, C.ITEM], kind="stable")
+        .reset_index(drop=True)
+    )
     rejected = flagged[flagged["reject_reason"].notna()].reset_index(drop=True)
     rejected = rejected.assign(**{C.ITEM: rejected[C.ITEM].astype(object), "origin": rejected["origin"].astype(object)})
     profiles = build_profiles(data.train, catalog, items, cut)
     generated = counts["generated"]
-    malformed = counts["rejected"]["invalid_answer"] + counts["rejected"]["not_a_candidate"] + counts["rejected"]["unknown_item"]
+    malformed = (
+        counts["rejected"]["invalid_answer"]
+        + counts["rejected"]["not_a_candidate"]
+        + counts["rejected"]["unknown_item"]
+    )
     propose_s = t3 - t2
     report = {
         "generator": generator.name,
         "backend": "scoring" if generator.supports_scoring else "structured-generation",
         "seed": s.seed,
         "settings": s.model_dump(mode="json"),
-        "prompt_versions": {"interactions": prompt_version, "items": enrich_report["prompt_version"], "all": prompts.registry()},
+        "prompt_versions": {
+            "interactions": prompt_version,
+            "items": enrich_report["prompt_version"],
+            "all": prompts.registry(),
+        },
         "training_cut": str(cut),
         "users": user_info,
         "interactions": {
@@ -132,8 +162,12 @@ def synthesize(data: SplitData, catalog: pd.DataFrame, settings: Settings, backe
         "profiles": {"users": len(profiles), "buyer_types": profiles["buyer_type"].value_counts().to_dict()},
         "adaptation": adaptation,
         "distribution": distribution_report(interactions, data.train, len(index), category_of(items), s.seed),
-        "timings_s": {"enrich": round(t1 - t0, 2), "candidates": round(t2 - t1, 2), "propose": round(propose_s, 2),
-                      "total": round(time.perf_counter() - started, 2)},
+        "timings_s": {
+            "enrich": round(t1 - t0, 2),
+            "candidates": round(t2 - t1, 2),
+            "propose": round(propose_s, 2),
+            "total": round(time.perf_counter() - started, 2),
+        },
     }
     log.info("synthesis: %s generated, %s accepted (%s)", generated, counts["accepted"], counts["rejected"])
     return SynthResult(interactions, rejected, items[ATTRIBUTE_COLUMNS], profiles, report)

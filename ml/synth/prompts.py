@@ -14,7 +14,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import jinja2
@@ -71,7 +71,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> PromptTemplate:
     """The template ``prompts/<name>.jinja2`` with the version from its header.
 

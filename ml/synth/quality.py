@@ -24,15 +24,30 @@ from ml.errors import GateFailedError
 log = logging.getLogger(__name__)
 
 # the order in which reasons are assigned (a row gets the first that applies)
-REJECT_REASONS = ("invalid_answer", "not_a_candidate", "unknown_item", "outside_window", "duplicate_real",
-                  "duplicate_synthetic", "low_score", "over_cap")
+REJECT_REASONS = (
+    "invalid_answer",
+    "not_a_candidate",
+    "unknown_item",
+    "outside_window",
+    "duplicate_real",
+    "duplicate_synthetic",
+    "low_score",
+    "over_cap",
+)
 SYNTHETIC_COLUMNS = [C.USER, C.ITEM, C.TIMESTAMP, C.SOURCE, "generator", "prompt_version", "seed", C.SCORE]
 POPULARITY_BINS = 10
 MIN_ROWS_FOR_DISTRIBUTIONS = 20  # below this, distribution checks are reported but not enforced
 
 
-def filter_proposals(proposals: pd.DataFrame, train: pd.DataFrame, eligible_items, cut: pd.Timestamp, min_score: float,
-                     max_per_user: int, window_start: pd.Timestamp | None = None) -> pd.DataFrame:
+def filter_proposals(
+    proposals: pd.DataFrame,
+    train: pd.DataFrame,
+    eligible_items,
+    cut: pd.Timestamp,
+    min_score: float,
+    max_per_user: int,
+    window_start: pd.Timestamp | None = None,
+) -> pd.DataFrame:
     """Fill ``reject_reason`` for every proposal that must not be used (first reason in ``REJECT_REASONS``).
 
     Args:
@@ -58,7 +73,11 @@ def filter_proposals(proposals: pd.DataFrame, train: pd.DataFrame, eligible_item
         out.loc[hit, "reject_reason"] = reason
         open_ = open_ & ~hit
 
-    flag(~out[C.ITEM].astype(str).isin(pd.Index(pd.unique(np.asarray(list(eligible_items), dtype=str)))) | out[C.ITEM].isna(), "unknown_item")
+    flag(
+        ~out[C.ITEM].astype(str).isin(pd.Index(pd.unique(np.asarray(list(eligible_items), dtype=str))))
+        | out[C.ITEM].isna(),
+        "unknown_item",
+    )
     ts = pd.to_datetime(out[C.TIMESTAMP])
     last = train.groupby(train[C.USER].astype(str))[C.TIMESTAMP].max()
     outside = (ts >= cut) | ts.isna() | (ts <= out[C.USER].astype(str).map(last))
@@ -102,8 +121,9 @@ def popularity_bins(train: pd.DataFrame, n_bins: int = POPULARITY_BINS) -> pd.Se
     return (np.ceil(ranks / len(counts) * n_bins) - 1).clip(0, n_bins - 1).astype(int)
 
 
-def distribution_report(synthetic: pd.DataFrame, train: pd.DataFrame, n_eligible: int, categories: pd.Series | None = None,
-                        seed: int = 0) -> dict:
+def distribution_report(
+    synthetic: pd.DataFrame, train: pd.DataFrame, n_eligible: int, categories: pd.Series | None = None, seed: int = 0
+) -> dict:
     """Synthetic vs real training data: popularity and category KL, basket size, diversity.
 
     Args:
@@ -121,7 +141,9 @@ def distribution_report(synthetic: pd.DataFrame, train: pd.DataFrame, n_eligible
     real_bins = np.bincount(real_items.map(bins).dropna().astype(int), minlength=POPULARITY_BINS)
     syn_bins = np.bincount(syn_items.map(bins).dropna().astype(int), minlength=POPULARITY_BINS)
     rng = np.random.default_rng(seed)
-    sample = real_items.to_numpy()[rng.choice(len(real_items), size=min(len(real_items), max(len(syn_items), 1)), replace=False)]
+    sample = real_items.to_numpy()[
+        rng.choice(len(real_items), size=min(len(real_items), max(len(syn_items), 1)), replace=False)
+    ]
     ref_bins = np.bincount(pd.Series(sample).map(bins).astype(int), minlength=POPULARITY_BINS)
     report: dict = {
         "rows": len(synthetic),
@@ -134,17 +156,33 @@ def distribution_report(synthetic: pd.DataFrame, train: pd.DataFrame, n_eligible
         rc, sc = real_items.map(categories).dropna(), syn_items.map(categories).dropna()
         names = sorted(set(rc) | set(sc))
         report.update(
-            kl_category=round(kl_divergence(sc.value_counts().reindex(names, fill_value=0), rc.value_counts().reindex(names, fill_value=0)), 4) if len(sc) else None,
-            category_rows_synthetic=int(len(sc)), category_rows_real=int(len(rc)),
+            kl_category=round(
+                kl_divergence(
+                    sc.value_counts().reindex(names, fill_value=0), rc.value_counts().reindex(names, fill_value=0)
+                ),
+                4,
+            )
+            if len(sc)
+            else None,
+            category_rows_synthetic=int(len(sc)),
+            category_rows_real=int(len(rc)),
         )
     else:
         report.update(kl_category=None, category_rows_synthetic=0, category_rows_real=0)
     users = synthetic[C.USER].astype(str).unique()
     own = train[train[C.USER].astype(str).isin(users)]
     report.update(
-        basket_size_synthetic=round(float(synthetic.groupby([C.USER, C.TIMESTAMP]).size().mean()), 3) if len(synthetic) else None,
-        basket_size_real_same_users=round(float(own.drop_duplicates([C.USER, C.TIMESTAMP, C.ITEM]).groupby([C.USER, C.TIMESTAMP]).size().mean()), 3) if len(own) else None,
-        basket_size_real_all=round(float(train.drop_duplicates([C.USER, C.TIMESTAMP, C.ITEM]).groupby([C.USER, C.TIMESTAMP]).size().mean()), 3),
+        basket_size_synthetic=round(float(synthetic.groupby([C.USER, C.TIMESTAMP]).size().mean()), 3)
+        if len(synthetic)
+        else None,
+        basket_size_real_same_users=round(
+            float(own.drop_duplicates([C.USER, C.TIMESTAMP, C.ITEM]).groupby([C.USER, C.TIMESTAMP]).size().mean()), 3
+        )
+        if len(own)
+        else None,
+        basket_size_real_all=round(
+            float(train.drop_duplicates([C.USER, C.TIMESTAMP, C.ITEM]).groupby([C.USER, C.TIMESTAMP]).size().mean()), 3
+        ),
         distinct_items=int(syn_items.nunique()),
         distinct_ratio=round(syn_items.nunique() / len(syn_items), 4) if len(syn_items) else None,
         catalog_coverage=round(syn_items.nunique() / n_eligible, 4) if n_eligible else None,
@@ -159,24 +197,38 @@ def distribution_failures(dist: dict, settings: Settings) -> list[str]:
         return []
     failures = []
     if dist["kl_popularity"] is not None and dist["kl_popularity"] > s.max_kl_popularity:
-        failures.append(f"KL(synthetic || real) over item-popularity deciles {dist['kl_popularity']} > {s.max_kl_popularity} "
-                        f"(a same-size real sample gives {dist['kl_popularity_same_size_real_sample']})")
-    if dist.get("kl_category") is not None and dist["category_rows_synthetic"] >= MIN_ROWS_FOR_DISTRIBUTIONS and dist["kl_category"] > s.max_kl_category:
+        failures.append(
+            f"KL(synthetic || real) over item-popularity deciles {dist['kl_popularity']} > {s.max_kl_popularity} "
+            f"(a same-size real sample gives {dist['kl_popularity_same_size_real_sample']})"
+        )
+    if (
+        dist.get("kl_category") is not None
+        and dist["category_rows_synthetic"] >= MIN_ROWS_FOR_DISTRIBUTIONS
+        and dist["kl_category"] > s.max_kl_category
+    ):
         failures.append(f"KL(synthetic || real) over enriched categories {dist['kl_category']} > {s.max_kl_category}")
     if dist["distinct_ratio"] is not None and dist["distinct_ratio"] < s.min_distinct_ratio:
-        failures.append(f"distinct synthetic items / rows {dist['distinct_ratio']} < {s.min_distinct_ratio} (mode collapse)")
+        failures.append(
+            f"distinct synthetic items / rows {dist['distinct_ratio']} < {s.min_distinct_ratio} (mode collapse)"
+        )
     real, syn = dist.get("basket_size_real_same_users"), dist.get("basket_size_synthetic")
     if real and syn and max(syn / real, real / syn) > s.max_basket_ratio:
-        failures.append(f"synthetic basket size {syn} vs {real} of the same users' real orders: ratio beyond {s.max_basket_ratio}")
+        failures.append(
+            f"synthetic basket size {syn} vs {real} of the same users' real orders: ratio beyond {s.max_basket_ratio}"
+        )
     return failures
 
 
 def gate_frame(synthetic: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
     """The frame the GX suite validates: the synthetic columns plus the derived check columns."""
     frame = synthetic.copy()
-    frame["user_synthetic_count"] = frame.groupby(C.USER)[C.ITEM].transform("size").astype("int64") if len(frame) else pd.Series(dtype="int64")
+    frame["user_synthetic_count"] = (
+        frame.groupby(C.USER)[C.ITEM].transform("size").astype("int64") if len(frame) else pd.Series(dtype="int64")
+    )
     real = pd.MultiIndex.from_arrays([train[C.USER].astype(str), train[C.ITEM].astype(str)])
-    frame["duplicates_real"] = pd.MultiIndex.from_arrays([frame[C.USER].astype(str), frame[C.ITEM].astype(str)]).isin(real)
+    frame["duplicates_real"] = pd.MultiIndex.from_arrays([frame[C.USER].astype(str), frame[C.ITEM].astype(str)]).isin(
+        real
+    )
     return frame
 
 
@@ -199,23 +251,39 @@ def gate_synthetic(result, data, catalog: pd.DataFrame, settings: Settings, run_
     """
     from ml.quality.gates import run_gate
     from ml.synth.enrichment import category_of
-    
+
     train = data.train
     cut = data.training_cut
     eligible = eligible_items(data, catalog)
     synthetic = result.interactions
     window_start = data.window_start if data.window_start is not None else train[C.TIMESTAMP].min()
     params = {
-        "catalog_items": sorted(eligible), "known_users": sorted(map(str, data.user_ids)), "window_start": window_start,
-        "training_cut": cut, "max_per_user": settings.synth.max_per_user,
+        "catalog_items": sorted(eligible),
+        "known_users": sorted(map(str, data.user_ids)),
+        "window_start": window_start,
+        "training_cut": cut,
+        "max_per_user": settings.synth.max_per_user,
     }
-    gx = run_gate("synthetic_interactions", gate_frame(synthetic, train), settings, params, run_name=run_name, raise_on_failure=False)
+    gx = run_gate(
+        "synthetic_interactions",
+        gate_frame(synthetic, train),
+        settings,
+        params,
+        run_name=run_name,
+        raise_on_failure=False,
+    )
     items = getattr(result, "items", None)
-    dist = distribution_report(synthetic, train, len(eligible), category_of(items) if items is not None else None, settings.synth.seed)
+    dist = distribution_report(
+        synthetic, train, len(eligible), category_of(items) if items is not None else None, settings.synth.seed
+    )
     failures = [shorten_lists(f) for f in gx.failures]
     failures += distribution_failures(dist, settings)
-    report = {"success": not failures, "gx": {"success": gx.success, "statistics": gx.statistics, "result": str(gx.result_path)},
-              "distribution": dist, "failures": failures}
+    report = {
+        "success": not failures,
+        "gx": {"success": gx.success, "statistics": gx.statistics, "result": str(gx.result_path)},
+        "distribution": dist,
+        "failures": failures,
+    }
     if failures:
         raise GateFailedError("synthetic_interactions", failures, str(gx.result_path))
     return report
@@ -223,6 +291,7 @@ def gate_synthetic(result, data, catalog: pd.DataFrame, settings: Settings, run_
 
 def shorten_lists(text: str, max_chars: int = 120) -> str:
     """Replace long bracketed lists (e.g. a suite parameter with every catalog item) by their size."""
+
     def short(m: re.Match) -> str:
         body = m.group(0)
         return body if len(body) <= max_chars else f"[<{body.count(',') + 1} values>]"

@@ -35,7 +35,7 @@ class TitleEncoder:
         self.threads = threads
 
     @classmethod
-    def from_settings(cls, settings: Settings, threads: int | None = None) -> "TitleEncoder":
+    def from_settings(cls, settings: Settings, threads: int | None = None) -> TitleEncoder:
         """The encoder on ``settings.text.device``; refuses a configured width the model does not produce."""
         if settings.text.dim != cls.dim:
             raise ValueError(f"text.dim is {settings.text.dim}, but all-MiniLM-L6-v2 produces {cls.dim}-wide vectors")
@@ -46,6 +46,11 @@ class TitleEncoder:
         if not len(titles):
             return np.zeros((0, self.dim), dtype=np.float32)
         with torch_threads(self.threads):
-            emb = _sentence_model(self.device).encode([str(t).lower() for t in titles], batch_size=128, normalize_embeddings=True,
-                                                      convert_to_numpy=True, show_progress_bar=False)
+            emb = _sentence_model(self.device).encode(
+                [str(t).lower() for t in titles],
+                batch_size=128,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return emb.astype(np.float32)

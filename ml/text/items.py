@@ -34,14 +34,20 @@ def item_texts(item_ids: Sequence[str], catalog: pd.DataFrame, enriched: pd.Data
     if enriched is not None and len(enriched):
         ok = enriched[enriched["status"] == "ok"].drop_duplicates(C.ITEM, keep="last")
         ok = ok.set_index(ok[C.ITEM].astype(str))
-        extra = ok[C.CATEGORY].astype(str) + ok["tags"].map(lambda t: " | tags: " + ", ".join(t) if t is not None and len(t) else "")
+        extra = ok[C.CATEGORY].astype(str) + ok["tags"].map(
+            lambda t: " | tags: " + ", ".join(t) if t is not None and len(t) else ""
+        )
         extra = extra.reindex(ids)
         texts = texts.where(extra.isna(), texts + " | " + extra.fillna(""))
     return texts.tolist()
 
 
-def item_text_vectors(item_ids: Sequence[str], catalog: pd.DataFrame, enriched: pd.DataFrame | None = None,
-                      encoder: TitleEncoder | None = None) -> np.ndarray:
+def item_text_vectors(
+    item_ids: Sequence[str],
+    catalog: pd.DataFrame,
+    enriched: pd.DataFrame | None = None,
+    encoder: TitleEncoder | None = None,
+) -> np.ndarray:
     """Unit-length sentence vectors of :func:`item_texts` (zeros for items without text).
 
     Args:

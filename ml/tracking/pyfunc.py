@@ -16,7 +16,9 @@ from ml.eval.ranking import recommendations_frame
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", C.USER)]),
-    outputs=Schema([ColSpec("string", C.USER), ColSpec("long", C.RANK), ColSpec("string", C.ITEM), ColSpec("float", C.SCORE)]),
+    outputs=Schema(
+        [ColSpec("string", C.USER), ColSpec("long", C.RANK), ColSpec("string", C.ITEM), ColSpec("float", C.SCORE)]
+    ),
     params=ParamSchema([ParamSpec("n", "long", 10), ParamSpec("exclude_seen", "boolean", False)]),
 )
 

@@ -46,7 +46,9 @@ def _find(settings: Settings, key: str, model: str | None) -> str | None:
     exp_id = configure(settings)
     query = f"tags.{PIPELINE_KEY} = '{key}'"
     query += f" and tags.{MODEL_TAG} = '{model}'" if model else " and tags.mlflow.parentRunId IS NULL"
-    runs = MlflowClient().search_runs([exp_id], filter_string=query, max_results=50, order_by=["attributes.start_time DESC"])
+    runs = MlflowClient().search_runs(
+        [exp_id], filter_string=query, max_results=50, order_by=["attributes.start_time DESC"]
+    )
     if model is None:
         runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return runs[0].info.run_id if runs else None
@@ -76,7 +78,14 @@ def model_run(settings: Settings, parent_run_id: str, key: str, model: str) -> s
             return child.info.run_id
 
 
-def log_to_run(settings: Settings, run_id: str, params: dict | None = None, metrics: dict | None = None, artifacts: list[Path] | None = None, tags: dict | None = None) -> None:
+def log_to_run(
+    settings: Settings,
+    run_id: str,
+    params: dict | None = None,
+    metrics: dict | None = None,
+    artifacts: list[Path] | None = None,
+    tags: dict | None = None,
+) -> None:
     """Log params, numeric metrics, files and tags to an existing run."""
     configure(settings)
     with mlflow.start_run(run_id=run_id):
@@ -125,9 +134,14 @@ def log_fit(settings: Settings, run_id: str, result: dict, params: dict) -> None
         result: what fitting returned (``fit_seconds``, ``summary``, ``valid`` per view).
         params: the model's parameters (settings section, seed, training data).
     """
-    metrics = {"fit_seconds": result["fit_seconds"], **numeric_leaves(result["summary"]),
-               **numeric_leaves(result["valid"], "valid/")}
-    log_to_run(settings, run_id, params=params, metrics=metrics, tags={"device": str(result["summary"].get("device", "cpu"))})
+    metrics = {
+        "fit_seconds": result["fit_seconds"],
+        **numeric_leaves(result["summary"]),
+        **numeric_leaves(result["valid"], "valid/"),
+    }
+    log_to_run(
+        settings, run_id, params=params, metrics=metrics, tags={"device": str(result["summary"].get("device", "cpu"))}
+    )
 
 
 def register_recommender(settings: Settings, run_id: str, model_dir: Path, data, scratch: Path, registered_name: str):

@@ -59,8 +59,20 @@ def test_bert4rec_runs_in_the_gpu_pool(dag):
 
 def test_trigger_form_has_typed_params(dag):
     params = dag.params
-    for name in ("as_of", "models", "test_days", "validation_days", "bert_max_epochs", "bert_max_minutes", "bert_item_text", "seed", "synthesis", "synth_backend",
-                 "synth_max_per_user", "register_models"):
+    for name in (
+        "as_of",
+        "models",
+        "test_days",
+        "validation_days",
+        "bert_max_epochs",
+        "bert_max_minutes",
+        "bert_item_text",
+        "seed",
+        "synthesis",
+        "synth_backend",
+        "synth_max_per_user",
+        "register_models",
+    ):
         assert name in params
     assert params.get_param("models").schema["items"]["enum"] == ["pop", "pop_recent", "rebuy", "als", "bert4rec"]
     from ml.pipeline.airflow_params import PARAM_SETTINGS
@@ -76,6 +88,10 @@ def test_dag_file_imports_nothing_heavy_at_top_level():
         "heavy = [m for m in ('torch', 'pandas', 'mlflow', 'great_expectations', 'implicit') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "nightly_recommender.py")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "dags" / "nightly_recommender.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == ""

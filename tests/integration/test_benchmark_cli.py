@@ -24,8 +24,23 @@ def test_leave_one_out_benchmark_writes_recomputable_outputs(tmp_path, capsys):
     events = tmp_path / "seq.csv"
     _sequences(events)
     out = tmp_path / "bench"
-    code = main(["benchmark", "--events", str(events), "--protocol", "leave-one-out", "--models",
-                 "pop,rebuy,als,bert4rec,fusion", "--out", str(out), "--max-epochs", "3", "--seed", "1"])
+    code = main(
+        [
+            "benchmark",
+            "--events",
+            str(events),
+            "--protocol",
+            "leave-one-out",
+            "--models",
+            "pop,rebuy,als,bert4rec,fusion",
+            "--out",
+            str(out),
+            "--max-epochs",
+            "3",
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["protocol"]["protocol"] == "leave-one-out"

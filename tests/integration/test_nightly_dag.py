@@ -19,8 +19,13 @@ def dag_run(airflow_db, tmp_path_factory):
     env = {**os.environ, "RECO_PATHS__HOME": str(home), "RECO_SYNTH__ENRICH_MAX_ITEMS": "20"}
     airflow = str(Path(sys.executable).with_name("airflow"))
     conf = {"as_of": AS_OF, "models": ["pop", "rebuy", "als"], "register_models": True}
-    proc = subprocess.run([airflow, "dags", "test", "nightly_recommender", AS_OF, "-c", json.dumps(conf)],
-                          env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [airflow, "dags", "test", "nightly_recommender", AS_OF, "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return proc, home
 
 
@@ -47,7 +52,10 @@ def test_run_wrote_lake_quality_results_and_metrics(dag_run):
         for view in ("repeat", "discover"):
             for seg in ("overall", "sparse", "rest"):
                 assert 0.0 <= entry["views"][view][seg]["ndcg@10"] <= 1.0
-    assert metrics["models"]["als"]["views"]["discover"]["overall"]["ndcg@10"] > metrics["models"]["pop"]["views"]["discover"]["overall"]["ndcg@10"]
+    assert (
+        metrics["models"]["als"]["views"]["discover"]["overall"]["ndcg@10"]
+        > metrics["models"]["pop"]["views"]["discover"]["overall"]["ndcg@10"]
+    )
     assert (home / "runs" / AS_OF / "summary.txt").read_text().startswith("nightly pipeline summary")
 
 

@@ -11,8 +11,11 @@ pytestmark = pytest.mark.slow
 
 def test_prepare_all_bundled_rows(tmp_path):
     out = tmp_path / "lake"
-    subprocess.run([sys.executable, "-m", "ml", "data", "prepare", "--source", "online-retail", "--out", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "ml", "data", "prepare", "--source", "online-retail", "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["rows_in"] == 1_056_743
     assert report["rows_in"] == report["rows_kept"] + report["rows_quarantined"]

@@ -17,11 +17,14 @@ def data():
     n = 3000
     users = rng.integers(0, 60, n)
     items = (users % 6) * 10 + rng.integers(0, 12, n)  # block structure: users of a block share items
-    events = pd.DataFrame({
-        C.USER: users.astype(str), C.ITEM: items.astype(str),
-        C.TIMESTAMP: pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 90 * 24, n), unit="h"),
-        C.WEIGHT: np.ones(n, np.float32),
-    })
+    events = pd.DataFrame(
+        {
+            C.USER: users.astype(str),
+            C.ITEM: items.astype(str),
+            C.TIMESTAMP: pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 90 * 24, n), unit="h"),
+            C.WEIGHT: np.ones(n, np.float32),
+        }
+    )
     return build_split(events, SplitSettings(test_days=20, validation_days=10, window_days=None))
 
 
@@ -34,12 +37,16 @@ def test_logged_model_returns_the_same_top10(tmp_path, data, model_cls):
     model = (model_cls(factors=8, iterations=5) if model_cls is ALS else model_cls()).fit(data.history_for_test())
     model.save(tmp_path / "model")
     users = np.arange(data.n_users)
-    expected_ids, expected_scores = model.recommend(users, data.history_for_test(), n=10, filter_already_liked_items=False)
+    expected_ids, expected_scores = model.recommend(
+        users, data.history_for_test(), n=10, filter_already_liked_items=False
+    )
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = mlflow.create_experiment("roundtrip", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=exp):
-        info = log_recommender(tmp_path / "model", data, tmp_path / "scratch", registered_name=f"test-{model_cls.__name__}")
+        info = log_recommender(
+            tmp_path / "model", data, tmp_path / "scratch", registered_name=f"test-{model_cls.__name__}"
+        )
     assert info.registered_model_version == 1
     assert info.signature.inputs.input_names() == [C.USER]
 

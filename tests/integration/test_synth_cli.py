@@ -1,4 +1,4 @@
-"""`python -m ml synth`: writes the four outputs and the report; exit 3 when the gate refuses, 4 when the server is down."""
+"""`python -m ml synth`: writes the four outputs and the report; exit 3 if the gate refuses, 4 if the server is down."""
 
 from __future__ import annotations
 
@@ -36,8 +36,30 @@ def lake(tmp_path, monkeypatch):
 
 def test_synth_command_writes_outputs_and_a_report_that_counts_them(lake, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["synth", "--lake", str(lake), "--out", str(out), "--max-users", "4", "--seed", "3", "--enrich-max-items", "1"]) == 0
-    for name in ("synthetic_interactions.parquet", "items_enriched.parquet", "user_profiles.parquet", "synth_report.json"):
+    assert (
+        main(
+            [
+                "synth",
+                "--lake",
+                str(lake),
+                "--out",
+                str(out),
+                "--max-users",
+                "4",
+                "--seed",
+                "3",
+                "--enrich-max-items",
+                "1",
+            ]
+        )
+        == 0
+    )
+    for name in (
+        "synthetic_interactions.parquet",
+        "items_enriched.parquet",
+        "user_profiles.parquet",
+        "synth_report.json",
+    ):
         assert (out / name).exists()
     report = json.loads((out / "synth_report.json").read_text())
     counts = report["interactions"]
@@ -66,5 +88,22 @@ def test_unreachable_server_exits_4(lake, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RECO_SYNTH__MODEL", "served")
     monkeypatch.setenv("RECO_SYNTH__MAX_RETRIES", "1")
     monkeypatch.setenv("RECO_SYNTH__BACKOFF_S", "0.01")
-    assert main(["synth", "--lake", str(lake), "--backend", "openai", "--out", str(tmp_path / "o"), "--max-users", "2", "--enrich-max-items", "0"]) == 4
+    assert (
+        main(
+            [
+                "synth",
+                "--lake",
+                str(lake),
+                "--backend",
+                "openai",
+                "--out",
+                str(tmp_path / "o"),
+                "--max-users",
+                "2",
+                "--enrich-max-items",
+                "0",
+            ]
+        )
+        == 4
+    )
     assert "unavailable after 2 attempt(s)" in capsys.readouterr().err

@@ -37,7 +37,19 @@ def server():
     exe = Path(sys.executable).with_name("transformers")
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [str(exe), "serve", str(folder), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--default-seed", "0"]
+    cmd = [
+        str(exe),
+        "serve",
+        str(folder),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--default-seed",
+        "0",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -66,7 +78,7 @@ def server():
 def test_round_trip_through_transformers_serve(server):
     base_url, model = server
     gen = OpenAIGenerator(base_url, model, timeout_s=60, max_retries=1, concurrency=2, seed=0)
-    answers = gen.generate([Prompt("Answer with JSON only: {\"choices\": [1]}"), Prompt("Say hi.")], max_tokens=8)
+    answers = gen.generate([Prompt('Answer with JSON only: {"choices": [1]}'), Prompt("Say hi.")], max_tokens=8)
     assert len(answers) == 2 and all(isinstance(a, str) and a for a in answers)
     assert gen.retries == 0
 
@@ -74,8 +86,18 @@ def test_round_trip_through_transformers_serve(server):
 def test_structured_choices_from_the_server_are_validated_and_counted(server, tmp_path):
     base_url, model = server
     data, catalog = bundled_sample()
-    settings = sample_settings(tmp_path, backend="openai", model=model, base_url=base_url, max_users=2, enrich_max_items=1,
-                               n_copurchase=4, n_text=4, concurrency=2, seed=1)
+    settings = sample_settings(
+        tmp_path,
+        backend="openai",
+        model=model,
+        base_url=base_url,
+        max_users=2,
+        enrich_max_items=1,
+        n_copurchase=4,
+        n_text=4,
+        concurrency=2,
+        seed=1,
+    )
     gen = OpenAIGenerator.from_settings(settings)
     result = synthesize(data, catalog, settings, backend=gen, use_text_neighbours=False)
     counts = result.report["interactions"]

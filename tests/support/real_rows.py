@@ -10,6 +10,7 @@ import pandas as pd
 II_COLUMNS = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", "Customer ID", "Country"]
 V1_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 
+# fmt: off
 # Online Retail II, 2009-2010 (raw export): each row illustrates one rule.
 II_ROWS = {
     "kept": ["489434", "85048", "15CM CHRISTMAS GLASS BALL 20 LIGHTS", 12, "2009-12-01 07:45:00", 6.95, 13085.0, "United Kingdom"],
@@ -31,6 +32,7 @@ V1_ROWS = {
     "guest_zero": [536414, "22139", "Missing_Description", 56, "2010-12-01 11:52:00", 0.0, 0.0, "United Kingdom"],
     "kept_later": [581587, "22631", "CIRCUS PARADE LUNCH BOX ", 12, "2011-12-09 12:50:00", 1.95, 12680.0, "France"],
 }
+# fmt: on
 
 
 def ii_frame(*names: str) -> pd.DataFrame:

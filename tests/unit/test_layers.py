@@ -42,7 +42,7 @@ def is_module(name: str) -> bool:
 
 
 def imports(path: Path) -> set[str]:
-    """Every ``ml`` module ``path`` imports, at any depth of the file (``from ml.x import y`` -> ``ml.x.y`` or ``ml.x``)."""
+    """Every ``ml`` module ``path`` imports, at any depth (``from ml.x import y`` -> ``ml.x.y`` or ``ml.x``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found = set()
     for node in ast.walk(tree):
@@ -81,15 +81,25 @@ def test_every_module_is_in_a_layer():
 
 
 def test_no_module_imports_a_later_layer():
-    upward = [f"{src} -> {dst}" for src, dsts in GRAPH.items() if src != "ml"
-              for dst in sorted(dsts) if layer_of(dst) > layer_of(src)]
+    upward = [
+        f"{src} -> {dst}"
+        for src, dsts in GRAPH.items()
+        if src != "ml"
+        for dst in sorted(dsts)
+        if layer_of(dst) > layer_of(src)
+    ]
     assert upward == []
 
 
 def test_lower_layers_never_import_synthesis():
     lower = ("ml.data", "ml.quality", "ml.text", "ml.eval", "ml.models")
-    offenders = [f"{src} -> {dst}" for src, dsts in GRAPH.items() if src.startswith(lower)
-                 for dst in dsts if dst.startswith("ml.synth")]
+    offenders = [
+        f"{src} -> {dst}"
+        for src, dsts in GRAPH.items()
+        if src.startswith(lower)
+        for dst in dsts
+        if dst.startswith("ml.synth")
+    ]
     assert offenders == []
 
 
@@ -103,7 +113,7 @@ def test_no_import_circle():
         stack.append(node)
         for nxt in sorted(GRAPH[node]):
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = stack[stack.index(nxt) :] + [nxt]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)

@@ -53,9 +53,7 @@ def set_metrics(logits: torch.Tensor, targets: torch.Tensor, k: int = K) -> tupl
     return ndcg, recall
 
 
-def discover_view(
-    logits: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def discover_view(logits: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop history items from the ranking (score -inf) and from the targets (set to -1).
 
     Args:
@@ -194,7 +192,10 @@ class Bert4RecModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self.next_item_logits(batch)
-        views = {"repeat": (logits, batch["targets"]), "discover": discover_view(logits, batch["targets"], batch["seen"])}
+        views = {
+            "repeat": (logits, batch["targets"]),
+            "discover": discover_view(logits, batch["targets"], batch["seen"]),
+        }
         for view, (scores, targets) in views.items():
             ndcg, recall = set_metrics(scores, targets)
             has = (targets >= 0).any(1)

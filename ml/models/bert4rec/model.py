@@ -169,7 +169,7 @@ class Bert4Rec(Recommender):
         self.training_summary: dict[str, Any] = {}
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> "Bert4Rec":
+    def from_settings(cls, settings: Any, **overrides: Any) -> Bert4Rec:
         """Build from ``ModelSettings``: its ``bert4rec`` section and ``seed``; ``overrides`` win.
 
         The section's ``item_text`` mode is not a constructor argument: the caller passes the
@@ -194,10 +194,17 @@ class Bert4Rec(Recommender):
     def _network(self, n_items: int) -> Bert4RecNetwork:
         dropout = self.text_dropout if self.text_dim else self.dropout
         return Bert4RecNetwork(
-            n_items, self.hidden, self.layers, self.heads, self.max_len, dropout, self.attention_dropout, text_dim=self.text_dim
+            n_items,
+            self.hidden,
+            self.layers,
+            self.heads,
+            self.max_len,
+            dropout,
+            self.attention_dropout,
+            text_dim=self.text_dim,
         )
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> "Bert4Rec":
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Bert4Rec:
         """Train with early stopping on validation NDCG@10 and keep the best epoch's weights.
 
         Args:
@@ -270,8 +277,11 @@ class Bert4Rec(Recommender):
                     save_weights_only=True,
                 )  # fmt: skip
                 stopper = PlateauAwareEarlyStopping(
-                    arm_above=self.arm_factor * baseline, arm_after_epochs=self.arm_after_epochs, monitor=VAL_METRIC,
-                    mode="max", patience=self.patience,
+                    arm_above=self.arm_factor * baseline,
+                    arm_after_epochs=self.arm_after_epochs,
+                    monitor=VAL_METRIC,
+                    mode="max",
+                    patience=self.patience,
                 )
                 callbacks += [stopper, checkpoint]
             trainer = pl.Trainer(
@@ -391,12 +401,16 @@ class Bert4Rec(Recommender):
         if self.network is None:
             raise RuntimeError("fit the model before saving it")
         torch.save(self.network.state_dict(), path / "weights.pt")
-        meta = {"hyperparams": self.hyperparams(), "n_items": self.n_items, "text_dim": self.text_dim,
-                "training_summary": self.training_summary}
+        meta = {
+            "hyperparams": self.hyperparams(),
+            "n_items": self.n_items,
+            "text_dim": self.text_dim,
+            "training_summary": self.training_summary,
+        }
         (path / "bert4rec.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
-    def _load(cls, path: Path) -> "Bert4Rec":
+    def _load(cls, path: Path) -> Bert4Rec:
         meta = json.loads((path / "bert4rec.json").read_text())
         model = cls(**meta["hyperparams"])
         model.n_items, model.text_dim = meta["n_items"], meta.get("text_dim", 0)

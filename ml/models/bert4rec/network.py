@@ -96,7 +96,9 @@ class Bert4RecNetwork(nn.Module):
         """Load the fixed text vectors of the real items: ``(n_items, text_dim)`` array-like."""
         vectors = torch.as_tensor(vectors, dtype=torch.float32)
         if not self.text_dim or tuple(vectors.shape) != (self.n_items, self.text_dim):
-            raise ValueError(f"expected item text of shape ({self.n_items}, {self.text_dim}), got {tuple(vectors.shape)}")
+            raise ValueError(
+                f"expected item text of shape ({self.n_items}, {self.text_dim}), got {tuple(vectors.shape)}"
+            )
         with torch.no_grad():
             self.item_text[1 : self.n_items + 1] = vectors.to(self.item_text.device)
 
@@ -115,8 +117,9 @@ class Bert4RecNetwork(nn.Module):
             ``(batch, length, hidden)`` float tensor.
         """
         embeds = self.item_table()[input_ids] if self.text_dim else self.item_emb(input_ids)
-        return self.bert(inputs_embeds=embeds, attention_mask=attention_mask,
-                         position_ids=positions_from_end(attention_mask)).last_hidden_state
+        return self.bert(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions_from_end(attention_mask)
+        ).last_hidden_state
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the real items for any ``(..., hidden)`` states: ``(..., n_items)``."""

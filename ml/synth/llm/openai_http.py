@@ -20,8 +20,8 @@ import httpx
 import numpy as np
 
 from ml.config import Settings
-from ml.synth.llm.errors import GeneratorError, GeneratorUnavailableError
 from ml.synth.llm.base import Prompt, cut_at_stop
+from ml.synth.llm.errors import GeneratorError, GeneratorUnavailableError
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -70,9 +70,21 @@ class OpenAIGenerator:
 
     supports_scoring = False
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 60.0, max_retries: int = 3,
-                 backoff_s: float = 1.0, concurrency: int = 4, temperature: float = 0.0, seed: int | None = None,
-                 json_mode: bool = False, transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 3,
+        backoff_s: float = 1.0,
+        concurrency: int = 4,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        json_mode: bool = False,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if not model:
             raise GeneratorError("the openai backend needs a model name (settings synth.model)")
         self.base_url = base_url.rstrip("/")
@@ -91,15 +103,25 @@ class OpenAIGenerator:
         self.retries = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> "OpenAIGenerator":
+    def from_settings(cls, settings: Settings, **overrides) -> OpenAIGenerator:
         """Build from ``settings.synth``; the key comes from the Airflow connection or ``api_key_env``."""
         s = settings.synth
         key, base = (None, None)
         if s.airflow_conn_id:
             key, base = airflow_connection(s.airflow_conn_id)
         key = key or os.environ.get(s.api_key_env) or None
-        kwargs = dict(base_url=base or s.base_url, model=s.model, api_key=key, timeout_s=s.timeout_s, max_retries=s.max_retries,
-                      backoff_s=s.backoff_s, concurrency=s.concurrency, temperature=s.temperature, seed=s.seed, json_mode=s.json_mode)
+        kwargs = dict(
+            base_url=base or s.base_url,
+            model=s.model,
+            api_key=key,
+            timeout_s=s.timeout_s,
+            max_retries=s.max_retries,
+            backoff_s=s.backoff_s,
+            concurrency=s.concurrency,
+            temperature=s.temperature,
+            seed=s.seed,
+            json_mode=s.json_mode,
+        )
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -126,7 +148,9 @@ class OpenAIGenerator:
         if stop:
             body["stop"] = list(stop)
         if prompt.chat:
-            messages = ([{"role": "system", "content": prompt.system}] if prompt.system else []) + [{"role": "user", "content": prompt.text}]
+            messages = ([{"role": "system", "content": prompt.system}] if prompt.system else []) + [
+                {"role": "user", "content": prompt.text}
+            ]
             body["messages"] = messages
             if self.json_mode:
                 body["response_format"] = {"type": "json_object"}

@@ -21,8 +21,15 @@ def _raw(ii: pd.DataFrame, v1: pd.DataFrame | None = None) -> pd.DataFrame:
 
 @pytest.mark.parametrize(
     "name",
-    ["cancelled_invoice", "non_product_code", "return_or_zero_quantity", "guest_checkout", "extreme_quantity",
-     "accounting_adjustment", "non_positive_price"],
+    [
+        "cancelled_invoice",
+        "non_product_code",
+        "return_or_zero_quantity",
+        "guest_checkout",
+        "extreme_quantity",
+        "accounting_adjustment",
+        "non_positive_price",
+    ],
 )
 def test_each_rule_quarantines_its_real_row_with_its_reason(name):
     raw = _raw(ii_frame("kept", name))
@@ -104,6 +111,13 @@ def test_confidence_weight_grows_with_quantity_and_is_at_least_one_for_purchases
 
 
 def test_unknown_event_type_is_quarantined():
-    df = pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["sku-1", "sku-2"], "timestamp": ["2020-01-01", "2020-01-02"], "event_type": ["purchase", "wishlist"]})
+    df = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1"],
+            "item_id": ["sku-1", "sku-2"],
+            "timestamp": ["2020-01-01", "2020-01-02"],
+            "event_type": ["purchase", "wishlist"],
+        }
+    )
     result = cleaning.clean(normalize_events(df, "e.csv", "e.csv"), CFG)
     assert result.quarantined[C.REASON].tolist() == ["unknown_event_type"]

@@ -35,16 +35,20 @@ def _assert_refused(err: InputDataError, path, column, row, words):
 CSV_REFUSED = [
     # timestamps: non-finite, implausible, relative, out of range after the offset, blank, control character
     pytest.param(H + "u1,i1,1609459200,1,1\nu1,i2,inf,1,1\n", "timestamp", 1, ["not a finite number"], id="ts-inf"),
-    pytest.param(H + "u1,i1,1609459200,1,1\nu1,i2,1e20,1,1\n", "timestamp", 1, ["1e20", "plausible range"],
-                 id="ts-1e20"),
-    pytest.param(H + "u1,i1,1609459200,1,1\nu1,i2,1609459200000,1,1\n", "timestamp", 1, ["milliseconds"],
-                 id="ts-epoch-ms"),
+    pytest.param(
+        H + "u1,i1,1609459200,1,1\nu1,i2,1e20,1,1\n", "timestamp", 1, ["1e20", "plausible range"], id="ts-1e20"
+    ),
+    pytest.param(
+        H + "u1,i1,1609459200,1,1\nu1,i2,1609459200000,1,1\n", "timestamp", 1, ["milliseconds"], id="ts-epoch-ms"
+    ),
     pytest.param(H + "u1,i1,-1,1,1\n", "timestamp", 0, ["plausible range"], id="ts-before-1970"),
     pytest.param(H + OK + "u1,i2,0001-01-01,1,1\n", "timestamp", 1, ["0001-01-01", "plausible range"], id="ts-year-1"),
-    pytest.param(H + OK + "u1,i2,9999-12-31,1,1\n", "timestamp", 1, ["9999-12-31", "plausible range"],
-                 id="ts-year-9999"),
-    pytest.param(H + OK + "u1,i2,2100-12-31T23:00:00-02:00,1,1\n", "timestamp", 1, ["plausible range"],
-                 id="ts-past-2100-in-utc"),
+    pytest.param(
+        H + OK + "u1,i2,9999-12-31,1,1\n", "timestamp", 1, ["9999-12-31", "plausible range"], id="ts-year-9999"
+    ),
+    pytest.param(
+        H + OK + "u1,i2,2100-12-31T23:00:00-02:00,1,1\n", "timestamp", 1, ["plausible range"], id="ts-past-2100-in-utc"
+    ),
     pytest.param(H + OK + "u1,i2,now,1,1\n", "timestamp", 1, ["unparseable", "'now'"], id="ts-now"),
     pytest.param(H + OK + "u1,i2,12:30,1,1\n", "timestamp", 1, ["unparseable", "4-digit year"], id="ts-time-only"),
     pytest.param(H + OK + "u1,i2,   ,1,1\n", "timestamp", 1, ["missing"], id="ts-whitespace"),
@@ -65,27 +69,59 @@ CSV_REFUSED = [
     pytest.param(H + OK + "u1,i\x002,2021-01-01,1,1\n", "item_id", 1, ["control character"], id="id-nul"),
     pytest.param(H + OK + "u1\x1b[31m,i2,2021-01-01,1,1\n", "user_id", 1, ["control character"], id="id-escape"),
     pytest.param(H + OK + 'u1,"i\n2",2021-01-01,1,1\n', "item_id", 1, ["line break"], id="id-quoted-newline"),
-    pytest.param("user_id,item_id,timestamp,title\nu1,i1,2021-01-01,Mug\x1b[0m\n", "title", 0, ["control character"],
-                 id="title-escape"),
+    pytest.param(
+        "user_id,item_id,timestamp,title\nu1,i1,2021-01-01,Mug\x1b[0m\n",
+        "title",
+        0,
+        ["control character"],
+        id="title-escape",
+    ),
     # rows whose number of fields differs from the header
     pytest.param(H + OK + "u1,i2,2021-01-01,1,1,EXTRA\n", None, 1, ["6 fields", "header has 5"], id="row-too-long"),
     pytest.param(H + OK + "u1,i2,2021-01-01\n", None, 1, ["3 fields", "header has 5"], id="row-too-short"),
-    pytest.param("user_id,item_id,timestamp\nu1,i1,2021-01-01,x\nu2,i2,2021-01-02,y\n", None, 0, ["4 fields"],
-                 id="every-row-one-field-longer"),
+    pytest.param(
+        "user_id,item_id,timestamp\nu1,i1,2021-01-01,x\nu2,i2,2021-01-02,y\n",
+        None,
+        0,
+        ["4 fields"],
+        id="every-row-one-field-longer",
+    ),
     pytest.param(H + OK + "u1,i\r2,2021-01-01,1,1\n", None, 1, ["2 fields"], id="bare-carriage-return-in-id"),
-    pytest.param(H + 'u1,"i1,2021-01-01,1,1\nu2,i2,2021-01-01,1,1\n', None, 0, ["2 fields", "quote"],
-                 id="unclosed-quote"),
+    pytest.param(
+        H + 'u1,"i1,2021-01-01,1,1\nu2,i2,2021-01-01,1,1\n', None, 0, ["2 fields", "quote"], id="unclosed-quote"
+    ),
     # headers
-    pytest.param("user_id,item_id,timestamp,user_id\nu1,i1,2021-01-01,u2\n", "user_id", None, ["more than once"],
-                 id="header-duplicate"),
-    pytest.param("user_id, item_id ,timestamp,item_id\nu1,i1,2021-01-01,i2\n", "item_id", None, ["more than once"],
-                 id="header-duplicate-after-strip"),
-    pytest.param("user_id,,item_id,timestamp\nu1,x,i1,2021-01-01\n", None, None, ["column 2 of 4 has no name"],
-                 id="header-empty-name"),
-    pytest.param("user_id,item_id,timestamp,price,Price\nu1,i1,2021-01-01,1,2\n", "Price", None, ["both mean"],
-                 id="header-two-aliases"),
-    pytest.param("user_id;item_id;timestamp\nu1;i1;2021-01-01\n", "user_id", None, ["comma-separated"],
-                 id="header-semicolons"),
+    pytest.param(
+        "user_id,item_id,timestamp,user_id\nu1,i1,2021-01-01,u2\n",
+        "user_id",
+        None,
+        ["more than once"],
+        id="header-duplicate",
+    ),
+    pytest.param(
+        "user_id, item_id ,timestamp,item_id\nu1,i1,2021-01-01,i2\n",
+        "item_id",
+        None,
+        ["more than once"],
+        id="header-duplicate-after-strip",
+    ),
+    pytest.param(
+        "user_id,,item_id,timestamp\nu1,x,i1,2021-01-01\n",
+        None,
+        None,
+        ["column 2 of 4 has no name"],
+        id="header-empty-name",
+    ),
+    pytest.param(
+        "user_id,item_id,timestamp,price,Price\nu1,i1,2021-01-01,1,2\n",
+        "Price",
+        None,
+        ["both mean"],
+        id="header-two-aliases",
+    ),
+    pytest.param(
+        "user_id;item_id;timestamp\nu1;i1;2021-01-01\n", "user_id", None, ["comma-separated"], id="header-semicolons"
+    ),
     pytest.param(H, None, None, ["no rows"], id="header-only"),
 ]
 
@@ -112,36 +148,75 @@ PARQUET_REFUSED = [
     pytest.param(lambda: _frame(item_id=[["a"], ["b", "c"]]), "item_id", 0, ["nested"], id="id-list"),
     pytest.param(lambda: _frame(user_id=[{"id": 1}, {"id": 2}]), "user_id", 0, ["nested"], id="id-struct"),
     pytest.param(lambda: _frame(quantity=[1, 2**62]), "quantity", 1, ["out of range"], id="qty-int-huge"),
-    pytest.param(lambda: _frame(quantity=pa.array([1, 2**64 - 1], pa.uint64())), "quantity", 1, ["out of range"],
-                 id="qty-uint64-max"),
+    pytest.param(
+        lambda: _frame(quantity=pa.array([1, 2**64 - 1], pa.uint64())),
+        "quantity",
+        1,
+        ["out of range"],
+        id="qty-uint64-max",
+    ),
     pytest.param(lambda: _frame(quantity=[1.0, None]), "quantity", 1, ["quantity is missing"], id="qty-null"),
     pytest.param(lambda: _frame(quantity=[2.0, float("nan")]), "quantity", 1, ["quantity is missing"], id="qty-nan"),
     pytest.param(lambda: _frame(quantity=[True, True]), "quantity", 0, ["boolean"], id="qty-bool"),
-    pytest.param(lambda: _frame(quantity=pa.array([0, 86_400_000_000], pa.timestamp("us"))), "quantity", 0,
-                 ["a date"], id="qty-datetime"),
+    pytest.param(
+        lambda: _frame(quantity=pa.array([0, 86_400_000_000], pa.timestamp("us"))),
+        "quantity",
+        0,
+        ["a date"],
+        id="qty-datetime",
+    ),
     pytest.param(lambda: _frame(quantity=[[1], [2]]), "quantity", 0, ["nested"], id="qty-list"),
     pytest.param(lambda: _frame(price=[1.0, np.inf]), "price", 1, ["finite"], id="price-inf"),
     pytest.param(lambda: _frame(price=[1.0, float("nan")]), "price", 1, ["NaN"], id="price-nan"),
     pytest.param(lambda: _frame(price=[False, True]), "price", 0, ["boolean"], id="price-bool"),
     pytest.param(lambda: _frame(timestamp=[1.6e9, np.inf]), "timestamp", 1, ["not a finite number"], id="ts-float-inf"),
     pytest.param(lambda: _frame(timestamp=[1.6e9, 1e20]), "timestamp", 1, ["plausible range"], id="ts-float-1e20"),
-    pytest.param(lambda: _frame(timestamp=[1609459200, 1609459200000]), "timestamp", 1, ["milliseconds"],
-                 id="ts-int-epoch-ms"),
+    pytest.param(
+        lambda: _frame(timestamp=[1609459200, 1609459200000]), "timestamp", 1, ["milliseconds"], id="ts-int-epoch-ms"
+    ),
     pytest.param(lambda: _frame(timestamp=[True, False]), "timestamp", 0, ["boolean"], id="ts-bool"),
-    pytest.param(lambda: _frame(timestamp=pa.array([0, 253402214400000], pa.timestamp("ms"))), "timestamp", 1,
-                 ["plausible range"], id="ts-datetime-year-9999"),
-    pytest.param(lambda: _frame(timestamp=pa.array([1609459200, 5680281600], pa.timestamp("s", tz="Europe/Paris"))),
-                 "timestamp", 1, ["plausible range"], id="ts-datetime-tz-year-2150"),
-    pytest.param(lambda: _frame(timestamp=pa.array([1609459200, None], pa.timestamp("s"))), "timestamp", 1,
-                 ["missing"], id="ts-datetime-null"),
-    pytest.param(lambda: _frame(timestamp=pa.array([1, 2], pa.duration("s"))), "timestamp", 0, ["duration"],
-                 id="ts-duration"),
+    pytest.param(
+        lambda: _frame(timestamp=pa.array([0, 253402214400000], pa.timestamp("ms"))),
+        "timestamp",
+        1,
+        ["plausible range"],
+        id="ts-datetime-year-9999",
+    ),
+    pytest.param(
+        lambda: _frame(timestamp=pa.array([1609459200, 5680281600], pa.timestamp("s", tz="Europe/Paris"))),
+        "timestamp",
+        1,
+        ["plausible range"],
+        id="ts-datetime-tz-year-2150",
+    ),
+    pytest.param(
+        lambda: _frame(timestamp=pa.array([1609459200, None], pa.timestamp("s"))),
+        "timestamp",
+        1,
+        ["missing"],
+        id="ts-datetime-null",
+    ),
+    pytest.param(
+        lambda: _frame(timestamp=pa.array([1, 2], pa.duration("s"))), "timestamp", 0, ["duration"], id="ts-duration"
+    ),
     pytest.param(lambda: _frame(timestamp=[[1], [2]]), "timestamp", 0, ["nested"], id="ts-list"),
-    pytest.param(lambda: _frame(timestamp=["2021-01-01", "9999-12-31"]), "timestamp", 1, ["plausible range"],
-                 id="ts-string-year-9999"),
-    pytest.param(lambda: pa.Table.from_arrays([pa.array(["u1"]), pa.array(["i1"]), pa.array([1]), pa.array(["i2"])],
-                                              names=["user_id", "item_id", "timestamp", "item_id"]),
-                 "item_id", None, ["more than once"], id="header-duplicate"),
+    pytest.param(
+        lambda: _frame(timestamp=["2021-01-01", "9999-12-31"]),
+        "timestamp",
+        1,
+        ["plausible range"],
+        id="ts-string-year-9999",
+    ),
+    pytest.param(
+        lambda: pa.Table.from_arrays(
+            [pa.array(["u1"]), pa.array(["i1"]), pa.array([1]), pa.array(["i2"])],
+            names=["user_id", "item_id", "timestamp", "item_id"],
+        ),
+        "item_id",
+        None,
+        ["more than once"],
+        id="header-duplicate",
+    ),
 ]
 
 
@@ -171,10 +246,15 @@ QUARANTINED = [
     pytest.param(_frame(item_id=[85048.0, None]), "events.parquet", "missing_item", id="item-float-null"),
     pytest.param(H + OK + "u1,i2,2021-01-02,1,-0\n", "events.csv", "non_positive_price", id="price-minus-zero"),
     pytest.param(H + OK + "u1,i2,2021-01-02,1000000000000,1\n", "events.csv", "extreme_quantity", id="qty-1e12"),
-    pytest.param(EV + "u1,i1,2021-01-01,purchase\nu1,i2,2021-01-02,\n", "events.csv", "unknown_event_type",
-                 id="event-type-empty"),
-    pytest.param(EV + "u1,i1,2021-01-01,purchase\nu1,i2,2021-01-02,   \n", "events.csv", "unknown_event_type",
-                 id="event-type-whitespace"),
+    pytest.param(
+        EV + "u1,i1,2021-01-01,purchase\nu1,i2,2021-01-02,\n", "events.csv", "unknown_event_type", id="event-type-empty"
+    ),
+    pytest.param(
+        EV + "u1,i1,2021-01-01,purchase\nu1,i2,2021-01-02,   \n",
+        "events.csv",
+        "unknown_event_type",
+        id="event-type-whitespace",
+    ),
 ]
 
 
@@ -189,7 +269,7 @@ def test_hostile_row_is_quarantined_with_its_reason_and_nothing_null_is_kept(tmp
 
 
 def test_tolerated_header_quirks_and_line_breaks_in_titles_read_as_intended(tmp_path):
-    text = "\ufeff user_id ,item_id,timestamp,title\r\n\r\nu1,i1,2021-01-01T10:00:00+02:00,\"Blue\r\nmug\"\r\n"
+    text = '\ufeff user_id ,item_id,timestamp,title\r\n\r\nu1,i1,2021-01-01T10:00:00+02:00,"Blue\r\nmug"\r\n'
     df = read_events(_write(tmp_path, text, "events.csv"))
     assert df[[C.USER, C.ITEM, C.TITLE]].values.tolist() == [["u1", "i1", "Blue mug"]]
     assert df.loc[0, C.TIMESTAMP] == pd.Timestamp("2021-01-01 08:00:00")
@@ -198,8 +278,9 @@ def test_tolerated_header_quirks_and_line_breaks_in_titles_read_as_intended(tmp_
 CATALOG_REFUSED = [
     pytest.param("item_id,title\ni1,Mug\n i1 ,Cup\n", "item_id", 1, ["'i1'", "more than once"], id="dup-after-strip"),
     pytest.param("item_id,title\ni1,Mug\ni2,Cup\x00\n", "title", 1, ["control character"], id="title-nul"),
-    pytest.param("item_id,title,category\ni1,Mug,kit\x1bchen\n", "category", 0, ["control character"],
-                 id="category-escape"),
+    pytest.param(
+        "item_id,title,category\ni1,Mug,kit\x1bchen\n", "category", 0, ["control character"], id="category-escape"
+    ),
     pytest.param('item_id,title\ni1,Mug\n"i\n2",Cup\n', "item_id", 1, ["line break"], id="id-newline"),
     pytest.param("item_id,title\ni1,Mug\ni2,   \n", "title", 1, ["missing"], id="title-whitespace"),
     pytest.param("item_id,title\ni1,Mug\n   ,Cup\n", "item_id", 1, ["missing"], id="id-whitespace"),
@@ -229,12 +310,30 @@ def test_generic_user_zero_is_a_customer_but_online_retail_zero_is_a_guest(tmp_p
     assert generic[C.USER].tolist() == ["0", "7"]
     assert cleaning.clean(generic, CleaningSettings()).quarantined.empty
 
-    ii = pd.DataFrame({"Invoice": ["489434"], "StockCode": ["85048"], "Description": ["LIGHTS"], "Quantity": [12],
-                       "InvoiceDate": ["2009-12-01 07:45:00"], "Price": [6.95], "Customer ID": [0.0],
-                       "Country": ["United Kingdom"]})
-    v1 = pd.DataFrame({"InvoiceNo": [536414, 536520], "StockCode": ["22139", "20707"], "Description": ["BOX", "HEART"],
-                       "Quantity": [56, 1], "InvoiceDate": ["2010-12-01 11:52:00", "2010-12-01 12:43:00"],
-                       "UnitPrice": [1.0, 1.25], "CustomerID": [0.0, 14729.0], "Country": ["United Kingdom"] * 2})
+    ii = pd.DataFrame(
+        {
+            "Invoice": ["489434"],
+            "StockCode": ["85048"],
+            "Description": ["LIGHTS"],
+            "Quantity": [12],
+            "InvoiceDate": ["2009-12-01 07:45:00"],
+            "Price": [6.95],
+            "Customer ID": [0.0],
+            "Country": ["United Kingdom"],
+        }
+    )
+    v1 = pd.DataFrame(
+        {
+            "InvoiceNo": [536414, 536520],
+            "StockCode": ["22139", "20707"],
+            "Description": ["BOX", "HEART"],
+            "Quantity": [56, 1],
+            "InvoiceDate": ["2010-12-01 11:52:00", "2010-12-01 12:43:00"],
+            "UnitPrice": [1.0, 1.25],
+            "CustomerID": [0.0, 14729.0],
+            "Country": ["United Kingdom"] * 2,
+        }
+    )
     ii.to_parquet(tmp_path / ONLINE_RETAIL_FILES[0], index=False)
     v1.to_parquet(tmp_path / ONLINE_RETAIL_FILES[1], index=False)
     raw = read_online_retail(tmp_path)

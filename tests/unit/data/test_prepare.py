@@ -57,7 +57,9 @@ def test_rerun_replaces_partitions_instead_of_duplicating(retail_folder, tmp_pat
 
 
 def test_as_of_only_reads_rows_available_that_day(retail_folder, tmp_path, settings):
-    report = prepare(SourceSpec(online_retail=retail_folder), tmp_path / "out", settings, as_of=pd.Timestamp("2010-12-31"))
+    report = prepare(
+        SourceSpec(online_retail=retail_folder), tmp_path / "out", settings, as_of=pd.Timestamp("2010-12-31")
+    )
     assert report["rows_after_as_of"] == 1  # the 2011-12-09 line
     assert report["last_timestamp"] < "2011"
 
@@ -68,7 +70,9 @@ def test_catalog_has_one_canonical_title_per_item(tmp_path, settings):
     renamed[0], renamed[2] = "489500", "CHRISTMAS GLASS BALL 20 LIGHTS (typo)"
     later = list(II_ROWS["kept"])
     later[0], later[4] = "489600", "2009-12-05 10:00:00"
-    folder = write_online_retail(tmp_path / "src", pd.DataFrame(rows + [renamed, later], columns=ii_frame("kept").columns), v1_frame("kept_v1"))
+    folder = write_online_retail(
+        tmp_path / "src", pd.DataFrame(rows + [renamed, later], columns=ii_frame("kept").columns), v1_frame("kept_v1")
+    )
     prepare(SourceSpec(online_retail=folder), tmp_path / "out", settings)
     catalog = pd.read_parquet(tmp_path / "out" / CATALOG_FILE).set_index(C.ITEM)
     assert catalog.index.is_unique
@@ -79,7 +83,9 @@ def test_catalog_has_one_canonical_title_per_item(tmp_path, settings):
 
 def test_shop_catalog_titles_win_and_extra_columns_are_kept(tmp_path, settings):
     events = tmp_path / "events.csv"
-    events.write_text("user_id,item_id,timestamp,price\nu1,i1,2021-01-01,2.0\nu2,i1,2021-01-02,2.0\nu2,i2,2021-01-03,5.0\n")
+    events.write_text(
+        "user_id,item_id,timestamp,price\nu1,i1,2021-01-01,2.0\nu2,i1,2021-01-02,2.0\nu2,i2,2021-01-03,5.0\n"
+    )
     catalog = tmp_path / "catalog.csv"
     catalog.write_text("item_id,title,category\ni1,Blue mug,kitchen\ni2,Red lamp,home\n")
     prepare(SourceSpec(events=(events,), catalog=catalog), tmp_path / "out", settings)
@@ -126,7 +132,9 @@ def test_failure_while_publishing_leaves_the_lake_as_it_was(retail_folder, tmp_p
 
 def test_cli_prepares_generic_events(tmp_path, capsys):
     events = tmp_path / "events.parquet"
-    pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "timestamp": pd.to_datetime(["2021-01-01", "2021-01-02"])}).to_parquet(events)
+    pd.DataFrame(
+        {"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "timestamp": pd.to_datetime(["2021-01-01", "2021-01-02"])}
+    ).to_parquet(events)
     assert main(["data", "prepare", "--events", str(events), "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["rows_in"] == report["rows_kept"] == 2

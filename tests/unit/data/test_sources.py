@@ -28,7 +28,9 @@ def test_both_online_retail_schemas_normalize_to_the_same_columns(tmp_path):
 
 
 def test_generic_csv_with_optional_columns(tmp_path):
-    path = _csv(tmp_path, "user_id,item_id,timestamp,quantity,price,event_type\nu1,i1,2021-03-01T10:00:00,2,3.5,purchase\n")
+    path = _csv(
+        tmp_path, "user_id,item_id,timestamp,quantity,price,event_type\nu1,i1,2021-03-01T10:00:00,2,3.5,purchase\n"
+    )
     df = read_events(path)
     assert df.loc[0, C.QUANTITY] == 2 and df.loc[0, C.PRICE] == 3.5 and df.loc[0, C.EVENT_TYPE] == "purchase"
 

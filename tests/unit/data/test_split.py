@@ -56,15 +56,26 @@ def test_as_of_cuts_away_later_events():
 def test_dataset_has_no_test_event_in_training_and_known_vocabulary_only():
     data = build_split(_events(), SplitSettings(test_days=40, validation_days=20))
     assert data.train[C.TIMESTAMP].max() < data.test[C.TIMESTAMP].min()
-    key = lambda f: set(zip(f[C.USER], f[C.ITEM], f[C.TIMESTAMP]))
+
+    def key(f):
+        return set(zip(f[C.USER], f[C.ITEM], f[C.TIMESTAMP]))
+
     assert not key(data.train) & key(data.test) and not key(data.valid) & key(data.test)
     assert set(data.test[C.ITEM]) <= set(data.item_ids) and set(data.test[C.USER]) <= set(data.user_ids)
     info = data.info
-    assert info["test_events"] + info["test_events_cold"] == len(_events()[_events()[C.TIMESTAMP] >= pd.Timestamp(info["test_start"])])
+    assert info["test_events"] + info["test_events_cold"] == len(
+        _events()[_events()[C.TIMESTAMP] >= pd.Timestamp(info["test_start"])]
+    )
 
 
 def test_leave_one_out_holds_out_each_users_last_two_events():
-    ev = pd.DataFrame({C.USER: ["a"] * 4 + ["b"] * 2, C.ITEM: ["1", "2", "3", "4", "1", "2"], C.TIMESTAMP: pd.to_datetime([1, 2, 3, 4, 1, 2], unit="s")})
+    ev = pd.DataFrame(
+        {
+            C.USER: ["a"] * 4 + ["b"] * 2,
+            C.ITEM: ["1", "2", "3", "4", "1", "2"],
+            C.TIMESTAMP: pd.to_datetime([1, 2, 3, 4, 1, 2], unit="s"),
+        }
+    )
     train, valid, test = leave_one_out_split(ev)
     assert test[C.ITEM].tolist() == ["4"] and valid[C.ITEM].tolist() == ["3"]
     assert train[C.ITEM].tolist() == ["1", "2", "1", "2"]  # b has too few events to hold out

@@ -142,8 +142,7 @@ def test_evaluate_reports_overall_and_segments_and_drops_users_without_truth():
     users = np.array([0, 1, 2])
     recs = np.array([[1, 2, 3, 4], [5, -1, -1, -1], [0, 6, 8, 9]])
     sparse = np.array([False, True, True])
-    result = evaluate(recs, truth, users, {"sparse": sparse, "rest": ~sparse}, ks=(2, 4),
-                      item_popularity=np.ones(10))
+    result = evaluate(recs, truth, users, {"sparse": sparse, "rest": ~sparse}, ks=(2, 4), item_popularity=np.ones(10))
     overall = result["overall"]
     assert overall["users"] == 2
     # hit rate@2: u0 (hit at 2) and u1 (hit at 1) -> 1.0; mrr@4: (1/2 + 1) / 2
@@ -153,5 +152,6 @@ def test_evaluate_reports_overall_and_segments_and_drops_users_without_truth():
     assert overall["coverage@2"] == pytest.approx(0.3)
     assert result["sparse"]["users"] == 1 and result["sparse"]["ndcg@4"] == 1.0
     assert result["rest"]["recall@4"] == pytest.approx(2 / 3)
-    assert set(overall) == {f"{name}@{k}" for name in ("ndcg", "recall", "hr", "mrr", "map", "coverage", "novelty")
-                            for k in (2, 4)} | {"users"}
+    assert set(overall) == {
+        f"{name}@{k}" for name in ("ndcg", "recall", "hr", "mrr", "map", "coverage", "novelty") for k in (2, 4)
+    } | {"users"}

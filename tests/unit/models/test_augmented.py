@@ -1,13 +1,10 @@
 """A model trained with synthetic events: the contract, and what the extra events may and may not touch."""
 
 import numpy as np
-import pandas as pd
-import pytest
 
-from ml import columns as C
 from ml.data.interactions import Interactions
-from ml.models.augmented import AugmentedHistory
 from ml.models.als import ALS
+from ml.models.augmented import AugmentedHistory
 from ml.models.rebuy import Rebuy
 from tests.unit.models.recommender_contract import N_ITEMS, N_USERS, RecommenderContract
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from ml import hardware
 from ml.data.interactions import Interactions
+from ml.hardware import free_cpu_threads
 from ml.models.base import Recommender
 from ml.models.bert4rec.data import (
     IGNORE,
@@ -16,8 +18,6 @@ from ml.models.bert4rec.data import (
     prediction_tokens,
 )
 from ml.models.bert4rec.lightning import discover_view, popularity_ndcg, set_metrics
-from ml import hardware
-from ml.hardware import free_cpu_threads
 from ml.models.bert4rec.model import Bert4Rec, validation_pairs
 from ml.models.bert4rec.network import Bert4RecNetwork
 
@@ -266,7 +266,9 @@ def test_popularity_baseline_ranks_by_training_frequency():
     both = popularity_ndcg(seqs, [np.array([5])], [np.array([0, 2])], n_items=6, view="repeat")
     assert both == pytest.approx(1.5 / (1 + 1 / np.log2(3)))
     # a user whose only target is in their history has nothing to discover and is not counted
-    assert popularity_ndcg(seqs, [np.array([0]), np.array([5])], [0, 0], n_items=6, view="discover") == pytest.approx(1.0)
+    assert popularity_ndcg(seqs, [np.array([0]), np.array([5])], [0, 0], n_items=6, view="discover") == pytest.approx(
+        1.0
+    )
 
 
 def test_early_stopping_waits_until_the_model_beats_popularity():
@@ -297,9 +299,17 @@ def test_threads_leave_cores_busy_with_other_processes(monkeypatch, load, expect
 def test_from_settings_takes_the_bert4rec_section_and_seed():
     from ml.config import ModelSettings
 
-    settings = ModelSettings.model_validate({"seed": 7, "bert4rec": {"hidden": 32, "layers": 3, "lr": 0.002, "patience": 9}})
+    settings = ModelSettings.model_validate(
+        {"seed": 7, "bert4rec": {"hidden": 32, "layers": 3, "lr": 0.002, "patience": 9}}
+    )
     model = Bert4Rec.from_settings(settings, max_epochs=3)
     assert (model.hidden, model.layers, model.heads, model.max_len) == (32, 3, 2, 200)
-    assert (model.lr, model.patience, model.seed, model.val_view, model.accelerator) == (0.002, 9, 7, "discover", "auto")
+    assert (model.lr, model.patience, model.seed, model.val_view, model.accelerator) == (
+        0.002,
+        9,
+        7,
+        "discover",
+        "auto",
+    )
     assert model.item_text is None  # the section's item_text mode is no vector
     assert model.max_epochs == 3

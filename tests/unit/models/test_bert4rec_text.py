@@ -30,8 +30,17 @@ def test_text_augmented_model_trains_saves_and_loads_with_identical_scores(tmp_p
     items = rng.integers(0, 12, len(users))
     train = Interactions.from_arrays(users, items, np.tile(np.arange(6), 30), n_users=30, n_items=12)
     text = rng.normal(size=(12, 16)).astype(np.float32)
-    model = Bert4Rec(hidden=16, layers=1, heads=2, max_len=8, max_epochs=2, num_threads=1, accelerator="cpu",
-                     item_text=text, precision="32-true").fit(train)
+    model = Bert4Rec(
+        hidden=16,
+        layers=1,
+        heads=2,
+        max_len=8,
+        max_epochs=2,
+        num_threads=1,
+        accelerator="cpu",
+        item_text=text,
+        precision="32-true",
+    ).fit(train)
     model.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
     assert loaded.text_dim == 16

@@ -147,8 +147,9 @@ def test_bm25_transform_matches_implicit_on_the_training_matrix():
 def test_als_recalculated_factors_follow_new_history():
     data = block_interactions()
     # the cold user (no training events) later buys six block-2 items
-    extra = Interactions.from_arrays([COLD_USER] * 6, np.arange(20, 26), T0 + 100 * DAY_NS + np.arange(6),
-                                     n_users=data.n_users, n_items=data.n_items)
+    extra = Interactions.from_arrays(
+        [COLD_USER] * 6, np.arange(20, 26), T0 + 100 * DAY_NS + np.arange(6), n_users=data.n_users, n_items=data.n_items
+    )
     history = data.concat(extra)
     ids, _ = small_als().fit(data).recommend(np.array([COLD_USER]), history, n=4)
     assert np.all(block_of_item(ids) == 2)

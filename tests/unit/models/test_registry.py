@@ -18,7 +18,11 @@ def test_variant_names_round_trip():
 def test_lists_follow_the_specs():
     assert registry.BASE_MODELS == ("pop", "pop_recent", "rebuy", "als", "bert4rec")
     assert registry.ALL_MODELS[-1] == "fusion"
-    assert registry.fusion_members(["pop", "rebuy", "als_synth", "bert4rec", "fusion"]) == ["rebuy", "als_synth", "bert4rec"]
+    assert registry.fusion_members(["pop", "rebuy", "als_synth", "bert4rec", "fusion"]) == [
+        "rebuy",
+        "als_synth",
+        "bert4rec",
+    ]
     assert registry.models_of_task("baselines", ["als", "rebuy", "pop"]) == ["pop", "rebuy"]
     assert registry.models_of_task("bert4rec", ["als"]) == []
 
@@ -29,8 +33,15 @@ def test_models_are_built_from_their_own_section():
     assert (als.params["factors"], als.params["seed"], als.params["weighting"]) == (16, 3, "log1p")
     assert registry.make_model("pop_recent", settings).window_days == 7
     assert registry.make_model("pop", settings).window_days is None
-    assert registry.model_params("als", settings) == {"model": "als", "seed": 3, "factors": 16, "regularization": 0.05,
-                                                      "iterations": 20, "alpha": 2.0, "weighting": "log1p"}
+    assert registry.model_params("als", settings) == {
+        "model": "als",
+        "seed": 3,
+        "factors": 16,
+        "regularization": 0.05,
+        "iterations": 20,
+        "alpha": 2.0,
+        "weighting": "log1p",
+    }
     assert registry.model_params("rebuy", settings) == {"model": "rebuy", "seed": 3}
 
 
@@ -44,6 +55,8 @@ def test_unknown_models_are_named_with_the_choices():
 
 def test_importing_the_registry_loads_no_model_code():
     """The DAG file imports it at parse time: it must not pull in torch, implicit or pandas."""
-    code = "import sys, ml.models.registry; print(sorted(m for m in ('torch', 'implicit', 'pandas') if m in sys.modules))"
+    code = (
+        "import sys, ml.models.registry; print(sorted(m for m in ('torch', 'implicit', 'pandas') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

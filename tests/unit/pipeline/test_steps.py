@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ml import columns as C
-from ml.data.lake import read_partitioned, stage_partitioned, publish_partitions, staging_dir
+from ml.data.lake import publish_partitions, read_partitioned, stage_partitioned, staging_dir
 from ml.errors import GateFailedError
 from ml.pipeline import steps
 from ml.pipeline.airflow_params import PARAM_SETTINGS, as_of_date, selected_models, settings_from_params
@@ -16,7 +16,9 @@ from tests.support.real_rows import II_ROWS, ii_frame, v1_frame, write_online_re
 
 @pytest.fixture
 def small_settings(settings, tmp_path):
-    folder = write_online_retail(tmp_path / "src", ii_frame(*II_ROWS), v1_frame("cross_file_overlap", "kept_v1", "guest_zero", "kept_later"))
+    folder = write_online_retail(
+        tmp_path / "src", ii_frame(*II_ROWS), v1_frame("cross_file_overlap", "kept_v1", "guest_zero", "kept_later")
+    )
     return settings.with_overrides({"paths": {"bundled_data": str(folder)}})
 
 
@@ -29,7 +31,7 @@ def test_ingest_clean_and_gate_pass_on_real_rows(small_settings):
 
 
 def test_gate_stops_the_run_on_corrupted_interactions(small_settings):
-    ingested = steps.ingest_step(small_settings, "2011-12-09")
+    steps.ingest_step(small_settings, "2011-12-09")
     steps.clean_step(small_settings, "2011-12-09")
     lake = small_settings.paths.lake / "interactions"
     bad = read_partitioned(lake)
@@ -44,14 +46,14 @@ def test_gate_stops_the_run_on_corrupted_interactions(small_settings):
 
 
 def test_gate_fails_when_data_is_stale_for_the_as_of_date(small_settings):
-    ingested = steps.ingest_step(small_settings, "2011-12-09")
+    steps.ingest_step(small_settings, "2011-12-09")
     steps.clean_step(small_settings, "2011-12-09")
     with pytest.raises(GateFailedError, match="timestamp"):
         steps.gate_step(small_settings, "2012-03-01")  # newest interaction is three months old
 
 
 def test_rerunning_clean_for_a_date_replaces_its_output(small_settings):
-    ingested = steps.ingest_step(small_settings, "2011-12-09")
+    steps.ingest_step(small_settings, "2011-12-09")
     first = steps.clean_step(small_settings, "2011-12-09")
     second = steps.clean_step(small_settings, "2011-12-09")
     assert first == second
@@ -61,11 +63,21 @@ def test_rerunning_clean_for_a_date_replaces_its_output(small_settings):
 
 
 def test_summary_names_counts_metrics_and_places():
-    text = summary_text({
-        "clean": {"rows_in": 10, "rows_kept": 7, "rows_quarantined": 3, "quarantine_by_reason": {"guest_checkout": 3}},
-        "evaluate": {"models": {"als": {"repeat/ndcg@10": 0.3, "discover/ndcg@10": 0.1}}, "metrics_path": "/x/metrics.json"},
-        "where": {"MLflow UI": "make mlflow-ui"},
-    })
+    text = summary_text(
+        {
+            "clean": {
+                "rows_in": 10,
+                "rows_kept": 7,
+                "rows_quarantined": 3,
+                "quarantine_by_reason": {"guest_checkout": 3},
+            },
+            "evaluate": {
+                "models": {"als": {"repeat/ndcg@10": 0.3, "discover/ndcg@10": 0.1}},
+                "metrics_path": "/x/metrics.json",
+            },
+            "where": {"MLflow UI": "make mlflow-ui"},
+        }
+    )
     assert "kept 7" in text and "guest_checkout 3" in text and "0.3000" in text and "make mlflow-ui" in text
 
 
@@ -77,7 +89,9 @@ def test_run_params_choose_as_of_models_and_settings():
     assert selected_models({"models": ["als"]}) == ["als"]
     with pytest.raises(ValueError, match="unknown models"):
         selected_models({"models": ["gpt"]})
-    s = settings_from_params({"test_days": 60, "bert_max_epochs": 3, "bert_item_text": "none", "bert_max_minutes": None})
+    s = settings_from_params(
+        {"test_days": 60, "bert_max_epochs": 3, "bert_item_text": "none", "bert_max_minutes": None}
+    )
     assert s.split.test_days == 60 and s.models.bert4rec.max_epochs == 3 and s.models.bert4rec.item_text == "none"
     assert s.models.bert4rec.max_minutes == 60.0  # an empty form field leaves the setting as configured
 

@@ -19,11 +19,14 @@ def _split():
     rng = np.random.default_rng(5)
     n = 2500
     users = rng.integers(0, 50, n)
-    events = pd.DataFrame({
-        C.USER: users.astype(str), C.ITEM: ((users % 5) * 8 + rng.integers(0, 8, n)).astype(str),
-        C.TIMESTAMP: pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 90 * 24, n), unit="h"),
-        C.WEIGHT: np.ones(n, np.float32),
-    })
+    events = pd.DataFrame(
+        {
+            C.USER: users.astype(str),
+            C.ITEM: ((users % 5) * 8 + rng.integers(0, 8, n)).astype(str),
+            C.TIMESTAMP: pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 90 * 24, n), unit="h"),
+            C.WEIGHT: np.ones(n, np.float32),
+        }
+    )
     return build_split(events, SplitSettings(test_days=20, validation_days=10, window_days=None))
 
 
@@ -35,9 +38,9 @@ def _record(run: RunFolder, key: str, repeat: float, discover: float) -> None:
 
 def test_the_variant_with_the_better_mean_validation_ndcg_is_chosen_and_real_wins_ties(tmp_path):
     run = RunFolder(tmp_path)
-    _record(run, "als", 0.30, 0.10)            # mean 0.20
-    _record(run, "als_synth", 0.28, 0.14)      # mean 0.21: synthetic wins
-    _record(run, "bert4rec", 0.20, 0.10)       # mean 0.15
+    _record(run, "als", 0.30, 0.10)  # mean 0.20
+    _record(run, "als_synth", 0.28, 0.14)  # mean 0.21: synthetic wins
+    _record(run, "bert4rec", 0.20, 0.10)  # mean 0.15
     _record(run, "bert4rec_synth", 0.10, 0.20)  # mean 0.15: a tie, real stays
     _record(run, "rebuy", 0.40, 0.05)
     chosen, decisions = T.choose_variants(run, ["rebuy", "als", "als_synth", "bert4rec", "bert4rec_synth"])
@@ -81,7 +84,9 @@ def test_only_models_that_read_text_get_vectors_and_only_from_real_titles(settin
     data = SplitData(empty, empty, empty, user_ids=np.array(["u"]), item_ids=ids)
     untitled = pd.DataFrame({"item_id": ids, "title": ids})  # what build_catalog lists for items never titled
     assert T.item_text_for("bert4rec", settings, data, untitled) is None
-    titled = pd.DataFrame({"item_id": ids, "title": ["ONE FLEW OVER THE CUCKOO'S NEST", "JAMES AND THE GIANT PEACH", "MY FAIR LADY"]})
+    titled = pd.DataFrame(
+        {"item_id": ids, "title": ["ONE FLEW OVER THE CUCKOO'S NEST", "JAMES AND THE GIANT PEACH", "MY FAIR LADY"]}
+    )
     assert T.item_text_for("bert4rec", settings, data, titled).shape == (3, 384)
     assert T.item_text_for("als", settings, data, titled) is None  # ALS reads no text
     off = settings.with_overrides({"models": {"bert4rec": {"item_text": "none"}}})

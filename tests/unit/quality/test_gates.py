@@ -32,11 +32,25 @@ def raw_frame() -> pd.DataFrame:
             C.ORDER: ["536365", "536365", "C536379", None, "581587", "581587"],
             C.USER: ["17850", "17850", "14527", None, "12680", "12680"],
             C.ITEM: ["85123A", "71053", "D", "22633", "22613", "22899"],
-            C.TITLE: ["WHITE HANGING HEART", "WHITE METAL LANTERN", "Discount", None, "PACK OF 20 NAPKINS", "DOLLY GIRL APRON"],
+            C.TITLE: [
+                "WHITE HANGING HEART",
+                "WHITE METAL LANTERN",
+                "Discount",
+                None,
+                "PACK OF 20 NAPKINS",
+                "DOLLY GIRL APRON",
+            ],
             C.QUANTITY: [6, 6, -1, 2, 12, 6],
             C.PRICE: [2.55, 3.39, 27.5, 1.85, 0.85, 2.10],
             C.TIMESTAMP: pd.to_datetime(
-                ["2010-12-01 08:26", "2010-12-01 08:26", "2010-12-01 09:41", "2010-12-01 11:52", "2011-12-09 12:50", "2011-12-09 12:50"]
+                [
+                    "2010-12-01 08:26",
+                    "2010-12-01 08:26",
+                    "2010-12-01 09:41",
+                    "2010-12-01 11:52",
+                    "2011-12-09 12:50",
+                    "2011-12-09 12:50",
+                ]
             ).astype("datetime64[ns]"),
             "country": ["United Kingdom", "United Kingdom", "United Kingdom", None, "France", "France"],
         }
@@ -160,15 +174,39 @@ CORRUPTIONS = [
     ("interactions", _set(C.PRICE, 2, -1.0), {}, "expect_column_values_to_be_between", "price"),
     ("interactions", _set(C.QUANTITY, 0, 6000), {}, "expect_column_values_to_be_between", "quantity"),
     ("interactions", lambda df: df, {"max_quantity": 10}, "expect_column_values_to_be_between", "quantity"),
-    ("interactions", lambda df: df, {"fresh_after": AS_OF + pd.Timedelta(days=1)}, "expect_column_max_to_be_between", "timestamp"),
-    ("interactions", lambda df: df, {"min_rows": 100, "max_rows": 200}, "expect_table_row_count_to_be_between", "observed 5"),
+    (
+        "interactions",
+        lambda df: df,
+        {"fresh_after": AS_OF + pd.Timedelta(days=1)},
+        "expect_column_max_to_be_between",
+        "timestamp",
+    ),
+    (
+        "interactions",
+        lambda df: df,
+        {"min_rows": 100, "max_rows": 200},
+        "expect_table_row_count_to_be_between",
+        "observed 5",
+    ),
     ("interactions", lambda df: df.drop(columns=[C.WEIGHT]), {}, "expect_table_columns_to_match_set", "weight"),
     ("raw_events", _duplicate_row, {}, "expect_compound_columns_to_be_unique", "source"),
     ("raw_events", _set(C.ITEM, 3, None), {}, "expect_column_values_to_not_be_null", "item_id"),
-    ("raw_events", lambda df: df, {"as_of": pd.Timestamp("2011-06-01")}, "expect_column_values_to_be_between", "timestamp"),
+    (
+        "raw_events",
+        lambda df: df,
+        {"as_of": pd.Timestamp("2011-06-01")},
+        "expect_column_values_to_be_between",
+        "timestamp",
+    ),
     ("raw_events", lambda df: df.iloc[:0], {"min_rows": 0}, "expect_table_row_count_to_be_between", "observed 0"),
     ("catalog", _duplicate_row, {}, "expect_column_values_to_be_unique", "item_id"),
-    ("catalog", _set(C.FIRST_SEEN, 1, pd.Timestamp("2012-01-01")), {}, "expect_column_pair_values_a_to_be_greater_than_b", "first_seen"),
+    (
+        "catalog",
+        _set(C.FIRST_SEEN, 1, pd.Timestamp("2012-01-01")),
+        {},
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        "first_seen",
+    ),
     ("catalog", _set(C.PRICE, 0, 0.0), {}, "expect_column_values_to_be_between", "price"),
 ]
 
@@ -213,7 +251,11 @@ def test_suite_from_dict(settings):
         "name": "synthetic_smoke",
         "meta": {"parameters": {"n": {"type": "int"}}},
         "expectations": [
-            {"type": "expect_table_row_count_to_equal", "kwargs": {"value": {"$PARAMETER": "n"}}, "meta": {"notes": "size"}},
+            {
+                "type": "expect_table_row_count_to_equal",
+                "kwargs": {"value": {"$PARAMETER": "n"}},
+                "meta": {"notes": "size"},
+            },
             {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "user_id"}, "meta": {"notes": "ids"}},
         ],
     }

@@ -27,7 +27,9 @@ def test_adaptation_is_auto_only_with_a_gpu(tmp_path):
     import torch
 
     assert adaptation_enabled(sample_settings(tmp_path)) == torch.cuda.is_available()
-    assert adaptation_enabled(sample_settings(tmp_path, adapt="on")) and not adaptation_enabled(sample_settings(tmp_path, adapt="off"))
+    assert adaptation_enabled(sample_settings(tmp_path, adapt="on")) and not adaptation_enabled(
+        sample_settings(tmp_path, adapt="off")
+    )
 
 
 @pytest.mark.slow

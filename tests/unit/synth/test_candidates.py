@@ -13,11 +13,13 @@ from tests.support.synth import bundled_sample, sample_settings, shared_encoder
 
 
 def hand_made():
-    train = pd.DataFrame({
-        C.USER: ["u1", "u1", "u2", "u2", "u3", "u3", "u4"],
-        C.ITEM: ["a", "b", "a", "b", "a", "c", "d"],
-        C.TIMESTAMP: pd.Timestamp("2011-05-01"),
-    })
+    train = pd.DataFrame(
+        {
+            C.USER: ["u1", "u1", "u2", "u2", "u3", "u3", "u4"],
+            C.ITEM: ["a", "b", "a", "b", "a", "c", "d"],
+            C.TIMESTAMP: pd.Timestamp("2011-05-01"),
+        }
+    )
     catalog = pd.DataFrame({C.ITEM: ["a", "b", "c", "d", "e"], C.TITLE: ["A", "B", "C", "D", "E never sold"]})
     return train, catalog
 
@@ -26,7 +28,11 @@ def test_copurchase_neighbours_rank_by_co_occurrence_and_skip_the_history():
     train, catalog = hand_made()
     idx = CandidateIndex(train, catalog)
     cands = idx.candidates(["a"], n_copurchase=5, n_text=0, n_total=3)
-    assert [c.item_id for c in cands] == ["b", "c", "d"] and [c.origin for c in cands] == ["copurchase", "copurchase", "popular"]
+    assert [c.item_id for c in cands] == ["b", "c", "d"] and [c.origin for c in cands] == [
+        "copurchase",
+        "copurchase",
+        "popular",
+    ]
     assert "e" not in idx.item_ids  # never sold in training: never a candidate
 
 
@@ -46,7 +52,9 @@ def test_candidates_of_real_sparse_users_are_real_catalog_items():
 def test_text_neighbours_share_meaning():
     data, catalog = bundled_sample()
     idx = CandidateIndex(data.train, catalog, shared_encoder())
-    box = catalog[catalog[C.TITLE].str.contains("TRINKET BOX", na=False) & catalog[C.ITEM].isin(idx.item_ids)][C.ITEM].iloc[0]
+    box = catalog[catalog[C.TITLE].str.contains("TRINKET BOX", na=False) & catalog[C.ITEM].isin(idx.item_ids)][
+        C.ITEM
+    ].iloc[0]
     text = [c for c in idx.candidates([box], n_copurchase=0, n_text=5) if c.origin == "text"]
     assert len(text) == 5 and sum("TRINKET" in c.title for c in text) >= 3
 

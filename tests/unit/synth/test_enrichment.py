@@ -23,7 +23,9 @@ class FakeEnricher:
         self.generated: list[str] = []
 
     def score(self, prefix, continuations):
-        return np.array([10.0 if c.strip() == self.category and "Product: n/a" not in prefix else 0.0 for c in continuations])
+        return np.array(
+            [10.0 if c.strip() == self.category and "Product: n/a" not in prefix else 0.0 for c in continuations]
+        )
 
     def generate(self, prompts, max_tokens, stop=()):
         out = []
@@ -38,21 +40,37 @@ class FakeEnricher:
 
 
 def catalog(*titles_and_popularity) -> pd.DataFrame:
-    return pd.DataFrame({C.ITEM: [f"i{k}" for k in range(len(titles_and_popularity))],
-                         C.TITLE: [t for t, _ in titles_and_popularity], C.POPULARITY: [p for _, p in titles_and_popularity]})
+    return pd.DataFrame(
+        {
+            C.ITEM: [f"i{k}" for k in range(len(titles_and_popularity))],
+            C.TITLE: [t for t, _ in titles_and_popularity],
+            C.POPULARITY: [p for _, p in titles_and_popularity],
+        }
+    )
 
 
 def test_unparseable_and_contradicting_answers_are_counted_not_guessed(tmp_path):
-    items = catalog(("PARTY BUNTING", 9), ("JUMBO BAG RED RETROSPOT", 8), ("PINK PARTY BALLOONS", 7), ("GLITTER BUNTING", 6))
-    gen = FakeEnricher("party and gift wrap", {
-        "party bunting": " bunting, party\nDescription: Fabric party bunting to hang at a party.",
-        "jumbo bag red retrospot": " bag\nDescription: A large red bag with white spots.",  # BAG allows party and gift wrap
-        "pink party balloons": " balloons\nThis is not the expected format at all",
-        "glitter bunting": " glitter\nDescription: Something nice for you and yours.",
-    })
+    items = catalog(
+        ("PARTY BUNTING", 9), ("JUMBO BAG RED RETROSPOT", 8), ("PINK PARTY BALLOONS", 7), ("GLITTER BUNTING", 6)
+    )
+    gen = FakeEnricher(
+        "party and gift wrap",
+        {
+            "party bunting": " bunting, party\nDescription: Fabric party bunting to hang at a party.",
+            # BAG allows party and gift wrap
+            "jumbo bag red retrospot": " bag\nDescription: A large red bag with white spots.",
+            "pink party balloons": " balloons\nThis is not the expected format at all",
+            "glitter bunting": " glitter\nDescription: Something nice for you and yours.",
+        },
+    )
     frame, report = enrich_items(items, gen, sample_settings(tmp_path, enrich_max_items=10))
     status = frame.set_index(C.TITLE)["status"].to_dict()
-    assert status == {"PARTY BUNTING": "ok", "JUMBO BAG RED RETROSPOT": "ok", "PINK PARTY BALLOONS": "unparseable", "GLITTER BUNTING": "description_unrelated"}
+    assert status == {
+        "PARTY BUNTING": "ok",
+        "JUMBO BAG RED RETROSPOT": "ok",
+        "PINK PARTY BALLOONS": "unparseable",
+        "GLITTER BUNTING": "description_unrelated",
+    }
     assert report["attempted"] == 4 == report["ok"] + sum(report["rejected"].values())
     rejected = frame[frame["status"] != "ok"]
     assert rejected[[C.CATEGORY, C.DESCRIPTION, "tags"]].isna().all().all()
@@ -62,9 +80,13 @@ def test_unparseable_and_contradicting_answers_are_counted_not_guessed(tmp_path)
 
 def test_category_that_contradicts_strong_title_keywords_is_rejected(tmp_path):
     items = catalog(("SILVER HEART NECKLACE", 1))
-    gen = FakeEnricher("kitchen and dining", {"silver heart necklace": " necklace\nDescription: A silver necklace with a heart."})
+    gen = FakeEnricher(
+        "kitchen and dining", {"silver heart necklace": " necklace\nDescription: A silver necklace with a heart."}
+    )
     frame, report = enrich_items(items, gen, sample_settings(tmp_path, enrich_max_items=10))
-    assert frame["status"].tolist() == ["category_contradicts_title"] and report["rejected"] == {"category_contradicts_title": 1}
+    assert frame["status"].tolist() == ["category_contradicts_title"] and report["rejected"] == {
+        "category_contradicts_title": 1
+    }
 
 
 def test_runs_are_bounded_by_popularity_and_the_cache_makes_reruns_free(tmp_path):
@@ -88,14 +110,21 @@ def test_runs_are_bounded_by_popularity_and_the_cache_makes_reruns_free(tmp_path
     assert cache_path(settings).exists()
 
 
-@pytest.mark.parametrize("text,ok", [
-    ('{"category": "christmas", "tags": ["bauble", "tree"], "description": "A glass bauble for the tree."}', True),
-    ('```json\n{"category": "christmas", "tags": ["bauble"], "description": "A glass bauble for the tree."}\n```', True),
-    ('{"category": "spaceships", "tags": ["x"], "description": "A glass bauble for the tree."}', False),
-    ('{"category": "christmas", "tags": [], "description": "A glass bauble for the tree."}', False),
-    ('{"category": "christmas", "tags": ["ok"], "description": "A glass bauble.", "run": "rm -rf /"}', False),
-    ("no json", False),
-])
+@pytest.mark.parametrize(
+    "text,ok",
+    [
+        ('{"category": "christmas", "tags": ["bauble", "tree"], "description": "A glass bauble for the tree."}', True),
+        (
+            '```json\n{"category": "christmas", "tags": ["bauble"], '
+            '"description": "A glass bauble for the tree."}\n```',
+            True,
+        ),
+        ('{"category": "spaceships", "tags": ["x"], "description": "A glass bauble for the tree."}', False),
+        ('{"category": "christmas", "tags": [], "description": "A glass bauble for the tree."}', False),
+        ('{"category": "christmas", "tags": ["ok"], "description": "A glass bauble.", "run": "rm -rf /"}', False),
+        ("no json", False),
+    ],
+)
 def test_json_answers_must_match_the_schema(text, ok):
     if ok:
         assert parse_json_answer(text).category == "christmas"
@@ -116,8 +145,13 @@ def test_title_keyword_rules():
     assert title_categories("ASSORTED COLOUR BIRD ORNAMENT") == set()
     assert contradiction("ASSORTED COLOUR BIRD ORNAMENT", "other", "A colourful bird ornament.") is None
     assert contradiction("CHRISTMAS CARD", "other", "A christmas card.") == "category_contradicts_title"
-    assert contradiction("REGENCY CAKESTAND 3 TIER", "kitchen and dining", "A lovely gift for anyone.") == "description_unrelated"
-    assert set(CATEGORIES) >= {c for cats in __import__("ml.synth.categories", fromlist=["KEYWORDS"]).KEYWORDS.values() for c in cats}
+    assert (
+        contradiction("REGENCY CAKESTAND 3 TIER", "kitchen and dining", "A lovely gift for anyone.")
+        == "description_unrelated"
+    )
+    assert set(CATEGORIES) >= {
+        c for cats in __import__("ml.synth.categories", fromlist=["KEYWORDS"]).KEYWORDS.values() for c in cats
+    }
 
 
 def test_embedded_enrichment_outputs_are_schema_valid_or_counted(tmp_path):
@@ -126,6 +160,10 @@ def test_embedded_enrichment_outputs_are_schema_valid_or_counted(tmp_path):
     assert report["attempted"] == 2 == report["ok"] + sum(report["rejected"].values())
     for row in frame.itertuples():
         if row.status == "ok":
-            assert row.category in CATEGORIES and 1 <= len(row.tags) <= 5 and contradiction(row.title, row.category, row.description) is None
+            assert (
+                row.category in CATEGORIES
+                and 1 <= len(row.tags) <= 5
+                and contradiction(row.title, row.category, row.description) is None
+            )
         else:
             assert row.category is None or pd.isna(row.category)

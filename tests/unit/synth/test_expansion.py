@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from ml import columns as C
+from ml.pipeline.training import synthetic_events
 from ml.synth.candidates import CandidateIndex
 from ml.synth.expansion import PriorCache, continuation, plan_users, prior_store, propose, propose_by_likelihood
-from ml.pipeline.training import synthetic_events
 from ml.synth.pipeline import FILES, synthesize
 from ml.synth.quality import SYNTHETIC_COLUMNS, eligible_items, gate_synthetic
 from tests.support.synth import INJECTION, bundled_sample, sample_settings, shared_encoder, shared_generator
@@ -21,7 +20,12 @@ def run(tmp_path_factory):
     """One synthesis run on real sparse users (12 of them, 2 items enriched)."""
     data, catalog = bundled_sample()
     settings = sample_settings(tmp_path_factory.mktemp("synth"), max_users=12, enrich_max_items=2, seed=5)
-    return data, catalog, settings, synthesize(data, catalog, settings, backend=shared_generator(), encoder=shared_encoder())
+    return (
+        data,
+        catalog,
+        settings,
+        synthesize(data, catalog, settings, backend=shared_generator(), encoder=shared_encoder()),
+    )
 
 
 def test_prior_scores_persist_across_runs_and_are_keyed_by_model_and_prompt(tmp_path):
@@ -40,7 +44,9 @@ def test_prior_scores_persist_across_runs_and_are_keyed_by_model_and_prompt(tmp_
     pd.testing.assert_frame_equal(first, again)
     cached = PriorCache(gen, store)
     some = tasks[0].candidates[:3]
-    np.testing.assert_allclose(cached.get(some), gen.score(cached.prefix, [continuation(c.title) for c in some]), rtol=0.02)
+    np.testing.assert_allclose(
+        cached.get(some), gen.score(cached.prefix, [continuation(c.title) for c in some]), rtol=0.02
+    )
     assert cached.computed == 0
     assert prior_store(settings, gen.with_options()) == store  # same weights, dtype and device
 
@@ -105,7 +111,9 @@ def test_gated_result_joins_training_without_changing_vocabulary_or_evaluation(r
     assert len(extra) == len(result.interactions) and (extra.n_users, extra.n_items) == (data.n_users, data.n_items)
     assert set(extra.frame["weight"]) == {0.5}
     paths = result.save(tmp_path)
-    assert set(paths) == set(FILES) and all(pd.read_parquet(paths[k]) is not None for k in ("interactions", "items", "profiles"))
+    assert set(paths) == set(FILES) and all(
+        pd.read_parquet(paths[k]) is not None for k in ("interactions", "items", "profiles")
+    )
 
 
 def test_hostile_titles_do_not_change_what_is_produced_beyond_the_schema(tmp_path):

@@ -12,18 +12,40 @@ CUT = pd.Timestamp("2011-08-01")
 
 
 def test_profiles_from_a_hand_made_history():
-    train = pd.DataFrame({
-        C.USER: ["g", "g", "g", "h", "h"],
-        C.ITEM: ["card", "wrap", "card2", "mug", "candle"],
-        C.TIMESTAMP: pd.to_datetime(["2011-07-01 10:00", "2011-07-01 10:00", "2011-07-21 12:00", "2011-06-01 09:00", "2011-06-01 09:00"]),
-    })
-    catalog = pd.DataFrame({
-        C.ITEM: ["card", "wrap", "card2", "mug", "candle"],
-        C.TITLE: ["BIRTHDAY CARD DOGS", "GIFT WRAP VINTAGE", "CHRISTMAS CARD ROBIN", "ENAMEL MUG RED", "PILLAR CANDLE IVORY"],
-        C.PRICE: [0.4, 0.4, 0.5, 2.5, 4.0],
-    })
-    items = pd.DataFrame({C.ITEM: ["card2"], C.TITLE: ["CHRISTMAS CARD ROBIN"], C.CATEGORY: ["christmas"], "tags": [["card"]],
-                          C.DESCRIPTION: ["A christmas card."], "status": ["ok"], "prompt_version": ["v"], "generator": ["g"]})
+    train = pd.DataFrame(
+        {
+            C.USER: ["g", "g", "g", "h", "h"],
+            C.ITEM: ["card", "wrap", "card2", "mug", "candle"],
+            C.TIMESTAMP: pd.to_datetime(
+                ["2011-07-01 10:00", "2011-07-01 10:00", "2011-07-21 12:00", "2011-06-01 09:00", "2011-06-01 09:00"]
+            ),
+        }
+    )
+    catalog = pd.DataFrame(
+        {
+            C.ITEM: ["card", "wrap", "card2", "mug", "candle"],
+            C.TITLE: [
+                "BIRTHDAY CARD DOGS",
+                "GIFT WRAP VINTAGE",
+                "CHRISTMAS CARD ROBIN",
+                "ENAMEL MUG RED",
+                "PILLAR CANDLE IVORY",
+            ],
+            C.PRICE: [0.4, 0.4, 0.5, 2.5, 4.0],
+        }
+    )
+    items = pd.DataFrame(
+        {
+            C.ITEM: ["card2"],
+            C.TITLE: ["CHRISTMAS CARD ROBIN"],
+            C.CATEGORY: ["christmas"],
+            "tags": [["card"]],
+            C.DESCRIPTION: ["A christmas card."],
+            "status": ["ok"],
+            "prompt_version": ["v"],
+            "generator": ["g"],
+        }
+    )
     p = build_profiles(train, catalog, items, CUT).set_index(C.USER)
     assert list(p.reset_index().columns) == PROFILE_COLUMNS
     g, h = p.loc["g"], p.loc["h"]

@@ -6,7 +6,10 @@ from ml.tracking.names import flat_params, group_metrics, metric_name, numeric_l
 def test_metric_names_lose_the_at_sign():
     assert metric_name("ndcg@10") == "ndcg_at_10"
     assert group_metrics({"overall": {"ndcg@2": 0.5, "users": 3}, "sparse": {"recall@4": 0.25}}) == {
-        "overall/ndcg_at_2": 0.5, "overall/users": 3.0, "sparse/recall_at_4": 0.25}
+        "overall/ndcg_at_2": 0.5,
+        "overall/users": 3.0,
+        "sparse/recall_at_4": 0.25,
+    }
 
 
 def test_numeric_leaves_keep_numbers_only_under_slash_keys():

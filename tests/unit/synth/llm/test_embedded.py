@@ -7,9 +7,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from ml.synth.llm.errors import GeneratorError
-from ml.synth.llm.embedded import EmbeddedGenerator, batch_rows, pack_rows
 from ml.synth.llm.base import Generator, Prompt
+from ml.synth.llm.embedded import EmbeddedGenerator, batch_rows, pack_rows
+from ml.synth.llm.errors import GeneratorError
 from ml.synth.llm.model_cache import GGUF_MEMBER, ensure_embedded_model, extract_gguf
 from tests.support.synth import sample_settings, shared_generator
 
@@ -41,11 +41,15 @@ def test_packed_scoring_equals_a_plain_forward_pass_per_continuation_whatever_th
     prefix_a = "Orders of one customer of a UK online gift shop, oldest first:\n2011-03-02: party bunting\n2011-07-01:"
     prefix_b = "Orders of one customer of a UK online gift shop, oldest first:\n2011-07-01:"
     conts = [" jumbo bag red retrospot\n", " regency cakestand 3 tier\n", " lunch bag black skull\n", " a\n"]
-    expected = [np.array([full_sequence_loglik(gen, prefix_a, c) for c in conts]),
-                np.array([full_sequence_loglik(gen, prefix_b, c) for c in conts[:2]])]
+    expected = [
+        np.array([full_sequence_loglik(gen, prefix_a, c) for c in conts]),
+        np.array([full_sequence_loglik(gen, prefix_b, c) for c in conts[:2]]),
+    ]
     # one row per prefix; one continuation per row; rows split mid-request and batched one at a time
     for score_tokens, pack_tokens in ((1024, 256), (8, 1), (64, 12)):
-        packed = gen.with_options(score_tokens=score_tokens, pack_tokens=pack_tokens).score_many([(prefix_a, conts), (prefix_b, conts[:2])])
+        packed = gen.with_options(score_tokens=score_tokens, pack_tokens=pack_tokens).score_many(
+            [(prefix_a, conts), (prefix_b, conts[:2])]
+        )
         for want, got in zip(expected, packed):
             np.testing.assert_allclose(got, want, atol=1e-3)
     assert np.all(expected[0] < 0)
@@ -61,7 +65,9 @@ def test_fingerprint_tells_dtypes_apart(float32_generator):
 def test_bfloat16_scoring_stays_close_to_float32(float32_generator):
     prefix = "Orders of one customer of a UK online gift shop, oldest first:\n2011-07-01:"
     conts = [" jumbo bag red retrospot\n", " regency cakestand 3 tier\n"]
-    np.testing.assert_allclose(shared_generator().score(prefix, conts), float32_generator.score(prefix, conts), rtol=0.02)
+    np.testing.assert_allclose(
+        shared_generator().score(prefix, conts), float32_generator.score(prefix, conts), rtol=0.02
+    )
 
 
 def test_a_model_that_ignores_the_packed_attention_mask_is_refused(monkeypatch):

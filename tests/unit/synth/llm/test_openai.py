@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from ml.synth.candidates import Candidate
-from ml.synth.llm.errors import GeneratorError, GeneratorUnavailableError
 from ml.synth.expansion import UserTask, parse_choices, propose_by_choice
 from ml.synth.llm.base import Generator, Prompt
+from ml.synth.llm.errors import GeneratorError, GeneratorUnavailableError
 from ml.synth.llm.factory import make_generator
 from ml.synth.llm.openai_http import OpenAIGenerator
 from tests.support.synth import sample_settings
@@ -51,13 +51,22 @@ class FakeServer:
 
 
 def client(server: FakeServer, sleeps: list, **kwargs) -> OpenAIGenerator:
-    options = dict(base_url="http://llm.test/v1", model="m", max_retries=3, backoff_s=0.5, transport=httpx.MockTransport(server), sleep=sleeps.append)
+    options = dict(
+        base_url="http://llm.test/v1",
+        model="m",
+        max_retries=3,
+        backoff_s=0.5,
+        transport=httpx.MockTransport(server),
+        sleep=sleeps.append,
+    )
     options.update(kwargs)
     return OpenAIGenerator(**options)
 
 
 def test_backend_implements_the_generator_contract():
-    gen = OpenAIGenerator("http://llm.test/v1", "m", transport=httpx.MockTransport(FakeServer([(200, completion("x"))])))
+    gen = OpenAIGenerator(
+        "http://llm.test/v1", "m", transport=httpx.MockTransport(FakeServer([(200, completion("x"))]))
+    )
     assert isinstance(gen, Generator) and gen.name == "openai:m" and not gen.supports_scoring
 
 
@@ -67,12 +76,16 @@ def test_server_errors_are_retried_with_exponential_backoff_then_succeed():
     assert gen.generate([Prompt("hi")], max_tokens=8) == ['{"choices": [2]}']
     assert len(server.requests) == 3 and sleeps == [0.5, 1.0]
     body = json.loads(server.requests[-1].content)
-    assert body["model"] == "m" and body["messages"][-1] == {"role": "user", "content": "hi"} and body["max_tokens"] == 8
+    assert (
+        body["model"] == "m" and body["messages"][-1] == {"role": "user", "content": "hi"} and body["max_tokens"] == 8
+    )
 
 
 def test_persistent_failure_raises_unavailable_naming_url_and_cause():
     server, sleeps = FakeServer([(500, "still broken")]), []
-    with pytest.raises(GeneratorUnavailableError, match=r"llm.test/v1/chat/completions unavailable after 4 attempt\(s\): HTTP 500") as err:
+    with pytest.raises(
+        GeneratorUnavailableError, match=r"llm.test/v1/chat/completions unavailable after 4 attempt\(s\): HTTP 500"
+    ) as err:
         client(server, sleeps).generate([Prompt("hi")], max_tokens=8)
     assert err.value.attempts == 4 and sleeps == [0.5, 1.0, 2.0]
 
@@ -92,7 +105,9 @@ def free_port() -> int:
 
 def test_connection_refused_is_retried_then_reported_unavailable():
     sleeps: list = []
-    gen = OpenAIGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", max_retries=2, backoff_s=0.01, timeout_s=2, sleep=sleeps.append)
+    gen = OpenAIGenerator(
+        f"http://127.0.0.1:{free_port()}/v1", "m", max_retries=2, backoff_s=0.01, timeout_s=2, sleep=sleeps.append
+    )
     with pytest.raises(GeneratorUnavailableError, match="ConnectError"):
         gen.generate([Prompt("hi")], max_tokens=4)
     assert gen.requests == 3 and len(sleeps) == 2
@@ -107,7 +122,9 @@ def test_concurrency_is_bounded():
 
 def test_api_key_comes_from_the_configured_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_SYNTH_KEY", "sk-test")
-    settings = sample_settings(tmp_path, backend="openai", model="served", api_key_env="MY_SYNTH_KEY", base_url="http://llm.test/v1")
+    settings = sample_settings(
+        tmp_path, backend="openai", model="served", api_key_env="MY_SYNTH_KEY", base_url="http://llm.test/v1"
+    )
     server = FakeServer([(200, completion("ok"))])
     gen = OpenAIGenerator.from_settings(settings, transport=httpx.MockTransport(server))
     gen.generate([Prompt("hi")], max_tokens=2)
@@ -123,12 +140,15 @@ def test_factory_builds_the_openai_backend_and_needs_a_model_name(tmp_path):
 CANDIDATES = [Candidate(f"i{k}", f"ITEM {k}", "copurchase") for k in range(1, 6)]
 
 
-@pytest.mark.parametrize("text,expected", [
-    ('{"choices": [2, 5]}', ["i2", "i5"]),
-    ('```json\n{"choices": [1]}\n```', ["i1"]),
-    ('Sure! {"choices": ["i3", 9, "nope"]}', ["i3", None, None]),
-    ('{"choices": ["4"]}', ["i4"]),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('{"choices": [2, 5]}', ["i2", "i5"]),
+        ('```json\n{"choices": [1]}\n```', ["i1"]),
+        ('Sure! {"choices": ["i3", 9, "nope"]}', ["i3", None, None]),
+        ('{"choices": ["4"]}', ["i4"]),
+    ],
+)
 def test_choice_answers_map_onto_candidates_or_none(text, expected):
     picks = parse_choices(text, CANDIDATES)
     assert [p.item_id if p else None for p in picks] == expected
@@ -163,7 +183,10 @@ class ScriptedGenerator:
 
 def test_invalid_structured_answers_are_counted_never_guessed():
     ts = pd.Timestamp("2011-07-01 10:00")
-    tasks = [UserTask(f"u{k}", [{"date": "2011-03-02", "titles": ["PARTY BUNTING"]}], ["h"], ts, list(CANDIDATES)) for k in range(3)]
+    tasks = [
+        UserTask(f"u{k}", [{"date": "2011-03-02", "titles": ["PARTY BUNTING"]}], ["h"], ts, list(CANDIDATES))
+        for k in range(3)
+    ]
     gen = ScriptedGenerator(['{"choices": [1, 42]}', "no json here", '{"choices": [2, 3, 4, 5]}'])
     frame = propose_by_choice(tasks, gen, n_picks=3, seed=7)
     reasons = frame["reject_reason"].astype(object).where(frame["reject_reason"].notna(), None)
