@@ -85,29 +85,10 @@ class CleaningSettings(BaseModel):
     """Rules that decide which raw rows become interactions."""
 
     max_quantity: int = 5_000  # lines above this are bulk/wholesale outliers, quarantined
-    # stock codes that are not products (Online Retail: postage, fees, manual lines, samples, tests)
-    non_product_codes: list[str] = Field(
-        default_factory=lambda: [
-            "POST",
-            "DOT",
-            "M",
-            "C2",
-            "C3",
-            "D",
-            "S",
-            "B",
-            "BANK CHARGES",
-            "ADJUST",
-            "ADJUST2",
-            "PADS",
-            "AMAZONFEE",
-            "CRUK",
-            "TEST001",
-            "TEST002",
-            "GIFT",
-        ]
-    )
-    non_product_pattern: str = r"gift_\d+_\d+"  # gift vouchers; matched against the whole code
+    # your shop's item codes that are no product (fees, postage, vouchers); the bundled Online Retail
+    # export's own codes come with its reader (ml.data.sources.ONLINE_RETAIL)
+    non_product_codes: list[str] = Field(default_factory=list)
+    non_product_pattern: str | None = None  # a regular expression matched against the whole item code
 
 
 class SplitSettings(BaseModel):

@@ -43,6 +43,11 @@ class SourceSpec:
             return cls.bundled(settings)
         return cls(events=tuple(settings.source.events), catalog=settings.source.catalog)
 
+    @property
+    def conventions(self) -> sources.SourceConventions:
+        """How these inputs mark non-purchases: the Online Retail export's own codes, none for a shop's files."""
+        return sources.ONLINE_RETAIL if self.online_retail is not None else sources.GENERIC
+
     def describe(self) -> str:
         """One line naming the inputs."""
         if self.online_retail is not None:
@@ -176,7 +181,7 @@ def clean_frames(
     Raises:
         AssertionError: a row is unaccounted for (the invariant is checked, not assumed).
     """
-    result = cleaning.clean(raw, settings.cleaning)
+    result = cleaning.clean(raw, settings.cleaning, spec.conventions)
     interactions = to_interactions(result.kept)
     catalog = catalog_mod.build_catalog(result.kept, shop_catalog)
     report = build_report(raw, result, interactions, catalog, spec, as_of, rows_after_as_of)

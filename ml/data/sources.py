@@ -20,6 +20,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -48,7 +49,50 @@ RAW_COLUMNS = [
 ]
 
 ONLINE_RETAIL_FILES = ("online_retail_ii_2009_2010.parquet", "online_retail_2010_2011.parquet")
-ONLINE_RETAIL_GUESTS = ("0",)  # the 2010-2011 export writes guest checkouts as customer 0
+
+
+@dataclass(frozen=True)
+class SourceConventions:
+    """How one kind of export marks rows that are no customer's purchase of a product.
+
+    The cleaning rules read these; a generic shop file has none (its customer ``0``, order ``C1001``
+    or item ``M`` are ordinary values), the bundled Online Retail export has all of them.
+    """
+
+    guest_ids: tuple[str, ...] = ()  # user ids written for a guest checkout (read as no user)
+    cancelled_order_prefix: str | None = None  # order ids of cancellations start with this
+    adjustment_order_prefix: str | None = None  # order ids of accounting adjustments start with this
+    non_product_codes: tuple[str, ...] = ()  # item codes that are no product (postage, fees, ...)
+    non_product_pattern: str | None = None  # a regular expression matched against the whole item code
+
+
+GENERIC = SourceConventions()
+ONLINE_RETAIL = SourceConventions(
+    guest_ids=("0",),  # the 2010-2011 export writes guest checkouts as customer 0
+    cancelled_order_prefix="C",
+    adjustment_order_prefix="A",  # "Adjust bad debt"
+    # postage, fees, manual lines, samples, tests, vouchers
+    non_product_codes=(
+        "POST",
+        "DOT",
+        "M",
+        "C2",
+        "C3",
+        "D",
+        "S",
+        "B",
+        "BANK CHARGES",
+        "ADJUST",
+        "ADJUST2",
+        "PADS",
+        "AMAZONFEE",
+        "CRUK",
+        "TEST001",
+        "TEST002",
+        "GIFT",
+    ),  # fmt: skip
+    non_product_pattern=r"gift_\d+_\d+",
+)
 
 # canonical column -> the names it goes by in shop exports (a file may use only one of them)
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -543,7 +587,7 @@ def read_events(path: str | Path, source: str | None = None, guest_ids: tuple[st
 def read_online_retail(folder: str | Path) -> pd.DataFrame:
     """Read both bundled Online Retail files (2009-2010 raw, 2010-2011) into one raw frame.
 
-    Customer ``0`` is a guest checkout here (``ONLINE_RETAIL_GUESTS``), as the 2010-2011 export writes it.
+    Customer ``0`` is a guest checkout here (``ONLINE_RETAIL.guest_ids``), as the 2010-2011 export writes it.
 
     Args:
         folder: the folder holding ``ONLINE_RETAIL_FILES``.
@@ -552,7 +596,7 @@ def read_online_retail(folder: str | Path) -> pd.DataFrame:
         earlier rows as cross-file overlap).
     """
     folder = Path(folder)
-    frames = [read_events(folder / n, source=n, guest_ids=ONLINE_RETAIL_GUESTS) for n in ONLINE_RETAIL_FILES]
+    frames = [read_events(folder / n, source=n, guest_ids=ONLINE_RETAIL.guest_ids) for n in ONLINE_RETAIL_FILES]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -136,6 +136,11 @@ class Layout:
         return self.dataset / SYNTHETIC
 
     @property
+    def synthetic_status(self) -> Path:
+        """Whether the day's synthesis ran (``ok``) or why not (``unavailable`` and the reason)."""
+        return self.synthetic / "status.json"
+
+    @property
     def run(self) -> RunFolder:
         return RunFolder(self.settings.paths.runs / self.as_of)
 

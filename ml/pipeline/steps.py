@@ -150,10 +150,10 @@ def synthesize_step(settings: Settings, as_of, enabled: bool = True) -> dict:
         result = synthesize(data, catalog, settings)
     except GeneratorError as exc:  # unreachable server, missing model: continue on real data, loudly
         log.error("synthesis unavailable, continuing on real data only: %s", exc)
-        lake.write_json_atomic({"status": "unavailable", "reason": str(exc)}, layout.synthetic / "status.json")
+        lake.write_json_atomic({"status": "unavailable", "reason": str(exc)}, layout.synthetic_status)
         return {"status": "unavailable", "path": None, "reason": str(exc), "report": {}}
     result.save(layout.synthetic)
-    lake.write_json_atomic({"status": "ok"}, layout.synthetic / "status.json")
+    lake.write_json_atomic({"status": "ok"}, layout.synthetic_status)
     inter = result.report["interactions"]
     summary = {k: inter.get(k) for k in ("generated", "accepted", "validity_rate", "acceptance_rate", "accepted_per_s")}
     return {
@@ -175,11 +175,12 @@ def gate_synthetic_step(settings: Settings, as_of, synth: dict, parent_run_id: s
     """
     outcome = _gate_synthetic(settings, as_of, synth)
     if parent_run_id:
+        from ml.synth.pipeline import FILES
         from ml.tracking import runs
         from ml.tracking.names import numeric_leaves
 
         status = "ok" if outcome["passed"] else ("gate_failed" if synth["status"] == "ok" else synth["status"])
-        report = Path(synth["path"]) / "synth_report.json" if synth.get("path") else None
+        report = Path(synth["path"]) / FILES["report"] if synth.get("path") else None
         dist = outcome.get("distribution") or synth.get("report", {}).get("distribution") or {}
         headline = {k: v for k, v in synth.get("report", {}).items() if k != "distribution"}
         metrics = numeric_leaves({**dist, **headline}, "synthetic/")
@@ -252,7 +253,9 @@ def train_step(
     synthetic = pd.read_parquet(synthetic_path) if synthetic_path else None
     item_text = None
     if registry.spec(key).uses_item_text:
-        enriched_path = layout.synthetic / "items_enriched.parquet"
+        from ml.synth.pipeline import FILES
+
+        enriched_path = layout.synthetic / FILES["items"]
         enriched = pd.read_parquet(enriched_path) if enriched_path.exists() else None
         item_text = item_text_for(key, settings, data, pd.read_parquet(layout.catalog), enriched)
     run_id = runs.model_run(settings, parent_run_id, pipeline_key, key) if parent_run_id else None

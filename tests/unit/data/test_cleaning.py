@@ -6,16 +6,16 @@ import pytest
 from ml import columns as C
 from ml.config import CleaningSettings
 from ml.data import cleaning
-from ml.data.sources import ONLINE_RETAIL_GUESTS, normalize_events
+from ml.data.sources import ONLINE_RETAIL, normalize_events
 from tests.support.real_rows import II_ROWS, ii_frame, v1_frame
 
 CFG = CleaningSettings()
 
 
 def _raw(ii: pd.DataFrame, v1: pd.DataFrame | None = None) -> pd.DataFrame:
-    frames = [normalize_events(ii, "ii.parquet", "ii", ONLINE_RETAIL_GUESTS)]
+    frames = [normalize_events(ii, "ii.parquet", "ii", ONLINE_RETAIL.guest_ids)]
     if v1 is not None:
-        frames.append(normalize_events(v1, "v1.parquet", "v1", ONLINE_RETAIL_GUESTS))
+        frames.append(normalize_events(v1, "v1.parquet", "v1", ONLINE_RETAIL.guest_ids))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -33,14 +33,14 @@ def _raw(ii: pd.DataFrame, v1: pd.DataFrame | None = None) -> pd.DataFrame:
 )
 def test_each_rule_quarantines_its_real_row_with_its_reason(name):
     raw = _raw(ii_frame("kept", name))
-    result = cleaning.clean(raw, CFG)
+    result = cleaning.clean(raw, CFG, ONLINE_RETAIL)
     assert result.kept[C.ITEM].tolist() == ["85048"]
     assert result.quarantined[C.REASON].tolist() == [name]
 
 
 def test_exact_duplicate_within_a_file_keeps_the_first_copy():
     raw = _raw(ii_frame("duplicate_source", "duplicate_source", "kept"))
-    result = cleaning.clean(raw, CFG)
+    result = cleaning.clean(raw, CFG, ONLINE_RETAIL)
     assert len(result.kept) == 2
     assert result.quarantined[C.REASON].tolist() == ["duplicate"]
     assert result.quarantined[C.SOURCE_ROW].tolist() == [1]
@@ -48,7 +48,7 @@ def test_exact_duplicate_within_a_file_keeps_the_first_copy():
 
 def test_cross_file_overlap_keeps_the_older_exports_copy():
     raw = _raw(ii_frame("overlap_source"), v1_frame("cross_file_overlap", "kept_v1"))
-    result = cleaning.clean(raw, CFG)
+    result = cleaning.clean(raw, CFG, ONLINE_RETAIL)
     assert sorted(result.kept[C.SOURCE].tolist()) == ["ii", "v1"]
     q = result.quarantined
     assert q[C.REASON].tolist() == ["cross_file_overlap"] and q[C.SOURCE].tolist() == ["v1"]
@@ -57,7 +57,7 @@ def test_cross_file_overlap_keeps_the_older_exports_copy():
 def test_guests_written_as_zero_are_guests_too():
     raw = _raw(ii_frame("kept"), v1_frame("guest_zero"))
     assert raw[C.USER].isna().sum() == 1
-    result = cleaning.clean(raw, CFG)
+    result = cleaning.clean(raw, CFG, ONLINE_RETAIL)
     # the guest line also has price 0: the first rule in order (price) gives the reason
     assert result.quarantined[C.REASON].tolist() == ["non_positive_price"]
 
@@ -70,7 +70,7 @@ def test_placeholder_titles_are_missing_titles():
 def test_first_matching_rule_wins_and_every_row_has_one_reason():
     # cancelled AND negative quantity: reason is the earlier rule
     raw = _raw(ii_frame("cancelled_invoice", "return_or_zero_quantity", "kept"))
-    reasons = cleaning.assign_reasons(raw, CFG)
+    reasons = cleaning.assign_reasons(raw, CFG, ONLINE_RETAIL)
     assert reasons.tolist()[:2] == ["cancelled_invoice", "return_or_zero_quantity"]
     assert pd.isna(reasons.iloc[2])
 
@@ -81,7 +81,7 @@ def test_item_without_any_title_is_kept_and_listed_under_its_id():
     row = list(II_ROWS["kept"])
     row[2] = None
     raw = _raw(pd.DataFrame([row, II_ROWS["kept_2"]], columns=ii_frame("kept").columns))
-    result = cleaning.clean(raw, CFG)
+    result = cleaning.clean(raw, CFG, ONLINE_RETAIL)
     assert result.quarantined.empty
     catalog = build_catalog(result.kept).set_index(C.ITEM)
     assert catalog.loc["85048", C.TITLE] == "85048"
@@ -91,7 +91,7 @@ def test_item_without_any_title_is_kept_and_listed_under_its_id():
 def test_rows_in_equals_kept_plus_quarantined_on_every_rule_at_once():
     names = list(II_ROWS)
     raw = _raw(ii_frame(*names), v1_frame("cross_file_overlap", "kept_v1", "guest_zero", "kept_later"))
-    result = cleaning.clean(raw, CFG)
+    result = cleaning.clean(raw, CFG, ONLINE_RETAIL)
     assert result.rows_in == len(result.kept) + len(result.quarantined) == len(raw)
     assert sum(result.counts_by_reason().values()) == len(result.quarantined)
     # no row is in both
@@ -102,7 +102,7 @@ def test_rows_in_equals_kept_plus_quarantined_on_every_rule_at_once():
 
 def test_extreme_quantity_threshold_is_a_setting():
     raw = _raw(ii_frame("extreme_quantity"))
-    assert cleaning.clean(raw, CleaningSettings(max_quantity=10_000)).quarantined.empty
+    assert cleaning.clean(raw, CleaningSettings(max_quantity=10_000), ONLINE_RETAIL).quarantined.empty
 
 
 def test_confidence_weight_grows_with_quantity_and_is_at_least_one_for_purchases():

@@ -12,7 +12,7 @@ from ml import columns as C
 from ml.cli import main
 from ml.config import CleaningSettings
 from ml.data import cleaning
-from ml.data.sources import ONLINE_RETAIL_FILES, read_catalog, read_events, read_online_retail
+from ml.data.sources import ONLINE_RETAIL, ONLINE_RETAIL_FILES, read_catalog, read_events, read_online_retail
 from ml.errors import InputDataError
 
 H = "user_id,item_id,timestamp,quantity,price\n"
@@ -338,7 +338,7 @@ def test_generic_user_zero_is_a_customer_but_online_retail_zero_is_a_guest(tmp_p
     v1.to_parquet(tmp_path / ONLINE_RETAIL_FILES[1], index=False)
     raw = read_online_retail(tmp_path)
     assert raw[C.USER].isna().tolist() == [True, True, False] and raw[C.USER].iloc[2] == "14729"
-    result = cleaning.clean(raw, CleaningSettings())
+    result = cleaning.clean(raw, CleaningSettings(), ONLINE_RETAIL)
     assert result.quarantined[C.REASON].tolist() == ["guest_checkout", "guest_checkout"]
     assert result.kept[C.USER].tolist() == ["14729"]
 
@@ -353,3 +353,16 @@ def test_item_missing_from_the_catalog_names_the_events_file_it_came_from(tmp_pa
     with pytest.raises(InputDataError) as err:
         check_events_against_catalog(raw, read_catalog(catalog), (a, b), catalog)
     _assert_refused(err.value, b, "item_id", 1, ["'i9'"])
+
+
+def test_online_retail_markings_are_ordinary_values_in_a_shops_own_file(tmp_path):
+    """Order C..., order A... and item codes like M or POST mean something only in the Online Retail export."""
+    text = (
+        "user_id,item_id,timestamp,order_id\n7,M,2021-01-01,C1001\n7,POST,2021-01-02,A17\n8,gift_0001_10,2021-01-03,9\n"
+    )
+    raw = read_events(_write(tmp_path, text, "shop.csv"))
+    assert cleaning.clean(raw, CleaningSettings()).quarantined.empty
+    as_online_retail = cleaning.clean(raw, CleaningSettings(), ONLINE_RETAIL).quarantined[C.REASON].tolist()
+    assert as_online_retail == ["cancelled_invoice", "accounting_adjustment", "non_product_code"]
+    own = CleaningSettings(non_product_codes=["post"], non_product_pattern=r"gift_\d+_\d+")
+    assert cleaning.clean(raw, own).quarantined[C.REASON].tolist() == ["non_product_code", "non_product_code"]
