@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ml.config import get_settings
-from ml.errors import GateFailedError, InputDataError
+from ml.errors import GateFailedError, InputDataError, SettingsError
 from ml.models.registry import ALL_MODELS
 
 
@@ -91,11 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; bad input exits 2 with a one-line message naming file/column/row."""
+    """Run the command line; bad input or settings exit 2 with a message naming file/column/row or the key."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except InputDataError as exc:
+    except (InputDataError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except GateFailedError as exc:

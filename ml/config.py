@@ -14,8 +14,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ml.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -255,8 +257,11 @@ class _TomlSource(PydanticBaseSettingsSource):
         path = os.environ.get("RECO_SETTINGS_FILE")
         if not path:
             return {}
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        try:
+            with open(path, "rb") as fh:
+                return tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"settings file {path} (RECO_SETTINGS_FILE): {exc}") from exc
 
 
 class Settings(BaseSettings):
@@ -290,11 +295,15 @@ class Settings(BaseSettings):
         Returns:
             A new, validated Settings.
         Raises:
-            KeyError: naming the first unknown section or key (``models.bert4rec.hiden``).
+            SettingsError: naming the first unknown section or key (``models.bert4rec.hiden``), or a
+                value of the wrong type.
         """
         data = self.model_dump()
         _merge(data, overrides or {}, "")
-        return Settings.model_validate(data)
+        try:
+            return Settings.model_validate(data)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, "run overrides")) from exc
 
     @property
     def mlflow_uri(self) -> str:
@@ -309,11 +318,11 @@ def _merge(data: dict[str, Any], overrides: dict[str, Any], where: str) -> None:
     for key, value in overrides.items():
         name = f"{where}{key}"
         if key not in data:
-            raise KeyError(f"unknown setting {name}")
+            raise SettingsError(f"unknown setting {name}")
         if isinstance(data[key], dict) and isinstance(value, dict):
             _merge(data[key], value, f"{name}.")
         elif isinstance(data[key], dict) and value is not None:
-            raise KeyError(f"{name} is a section: give a mapping of its keys")
+            raise SettingsError(f"{name} is a section: give a mapping of its keys")
         elif value is not None:
             data[key] = value
 
@@ -325,5 +334,19 @@ def get_settings(**overrides: Any) -> Settings:
         overrides: top-level sections to set explicitly (highest precedence).
     Returns:
         The validated Settings.
+    Raises:
+        SettingsError: an unreadable settings file, or a value of the wrong type (naming each key).
     """
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, "defaults, RECO_SETTINGS_FILE and RECO_* environment")) from exc
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    """One line per invalid setting: its dotted key, what is wrong, and the value given."""
+    lines = [f"invalid settings (from {where}):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)

@@ -37,3 +37,10 @@ class GateFailedError(RuntimeError):
         if report_path:
             lines.append(f"  validation result: {report_path}")
         super().__init__("\n".join(lines))
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used: an unreadable settings file, or a value of the wrong type or range.
+
+    The message names where the value came from when it is known (the file) and each offending key.
+    """

@@ -3,6 +3,7 @@
 import pytest
 
 from ml.config import get_settings
+from ml.errors import SettingsError
 
 
 def test_defaults_are_typed():
@@ -23,13 +24,13 @@ def test_file_then_environment_then_overrides(tmp_path, monkeypatch):
 
 
 def test_unknown_keys_are_refused():
-    with pytest.raises(KeyError, match="split.tset_days"):
+    with pytest.raises(SettingsError, match="split.tset_days"):
         get_settings().with_overrides({"split": {"tset_days": 1}})
-    with pytest.raises(KeyError):
+    with pytest.raises(SettingsError):
         get_settings().with_overrides({"nope": {}})
-    with pytest.raises(KeyError, match="models.bert4rec.hiden"):
+    with pytest.raises(SettingsError, match="models.bert4rec.hiden"):
         get_settings().with_overrides({"models": {"bert4rec": {"hiden": 128}}})
-    with pytest.raises(KeyError, match="is a section"):
+    with pytest.raises(SettingsError, match="is a section"):
         get_settings().with_overrides({"models": {"als": 3}})
 
 
@@ -48,3 +49,25 @@ def test_local_store_is_under_home(tmp_path):
     s = get_settings().with_overrides({"paths": {"home": str(tmp_path)}})
     assert s.mlflow_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     assert s.paths.lake == tmp_path / "lake"
+
+
+def test_bad_settings_name_the_key_or_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECO_SPLIT__TEST_DAYS", "a hundred")
+    with pytest.raises(SettingsError, match=r"split.test_days: .*'a hundred'"):
+        get_settings()
+    monkeypatch.delenv("RECO_SPLIT__TEST_DAYS")
+    with pytest.raises(SettingsError, match="models.als.factors"):
+        get_settings().with_overrides({"models": {"als": {"factors": "many"}}})
+    broken = tmp_path / "settings.toml"
+    broken.write_text("[split\ntest_days = 50\n")
+    monkeypatch.setenv("RECO_SETTINGS_FILE", str(broken))
+    with pytest.raises(SettingsError, match=str(broken)):
+        get_settings()
+
+
+def test_the_command_line_reports_bad_settings_without_a_traceback(monkeypatch, capsys, tmp_path):
+    from ml.cli import main
+
+    monkeypatch.setenv("RECO_SPLIT__TEST_DAYS", "-")
+    assert main(["data", "prepare", "--out", str(tmp_path / "out")]) == 2
+    assert "split.test_days" in capsys.readouterr().err
