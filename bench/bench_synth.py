@@ -33,12 +33,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def load_bundled(lake: Path | None, settings):
-    import pandas as pd
-
-    from ml.data.prepare import CATALOG_FILE, SourceSpec, prepare_split, split_lake
+    from ml.data.prepare import SourceSpec, prepare_split, read_lake_catalog, split_lake
 
     if lake is not None:
-        return split_lake(lake, settings), pd.read_parquet(lake / CATALOG_FILE)
+        return split_lake(lake, settings), read_lake_catalog(lake)
     prepared = prepare_split(SourceSpec.bundled(settings), settings)
     return prepared.data, prepared.catalog
 

@@ -16,6 +16,7 @@ from ml.config import Settings
 from ml.data import catalog as catalog_mod
 from ml.data import cleaning, lake, sources
 from ml.data.dataset import SplitData, build_split
+from ml.errors import InputDataError
 
 INTERACTIONS = "interactions"
 QUARANTINE = "quarantine"
@@ -272,7 +273,15 @@ def prepare_split(spec: SourceSpec, settings: Settings, protocol: str = "tempora
 
 
 def read_lake_interactions(lake_dir: Path, as_of=None) -> pd.DataFrame:
-    """Interactions of a published lake, only those dated on or before ``as_of`` when given."""
+    """Interactions of a published lake, only those dated on or before ``as_of`` when given.
+
+    Raises:
+        InputDataError: the folder holds no lake (no ``interactions/``).
+    """
+    if not (Path(lake_dir) / INTERACTIONS).is_dir():
+        raise InputDataError(
+            lake_dir, f"not a lake: no {INTERACTIONS}/ folder (write one with `python -m ml data prepare`)"
+        )
     until = pd.Timestamp(as_of).normalize() + pd.Timedelta(days=1) if as_of is not None else None
     return lake.read_partitioned(Path(lake_dir) / INTERACTIONS, until=until)
 
@@ -281,3 +290,15 @@ def split_lake(lake_dir: Path, settings: Settings, as_of=None) -> SplitData:
     """The temporal split of a published lake's interactions as of ``as_of`` (what the nightly dataset step saves)."""
     as_of = pd.Timestamp(as_of) if as_of is not None else None
     return build_split(read_lake_interactions(lake_dir, as_of), settings.split, "temporal", as_of=as_of)
+
+
+def read_lake_catalog(lake_dir: Path) -> pd.DataFrame:
+    """The catalog of a published lake.
+
+    Raises:
+        InputDataError: the lake has no catalog.
+    """
+    path = Path(lake_dir) / CATALOG_FILE
+    if not path.is_file():
+        raise InputDataError(lake_dir, f"not a lake: no {CATALOG_FILE} (write one with `python -m ml data prepare`)")
+    return pd.read_parquet(path)

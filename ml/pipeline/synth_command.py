@@ -39,12 +39,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _split_and_catalog(args, settings):
-    import pandas as pd
-
-    from ml.data.prepare import CATALOG_FILE, SourceSpec, prepare_split, split_lake
+    from ml.data.prepare import SourceSpec, prepare_split, read_lake_catalog, split_lake
 
     if args.lake:
-        return split_lake(args.lake, settings, args.as_of), pd.read_parquet(args.lake / CATALOG_FILE)
+        return split_lake(args.lake, settings, args.as_of), read_lake_catalog(args.lake)
     spec = SourceSpec(events=tuple(args.events), catalog=args.catalog) if args.events else SourceSpec.bundled(settings)
     prepared = prepare_split(spec, settings, "temporal", args.as_of)
     return prepared.data, prepared.catalog

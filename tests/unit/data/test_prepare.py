@@ -138,3 +138,13 @@ def test_cli_prepares_generic_events(tmp_path, capsys):
     assert main(["data", "prepare", "--events", str(events), "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["rows_in"] == report["rows_kept"] == 2
+
+
+def test_a_folder_that_is_no_lake_is_named_in_the_error(tmp_path, settings):
+    from ml.data.prepare import read_lake_catalog, split_lake
+    from ml.errors import InputDataError
+
+    with pytest.raises(InputDataError, match="not a lake: no interactions/"):
+        split_lake(tmp_path, settings)
+    with pytest.raises(InputDataError, match="not a lake: no catalog"):
+        read_lake_catalog(tmp_path)
