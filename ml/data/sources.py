@@ -111,6 +111,8 @@ REQUIRED = (C.USER, C.ITEM, C.TIMESTAMP)
 NULL_TITLES = ("", "?", "Missing_Description", "nan")
 # spellings of "no id" left by conversions (blank, pandas' nan, Python's None)
 NULL_IDS = ("", "nan", "None")
+# what exports and databases write for "no value"; matched case-insensitively, an id that says so is missing
+NULL_WORDS = ("nan", "none", "null", "nil", "n/a", "na", "undefined")
 CATALOG_REQUIRED = (C.ITEM, C.TITLE)
 NAN_ROWS = "nan_rows"  # DataFrame.attrs key: Parquet float column -> first row holding NaN (pandas reads it as null)
 
@@ -121,9 +123,11 @@ MAX_EPOCH_S = int((MAX_TIMESTAMP - MIN_TIMESTAMP).total_seconds())
 MAX_QUANTITY = 2**53  # exclusive; integers stay exact in float64 and int64 below it
 MAX_PRICE = 1e12  # exclusive; no unit price reaches a trillion
 
-_ID_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]"  # control characters and line breaks: never in an id
+# control characters, line breaks, zero-width and bidirectional formatting characters: never in an id
+_ID_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 _TEXT_BREAKS = r"[\t\n\r\u2028\u2029]+"  # tabs and line breaks in free text: read as a space
-_TEXT_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"  # other control characters: refused
+# other control characters and bidirectional overrides (they reorder what a reader sees): refused
+_TEXT_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 
 
 def _check_header(names: list, path: Path) -> list[str]:
@@ -376,8 +380,13 @@ def _ids(series: pd.Series, path: Path, column: str, nulls: tuple[str, ...] = NU
     else:
         out = series.astype("string").str.strip()
     ctrl = _matches(out, _ID_CONTROL)
-    _refuse_first(path, column, out, [(ctrl, lambda x: f"id {_show(x)} contains a control character or line break")])
-    return out.mask(out.isin(list(nulls)))
+    _refuse_first(
+        path,
+        column,
+        out,
+        [(ctrl, lambda x: f"id {_show(x)} contains a control character, line break or invisible character")],
+    )
+    return out.mask(out.isin(list(nulls)) | out.str.lower().isin(NULL_WORDS))
 
 
 def _text(series: pd.Series, path: Path, column: str, nulls: tuple[str, ...] = ("",)) -> pd.Series:
