@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ml.config import get_settings
 from ml.errors import GateFailedError, InputDataError, SettingsError
-from ml.models.registry import ALL_MODELS
+from ml.models.registry import ALL_MODELS, check_names
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
@@ -43,18 +43,37 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
+def _pair(text: str) -> tuple[str, str]:
+    """``A,B`` -> (A, B)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(f"--compare takes two models, A,B; got {text!r}")
+    return parts[0], parts[1]
+
+
 def cmd_benchmark(args) -> int:
     """Fit and evaluate the chosen models; print the NDCG@10 table."""
     from ml.pipeline.benchmark import run_benchmark
-    from ml.pipeline.report import metrics_table
+    from ml.pipeline.report import bucket_table, comparison_table, metrics_table
 
     overrides = {"models": {"seed": args.seed, "bert4rec": {"max_epochs": args.max_epochs}}}
     settings = get_settings().with_overrides(overrides)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    doc = run_benchmark(_spec(args, settings), args.protocol, models, args.out, settings)
+    try:
+        compare = [_pair(text) for text in args.compare or []]
+        check_names(models + [m for pair in compare for m in pair])
+        if missing := sorted({m for pair in compare for m in pair} - set(models)):
+            raise ValueError(f"--compare names {missing}, which are not among --models")
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    doc = run_benchmark(_spec(args, settings), args.protocol, models, args.out, settings, compare=compare)
     print(json.dumps(doc["protocol"], indent=2, default=str))
     print(metrics_table(doc, "ndcg@10"))
     print(metrics_table(doc, "recall@10"))
+    print(bucket_table(doc, "ndcg@10"))
+    if doc["comparisons"]:
+        print(comparison_table(doc["comparisons"]))
     print(f"wrote {args.out}/metrics.json, recommendations.parquet, ground_truth.parquet ({doc['elapsed_seconds']} s)")
     return 0
 
@@ -79,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--out", type=Path, required=True)
     bench.add_argument("--seed", type=int, default=None)
+    bench.add_argument(
+        "--compare",
+        action="append",
+        metavar="A,B",
+        help="print B - A per view, segment and metric with its paired 95%% interval and p-value (repeatable)",
+    )
     bench.add_argument(
         "--max-epochs", type=int, default=None, help="upper bound on BERT4Rec epochs (early stopping decides)"
     )

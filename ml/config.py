@@ -172,6 +172,11 @@ class EvalSettings(BaseModel):
 
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])  # metrics.json reports each; the plot draws the curve
     top_k: int = 20  # items per user written to recommendations.parquet
+    # history-length buckets (distinct items bought before the evaluated period) reported per model:
+    # each edge starts a bucket, so [1, 2, 4, 8, 16] gives 1, 2-3, 4-7, 8-15, 16+
+    history_buckets: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16])
+    compare_metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@10"])  # every A-vs-B record
+    bootstrap_resamples: int = 2000  # resamples of each paired bootstrap interval and permutation p-value
 
 
 class TextSettings(BaseModel):

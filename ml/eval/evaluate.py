@@ -87,3 +87,15 @@ def evaluate(
         values["users"] = len(rows)
         result[name] = values
     return result
+
+
+def per_user(model_recs: np.ndarray, truth: sp.csr_matrix, users: np.ndarray, name: str) -> np.ndarray:
+    """One ranking metric (``ndcg@10``, ``recall@20``, ...) per evaluated user, aligned with ``users``.
+
+    Users with empty truth get NaN (as in :mod:`ml.eval.metrics`); :func:`ml.eval.compare.compare` drops them.
+    """
+    metric, _, k = name.partition("@")
+    if metric not in RANKING_METRICS or not k.isdigit():
+        raise ValueError(f"unknown ranking metric {name!r} (one of {', '.join(RANKING_METRICS)} at a k, e.g. ndcg@10)")
+    user_truth = sp.csr_matrix(truth)[np.asarray(users, dtype=np.int64)]
+    return RANKING_METRICS[metric](np.asarray(model_recs), user_truth, int(k))

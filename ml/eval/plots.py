@@ -38,3 +38,44 @@ def plot_metric_curves(doc: dict, path: Path, metrics: tuple[str, ...] = ("ndcg"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_history_buckets(doc: dict, path: Path, metric: str = "ndcg@10") -> Path:
+    """``metric`` against history length (the document's ``history_buckets``), one line per model, per view.
+
+    An effect on short histories shows as a curve instead of one noisy cell; each bucket's label
+    carries its number of users.
+
+    Returns:
+        The PNG path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    buckets = doc.get("history_buckets") or []
+    views = list(next(iter(doc["models"].values()))["views"]) if doc["models"] else []
+    fig, axes = plt.subplots(1, max(len(views), 1), figsize=(5.5 * max(len(views), 1), 3.8), squeeze=False)
+    for c, view in enumerate(views):
+        ax = axes[0][c]
+        first = next(iter(doc["models"].values()))["views"][view]
+        labels = [f"{b.removeprefix('history_')}\n({first.get(b, {}).get('users', 0)})" for b in buckets]
+        for name, entry in doc["models"].items():
+            ax.plot(
+                range(len(buckets)),
+                [entry["views"][view].get(b, {}).get(metric) for b in buckets],
+                marker="o",
+                label=name,
+            )
+        ax.set_xticks(range(len(buckets)), labels)
+        ax.set_title(f"{metric} by distinct items in history ({view} view)")
+        ax.set_xlabel("items in history (users)")
+        ax.grid(alpha=0.3)
+    if views:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

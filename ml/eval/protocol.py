@@ -10,6 +10,8 @@ Pure functions over interactions and metric documents; nothing here fits or load
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -32,12 +34,36 @@ def users_with_truth(truth: sp.csr_matrix) -> np.ndarray:
     return np.flatnonzero(np.diff(truth.indptr) > 0)
 
 
-def segments(seen: sp.csr_matrix, users: np.ndarray, sparse_max: int) -> dict[str, np.ndarray]:
-    """User segments over ``users``: ``sparse`` (<= ``sparse_max`` distinct history items, from the
-    binary user x item history ``seen``) and ``rest``."""
+def segments(
+    seen: sp.csr_matrix, users: np.ndarray, sparse_max: int, bucket_edges: Sequence[int] = ()
+) -> dict[str, np.ndarray]:
+    """User segments over ``users`` by their number of distinct history items (binary user x item ``seen``).
+
+    ``sparse`` (<= ``sparse_max`` items) and ``rest``; and with ``bucket_edges`` (e.g. ``[1, 2, 4, 8, 16]``)
+    one segment per bucket of history length: ``history_1``, ``history_2-3``, ``history_4-7``,
+    ``history_8-15``, ``history_16+`` (see :func:`bucket_names`).
+    """
     n_items = np.diff(seen.indptr)[users]
     sparse = n_items <= sparse_max
-    return {"sparse": sparse, "rest": ~sparse}
+    out = {"sparse": sparse, "rest": ~sparse}
+    edges = list(bucket_edges)
+    for name, low, high in zip(bucket_names(edges), edges, edges[1:] + [None]):
+        out[name] = (n_items >= low) & (n_items < high if high is not None else True)
+    return out
+
+
+def bucket_names(edges: Sequence[int]) -> list[str]:
+    """Names of the buckets that start at each edge: ``[1, 2, 4]`` -> history_1, history_2-3, history_4+."""
+    edges = list(edges)
+    names = []
+    for low, high in zip(edges, edges[1:] + [None]):
+        if high is None:
+            names.append(f"history_{low}+")
+        elif high - low == 1:
+            names.append(f"history_{low}")
+        else:
+            names.append(f"history_{low}-{high - 1}")
+    return names
 
 
 def variant_uplift(models: dict, pairs: dict[str, str], metrics: tuple[str, ...] = ("ndcg@10", "recall@10")) -> dict:

@@ -23,7 +23,14 @@ from ml.pipeline.training import fit_fusion, fit_model, item_text_for
 log = logging.getLogger(__name__)
 
 
-def run_benchmark(spec: SourceSpec, protocol: str, models: list[str], out: Path, settings: Settings) -> dict:
+def run_benchmark(
+    spec: SourceSpec,
+    protocol: str,
+    models: list[str],
+    out: Path,
+    settings: Settings,
+    compare: list[tuple[str, str]] = (),
+) -> dict:
     """Clean, split, fit and evaluate; returns the metrics document (also written to ``out``).
 
     Args:
@@ -32,6 +39,7 @@ def run_benchmark(spec: SourceSpec, protocol: str, models: list[str], out: Path,
         models: names from ``registry.ALL_MODELS``; ``fusion`` fuses the requested members it supports.
         out: output folder.
         settings: hyper-parameters, seed, split.
+        compare: (A, B) model pairs whose paired deltas the document's ``comparisons`` records.
     """
     registry.check_names(models)
     started = time.perf_counter()
@@ -51,7 +59,11 @@ def run_benchmark(spec: SourceSpec, protocol: str, models: list[str], out: Path,
             raise ValueError(f"fusion needs at least two of {candidates} among the models")
         fit_fusion(members, data, run, settings.models.fusion.grid)
         evaluated.append(registry.FUSION)
-    doc = evaluate_models(evaluated, data, settings, run)
+    registry.check_names([m for pair in compare for m in pair])
+    missing = sorted({m for pair in compare for m in pair} - set(evaluated))
+    if missing:
+        raise ValueError(f"--compare names {missing}, which are not among --models")
+    doc = evaluate_models(evaluated, data, settings, run, compare=compare)
     doc["elapsed_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(doc, run.metrics)
     return doc

@@ -17,8 +17,9 @@ from ml import columns as C
 from ml.config import Settings
 from ml.data.dataset import SplitData
 from ml.data.lake import write_json_atomic, write_parquet_atomic
-from ml.eval.evaluate import evaluate
-from ml.eval.protocol import VIEWS, segments, users_with_truth, variant_uplift, view_truths
+from ml.eval.compare import compare as compare_values
+from ml.eval.evaluate import evaluate, per_user
+from ml.eval.protocol import VIEWS, bucket_names, segments, users_with_truth, variant_uplift, view_truths
 from ml.eval.ranking import recommendations_frame
 from ml.models import registry
 from ml.pipeline.layout import RunFolder
@@ -26,17 +27,30 @@ from ml.pipeline.training import load_final
 
 
 def evaluate_models(
-    keys: list[str], data: SplitData, settings: Settings, run: RunFolder, out: RunFolder | None = None
+    keys: list[str],
+    data: SplitData,
+    settings: Settings,
+    run: RunFolder,
+    out: RunFolder | None = None,
+    compare: list[tuple[str, str]] = (),
 ) -> dict:
     """Score every final model on the test period, in both views, overall and per segment.
 
+    Segments: ``sparse``/``rest`` and the history-length buckets of ``eval.history_buckets``.
     Writes ``metrics.json``, ``recommendations.parquet`` (model, view, user_id, rank, item_id,
     score; ``eval.top_k`` per evaluated user) and ``ground_truth.parquet`` (user_id, item_id, repeat)
     into ``out`` (default ``run``).
 
+    Args:
+        compare: (A, B) pairs of evaluated models to compare (paired bootstrap, see :mod:`ml.eval.compare`).
     Returns:
-        The metrics document; ``synthetic_uplift`` compares each synthetic variant with its base model.
+        The metrics document; ``synthetic_uplift`` compares each synthetic variant with its base model
+        (with the 95% interval and p-value of each delta); ``comparisons`` holds one record per
+        requested pair x view x segment x ``eval.compare_metrics``.
     """
+    unknown = sorted({m for pair in compare for m in pair} - set(keys))
+    if unknown:
+        raise ValueError(f"cannot compare {unknown}: not among the evaluated models {keys}")
     out = out or run
     top_k = settings.eval.top_k
     history = data.history_for_test()
@@ -45,9 +59,18 @@ def evaluate_models(
     popularity = np.asarray(seen.sum(axis=0)).ravel()
     ks = settings.eval.ks
     view_users = {view: users_with_truth(truth) for view, truth in truths.items()}
-    view_segments = {view: segments(seen, users, settings.split.sparse_max_items) for view, users in view_users.items()}
-    doc: dict = {"protocol": data.info, "ks": ks, "sparse_max_items": settings.split.sparse_max_items, "models": {}}
-    rec_frames = []
+    edges = settings.eval.history_buckets
+    view_segments = {
+        view: segments(seen, users, settings.split.sparse_max_items, edges) for view, users in view_users.items()
+    }
+    doc: dict = {
+        "protocol": data.info,
+        "ks": ks,
+        "sparse_max_items": settings.split.sparse_max_items,
+        "history_buckets": bucket_names(edges),
+        "models": {},
+    }
+    rec_frames, lists = [], {}
     for key in keys:
         fit_path = run.fit_record(key)
         fit = json.loads(fit_path.read_text()) if fit_path.exists() else {}
@@ -65,6 +88,7 @@ def evaluate_models(
                 users, history, n=max(max(ks), top_k), filter_already_liked_items=exclude_seen
             )
             entry[f"predict_seconds_{view}"] = round(time.perf_counter() - started, 2)
+            lists[key, view] = ids
             entry["views"][view] = evaluate(
                 ids, truth, users, view_segments[view], ks=ks, item_popularity=popularity, n_items=data.n_items
             )
@@ -73,6 +97,22 @@ def evaluate_models(
         doc["models"][key] = entry
     pairs = {k: registry.base_name(k) for k in keys if registry.is_synthetic(k)}
     doc["synthetic_uplift"] = variant_uplift(doc["models"], pairs)
+    judge = Judge(lists, truths, view_users, view_segments, settings)
+    for variant_key, base in pairs.items():
+        if base in doc["synthetic_uplift"]:
+            for view, segs in doc["synthetic_uplift"][base].items():
+                for seg, metrics in segs.items():
+                    for metric, cell in metrics.items():
+                        record = judge.compare(base, variant_key, view, seg, metric) or {}
+                        cell.update({k: record.get(k) for k in ("ci_low", "ci_high", "p_value", "n_users")})
+    doc["comparisons"] = [
+        record
+        for a, b in compare
+        for view in VIEWS
+        for seg in ("overall", *view_segments[view])
+        for metric in settings.eval.compare_metrics
+        if (record := judge.compare(a, b, view, seg, metric)) is not None
+    ]
     truth = truths["repeat"].tocoo()
     repeat = np.asarray(seen[truth.row, truth.col]).ravel() > 0
     gt = pd.DataFrame({C.USER: data.user_ids[truth.row], C.ITEM: data.item_ids[truth.col], "repeat": repeat})
@@ -82,3 +122,32 @@ def evaluate_models(
     write_parquet_atomic(gt, out.ground_truth)
     write_json_atomic(doc, out.metrics)
     return doc
+
+
+class Judge:
+    """Paired comparisons of two evaluated models on one view, segment and metric, from their top lists."""
+
+    def __init__(self, lists: dict, truths: dict, view_users: dict, view_segments: dict, settings: Settings):
+        self.lists, self.truths, self.view_users, self.view_segments = lists, truths, view_users, view_segments
+        self.resamples, self.seed = settings.eval.bootstrap_resamples, settings.models.seed
+
+    def compare(self, a: str, b: str, view: str, segment: str, metric: str) -> dict | None:
+        """The :class:`~ml.eval.compare.Comparison` of B against A as a dict (``slice`` is ``view/segment``).
+
+        None when the segment has no user in this view.
+        """
+        users = self.view_users[view]
+        mask = np.ones(len(users), bool) if segment == "overall" else self.view_segments[view][segment]
+        if not mask.any():
+            return None
+        values = [per_user(self.lists[key, view][mask], self.truths[view], users[mask], metric) for key in (a, b)]
+        record = compare_values(
+            *values,
+            a=a,
+            b=b,
+            metric=metric,
+            slice=f"{view}/{segment}",
+            n_resamples=self.resamples,
+            random_state=self.seed,
+        )
+        return record.to_dict()

@@ -7,7 +7,8 @@
     <home>/datasets/<day>/{train,valid,test,users,items}.parquet, split.json
     <home>/datasets/<day>/synthetic/...                                    synthesis (ml.synth.pipeline.FILES)
     <home>/runs/<day>/models/<key>/{valid,final[_<view>]}/, fit.json      training, fusion
-    <home>/runs/<day>/{metrics.json, recommendations.parquet, ground_truth.parquet, metric_curves.png, summary.txt}
+    <home>/runs/<day>/{metrics.json, recommendations.parquet, ground_truth.parquet, metric_curves.png,
+                       history_buckets.png, summary.txt}
 
 A rerun for the same day writes the same paths, so its outputs replace the earlier ones.
 """
@@ -71,6 +72,10 @@ class RunFolder:
     @property
     def plot(self) -> Path:
         return self.root / "metric_curves.png"
+
+    @property
+    def buckets_plot(self) -> Path:
+        return self.root / "history_buckets.png"
 
     @property
     def summary(self) -> Path:

@@ -45,8 +45,8 @@ def summary_text(results: dict) -> str:
         for name, views in (ev.get("synthetic_uplift") or {}).items():
             d = views["discover"]
             lines.append(
-                f"synthetic uplift {name} (discover ndcg@10): overall {d['overall']['ndcg@10']['delta']:+.4f}, "
-                f"sparse users {d['sparse']['ndcg@10']['delta']:+.4f}"
+                f"synthetic uplift {name} (discover ndcg@10, 95% interval): overall {_delta(d['overall']['ndcg@10'])}, "
+                f"sparse users {_delta(d['sparse']['ndcg@10'])}"
             )
         lines.append(f"metrics: {ev['metrics_path']}")
     fused = results.get("fusion")
@@ -74,17 +74,55 @@ def write_summary(settings: Settings, as_of, results: dict) -> str:
     return text
 
 
+def _delta(d: dict) -> str:
+    """``+0.0123 [-0.0040, +0.0290]``: a delta with its 95% interval where one was computed."""
+    if d.get("ci_low") is None:
+        return f"{d['delta']:+.4f}"
+    return f"{d['delta']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+
+
 def uplift_table(doc: dict) -> str:
-    """Real-only vs real+synthetic NDCG@10 and Recall@10 per model, view and segment, one table."""
-    rows = [f"{'model':<10}{'view':<10}{'segment':<9}{'metric':<11}{'real':>9}{'real+syn':>10}{'delta':>9}"]
+    """Real-only vs real+synthetic NDCG@10 and Recall@10 per model, view and segment, with the delta's interval."""
+    rows = [f"{'model':<10}{'view':<10}{'segment':<9}{'metric':<11}{'real':>9}{'real+syn':>10}  delta [95% interval]"]
     for name, views in doc.get("synthetic_uplift", {}).items():
         for view, segs in views.items():
             for seg, ms in segs.items():
                 for m, d in ms.items():
                     rows.append(
-                        f"{name:<10}{view:<10}{seg:<9}{m:<11}{d['real']:>9.4f}{d['real_synthetic']:>10.4f}{d['delta']:>+9.4f}"
+                        f"{name:<10}{view:<10}{seg:<9}{m:<11}{d['real']:>9.4f}{d['real_synthetic']:>10.4f}  {_delta(d)}"
                     )
     return "\n".join(rows)
+
+
+def comparison_table(records: list[dict]) -> str:
+    """One line per comparison record: B - A with its 95% interval, p-value and users."""
+    head = f"{'B - A':<28}{'slice':<22}{'metric':<11}{'A':>8}{'B':>8}{'delta':>9}"
+    rows = [head + f"  {'95% interval':<20}{'p':>7}{'users':>7}"]
+    for r in records:
+        interval = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+        rows.append(
+            f"{r['b'] + ' - ' + r['a']:<28}{r['slice']:<22}{r['metric']:<11}{r['a_value']:>8.4f}{r['b_value']:>8.4f}"
+            f"{r['delta']:>+9.4f}  {interval:<20}{r['p_value']:>7.3f}{r['n_users']:>7}"
+        )
+    return "\n".join(rows)
+
+
+def bucket_table(doc: dict, metric: str = "ndcg@10", view: str = "discover") -> str:
+    """``metric`` per model and history-length bucket (users per bucket in the header)."""
+    buckets = doc.get("history_buckets") or []
+    first = next(iter(doc["models"].values()), None)
+    if first is None or not buckets:
+        return ""
+    groups = first["views"][view]
+    labels = [f"{b.removeprefix('history_')} ({groups.get(b, {}).get('users', 0)})" for b in buckets]
+    lines = [
+        f"{metric} ({view} view) by distinct items in history (users)",
+        f"{'model':<11}" + "".join(f"{x:>16}" for x in labels),
+    ]
+    for name, entry in doc["models"].items():
+        vals = [entry["views"][view].get(b, {}).get(metric, float("nan")) for b in buckets]
+        lines.append(f"{name:<11}" + "".join(f"{x:>16.4f}" for x in vals))
+    return "\n".join(lines)
 
 
 def metrics_table(doc: dict, metric: str = "ndcg@10") -> str:

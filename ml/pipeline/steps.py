@@ -353,16 +353,16 @@ def evaluate_step(
     Returns:
         ``{"metrics_path", "models": {name: {"<view>/ndcg@10": ..., "<view>/recall@10": ...}}, "synthetic_uplift"}``.
     """
-    from ml.eval.plots import plot_metric_curves
+    from ml.eval.plots import plot_history_buckets, plot_metric_curves
     from ml.pipeline.evaluation import evaluate_models
     from ml.tracking import runs
-    from ml.tracking.names import numeric_leaves
+    from ml.tracking.names import metric_name, numeric_leaves
 
     layout = Layout.of(settings, as_of)
     data = SplitData.load(layout.dataset)
     run = layout.run
     doc = evaluate_models(models, data, settings, run)
-    plot = plot_metric_curves(doc, run.plot)
+    plots = [plot_metric_curves(doc, run.plot), plot_history_buckets(doc, run.buckets_plot)]
     if parent_run_id:
         for key, entry in doc["models"].items():
             run_id = runs.model_run(settings, parent_run_id, pipeline_key, key)
@@ -376,15 +376,21 @@ def evaluate_step(
                     run.pyfunc_scratch(key),
                     registered_name=f"{settings.tracking.registered_model}-{key}",
                 )
-        uplift = {
-            name: {
-                view: {seg: {m: d["delta"] for m, d in ms.items()} for seg, ms in segs.items()}
-                for view, segs in views.items()
-            }
+        uplift = {  # the delta under the metric's own name, its interval and p-value beside it
+            f"{name}/{view}/{seg}/{metric_name(m)}{suffix}": d[field]
             for name, views in doc["synthetic_uplift"].items()
+            for view, segs in views.items()
+            for seg, ms in segs.items()
+            for m, d in ms.items()
+            for suffix, field in (
+                ("", "delta"),
+                ("_ci_low", "ci_low"),
+                ("_ci_high", "ci_high"),
+                ("_p_value", "p_value"),
+            )
         }
         runs.log_to_run(
-            settings, parent_run_id, metrics=numeric_leaves(uplift, "uplift/"), artifacts=[run.metrics, plot]
+            settings, parent_run_id, metrics=numeric_leaves(uplift, "uplift/"), artifacts=[run.metrics, *plots]
         )
     summary = {
         key: {

@@ -39,6 +39,8 @@ def test_leave_one_out_benchmark_writes_recomputable_outputs(tmp_path, capsys):
             "3",
             "--seed",
             "1",
+            "--compare",
+            "pop,rebuy",
         ]
     )
     assert code == 0
@@ -60,4 +62,20 @@ def test_leave_one_out_benchmark_writes_recomputable_outputs(tmp_path, capsys):
     hits = pop.merge(truth[~truth["repeat"]], on=[C.USER, C.ITEM])[C.USER].nunique()
     evaluated = doc["models"]["pop"]["views"]["discover"]["overall"]["users"]
     assert abs(hits / evaluated - doc["models"]["pop"]["views"]["discover"]["overall"]["hr@10"]) < 1e-9
-    assert "ndcg@10" in capsys.readouterr().out
+    # the paired comparison, recomputed from the written lists: rebuy's and pop's HR@10 per discover user
+    record = next(r for r in doc["comparisons"] if r["slice"] == "discover/overall" and r["metric"] == "recall@10")
+    assert (record["a"], record["b"], record["n_users"]) == ("pop", "rebuy", evaluated)
+    assert record["a_value"] == doc["models"]["pop"]["views"]["discover"]["overall"]["recall@10"]
+    assert record["ci_low"] <= record["delta"] <= record["ci_high"] and 0 <= record["p_value"] <= 1
+    printed = capsys.readouterr().out
+    assert "ndcg@10" in printed and "95% interval" in printed and "rebuy - pop" in printed
+
+
+def test_compare_needs_models_that_are_benchmarked(tmp_path, capsys):
+    events = tmp_path / "seq.csv"
+    _sequences(events, n_users=10)
+    args = ["benchmark", "--events", str(events), "--models", "pop,rebuy", "--out", str(tmp_path / "o")]
+    assert main([*args, "--compare", "pop,als"]) == 2
+    assert "not among --models" in capsys.readouterr().err
+    assert main([*args, "--compare", "pop"]) == 2
+    assert not (tmp_path / "o").exists()

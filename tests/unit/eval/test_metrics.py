@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from ml.eval import metrics as m
-from ml.eval.evaluate import evaluate
+from ml.eval.evaluate import evaluate, per_user
 from ml.eval.ranking import top_n
 
 L2, L3, L4, L5 = math.log2(2), math.log2(3), math.log2(4), math.log2(5)
@@ -155,3 +155,11 @@ def test_evaluate_reports_overall_and_segments_and_drops_users_without_truth():
     assert set(overall) == {
         f"{name}@{k}" for name in ("ndcg", "recall", "hr", "mrr", "map", "coverage", "novelty") for k in (2, 4)
     } | {"users"}
+
+
+def test_per_user_values_follow_the_users_and_leave_empty_truth_nan():
+    truth = truth_matrix([[2], [], [9]])
+    values = per_user(np.array([[1, 2], [3, 4], [9, 8]]), truth, np.array([0, 1, 2]), "ndcg@2")
+    assert values[0] == pytest.approx(1 / L3) and np.isnan(values[1]) and values[2] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown ranking metric"):
+        per_user(np.array([[1, 2]]), truth[:1], np.array([0]), "precision@2")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ml.data.interactions import Interactions
-from ml.eval.protocol import segments, users_with_truth, variant_uplift, view_truths
+from ml.eval.protocol import bucket_names, segments, users_with_truth, variant_uplift, view_truths
 
 
 def test_discover_truth_drops_items_already_in_history():
@@ -35,3 +35,18 @@ def test_uplift_is_the_variant_minus_its_base_per_view_and_segment():
     ndcg = uplift["als"]["discover"]["sparse"]["ndcg@10"]
     assert (ndcg["real"], ndcg["real_synthetic"]) == (0.100, 0.125) and ndcg["delta"] == pytest.approx(0.025)
     assert uplift["als"]["discover"]["overall"]["recall@10"]["delta"] == pytest.approx(-0.010)
+
+
+def test_history_buckets_split_users_by_distinct_items():
+    counts = [1, 2, 3, 4, 7, 8, 15, 16, 40]
+    users = np.repeat(np.arange(len(counts)), counts)
+    items = np.concatenate([np.arange(c) for c in counts])
+    seen = Interactions.from_arrays(users, items, n_users=len(counts), n_items=40).csr(binary=True)
+    seg = segments(seen, np.arange(len(counts)), sparse_max=3, bucket_edges=[1, 2, 4, 8, 16])
+    assert bucket_names([1, 2, 4, 8, 16]) == ["history_1", "history_2-3", "history_4-7", "history_8-15", "history_16+"]
+    assert np.flatnonzero(seg["history_1"]).tolist() == [0]
+    assert np.flatnonzero(seg["history_2-3"]).tolist() == [1, 2]
+    assert np.flatnonzero(seg["history_4-7"]).tolist() == [3, 4]
+    assert np.flatnonzero(seg["history_8-15"]).tolist() == [5, 6]
+    assert np.flatnonzero(seg["history_16+"]).tolist() == [7, 8]
+    assert np.flatnonzero(seg["sparse"]).tolist() == [0, 1, 2]

@@ -57,10 +57,18 @@ def test_synthetic_variant_trains_on_the_extra_rows_and_is_reported_beside_its_b
     T.fit_model("als", data, settings, run)
     result = T.fit_model("als_synth", data, settings, run, synthetic=synthetic)
     assert result["summary"]["extra_events"] == 4 and set(result["valid"]) == {"repeat", "discover"}
-    doc = evaluate_models(["als", "als_synth"], data, settings, run)
+    doc = evaluate_models(["als", "als_synth"], data, settings, run, compare=[("als", "als_synth")])
     assert set(doc["synthetic_uplift"]) == {"als"}
     assert set(doc["synthetic_uplift"]["als"]["discover"]) == {"overall", "sparse"}
-    assert "als" in uplift_table(doc)
+    cell = doc["synthetic_uplift"]["als"]["discover"]["overall"]["ndcg@10"]
+    assert cell["ci_low"] <= cell["delta"] <= cell["ci_high"] and 0 < cell["p_value"] <= 1
+    # the uplift is the same paired comparison that --compare asks for
+    record = next(r for r in doc["comparisons"] if r["slice"] == "discover/overall" and r["metric"] == "ndcg@10")
+    assert (record["delta"], record["ci_low"], record["p_value"]) == (cell["delta"], cell["ci_low"], cell["p_value"])
+    slices = {r["slice"] for r in doc["comparisons"]}
+    assert {"repeat/overall", "discover/overall"} <= slices and all(r["n_users"] > 0 for r in doc["comparisons"])
+    assert "discover/sparse" not in slices  # this split has no sparse user: no record, rather than an error
+    assert "als" in uplift_table(doc) and "[" in uplift_table(doc)
     assert json.loads(run.metrics.read_text())["synthetic_uplift"]["als"]
 
 
