@@ -31,13 +31,7 @@ def plot_metric_curves(doc: dict, path: Path, metrics: tuple[str, ...] = ("ndcg"
             ax.set_xlabel("K")
             ax.set_xticks(ks)
             ax.grid(alpha=0.3)
-    if views:
-        axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, axes, path, legend=bool(views))
 
 
 def plot_history_buckets(doc: dict, path: Path, metric: str = "ndcg@10") -> Path:
@@ -72,7 +66,14 @@ def plot_history_buckets(doc: dict, path: Path, metric: str = "ndcg@10") -> Path
         ax.set_title(f"{metric} by distinct items in history ({view} view)")
         ax.set_xlabel("items in history (users)")
         ax.grid(alpha=0.3)
-    if views:
+    return _save(fig, axes, path, legend=bool(views))
+
+
+def _save(fig, axes, path: Path, legend: bool) -> Path:
+    """Legend on the first panel, tight layout, PNG at ``path`` (folders made), figure closed."""
+    import matplotlib.pyplot as plt
+
+    if legend:
         axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
