@@ -7,13 +7,13 @@ from collections.abc import Mapping
 
 
 def metric_name(name: str) -> str:
-    """``ndcg@10`` -> ``ndcg_at_10`` (MLflow allows only ``[/\\w.\\- :]`` in metric names)."""
-    return name.replace("@", "_at_")
+    """``ndcg@10`` -> ``ndcg_at_10``, ``history_16+`` -> ``history_16plus`` (MLflow allows only ``[/\\w.\\- :]``)."""
+    return name.replace("@", "_at_").replace("+", "plus")
 
 
 def group_metrics(result: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Flatten an evaluation result to MLflow names: ``{"<group>/<metric>_at_<k>": value}``."""
-    return {f"{group}/{metric_name(name)}": float(v) for group, vals in result.items() for name, v in vals.items()}
+    return {metric_name(f"{group}/{name}"): float(v) for group, vals in result.items() for name, v in vals.items()}
 
 
 def numeric_leaves(d: Mapping, prefix: str = "") -> dict[str, float]:

@@ -3,8 +3,9 @@
 from ml.tracking.names import flat_params, group_metrics, metric_name, numeric_leaves
 
 
-def test_metric_names_lose_the_at_sign():
+def test_metric_names_lose_the_at_and_plus_signs():
     assert metric_name("ndcg@10") == "ndcg_at_10"
+    assert group_metrics({"history_16+": {"ndcg@1": 0.5}}) == {"history_16plus/ndcg_at_1": 0.5}
     assert group_metrics({"overall": {"ndcg@2": 0.5, "users": 3}, "sparse": {"recall@4": 0.25}}) == {
         "overall/ndcg_at_2": 0.5,
         "overall/users": 3.0,
