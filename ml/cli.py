@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ml.config import get_settings
 from ml.errors import GateFailedError, InputDataError, SettingsError
-from ml.models.registry import ALL_MODELS, check_names
+from ml.models.registry import ALL_MODELS
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def _pair(text: str) -> tuple[str, str]:
 
 def cmd_benchmark(args) -> int:
     """Fit and evaluate the chosen models; print the NDCG@10 table."""
-    from ml.pipeline.benchmark import run_benchmark
+    from ml.pipeline.benchmark import check_request, run_benchmark
     from ml.pipeline.report import bucket_table, comparison_table, metrics_table
 
     overrides = {"models": {"seed": args.seed, "bert4rec": {"max_epochs": args.max_epochs}}}
@@ -61,9 +61,7 @@ def cmd_benchmark(args) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
         compare = [_pair(text) for text in args.compare or []]
-        check_names(models + [m for pair in compare for m in pair])
-        if missing := sorted({m for pair in compare for m in pair} - set(models)):
-            raise ValueError(f"--compare names {missing}, which are not among --models")
+        check_request(models, compare)
     except (ValueError, argparse.ArgumentTypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,18 @@ from ml.pipeline.training import fit_fusion, fit_model, item_text_for
 log = logging.getLogger(__name__)
 
 
+def check_request(models: list[str], compare: list[tuple[str, str]] = ()) -> None:
+    """Refuse unknown models, and comparisons of models that are not benchmarked, before any work is done.
+
+    Raises:
+        ValueError: naming the offending models.
+    """
+    compared = [m for pair in compare for m in pair]
+    registry.check_names(models + compared)
+    if missing := sorted(set(compared) - set(models)):
+        raise ValueError(f"--compare names {missing}, which are not among --models")
+
+
 def run_benchmark(
     spec: SourceSpec,
     protocol: str,
@@ -41,7 +53,7 @@ def run_benchmark(
         settings: hyper-parameters, seed, split.
         compare: (A, B) model pairs whose paired deltas the document's ``comparisons`` records.
     """
-    registry.check_names(models)
+    check_request(models, compare)
     started = time.perf_counter()
     prepared = prepare_split(spec, settings, protocol)
     data, catalog = prepared.data, prepared.catalog
@@ -59,10 +71,6 @@ def run_benchmark(
             raise ValueError(f"fusion needs at least two of {candidates} among the models")
         fit_fusion(members, data, run, settings.models.fusion.grid)
         evaluated.append(registry.FUSION)
-    registry.check_names([m for pair in compare for m in pair])
-    missing = sorted({m for pair in compare for m in pair} - set(evaluated))
-    if missing:
-        raise ValueError(f"--compare names {missing}, which are not among --models")
     doc = evaluate_models(evaluated, data, settings, run, compare=compare)
     doc["elapsed_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(doc, run.metrics)

@@ -130,6 +130,14 @@ class Judge:
     def __init__(self, lists: dict, truths: dict, view_users: dict, view_segments: dict, settings: Settings):
         self.lists, self.truths, self.view_users, self.view_segments = lists, truths, view_users, view_segments
         self.resamples, self.seed = settings.eval.bootstrap_resamples, settings.models.seed
+        self._values: dict[tuple[str, str, str], np.ndarray] = {}
+
+    def values(self, key: str, view: str, metric: str) -> np.ndarray:
+        """``metric`` of every evaluated user of ``view`` under model ``key``, computed once and reused per segment."""
+        if (key, view, metric) not in self._values:
+            users = self.view_users[view]
+            self._values[key, view, metric] = per_user(self.lists[key, view], self.truths[view], users, metric)
+        return self._values[key, view, metric]
 
     def compare(self, a: str, b: str, view: str, segment: str, metric: str) -> dict | None:
         """The :class:`~ml.eval.compare.Comparison` of B against A as a dict (``slice`` is ``view/segment``).
@@ -140,7 +148,7 @@ class Judge:
         mask = np.ones(len(users), bool) if segment == "overall" else self.view_segments[view][segment]
         if not mask.any():
             return None
-        values = [per_user(self.lists[key, view][mask], self.truths[view], users[mask], metric) for key in (a, b)]
+        values = [self.values(key, view, metric)[mask] for key in (a, b)]
         record = compare_values(
             *values,
             a=a,
