@@ -25,7 +25,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from ml.models.registry import BASE_MODELS
+from ml.models.registry import BASE_MODELS, DEFAULT_MODELS
 
 MODEL_CHOICES = list(BASE_MODELS)
 
@@ -54,11 +54,11 @@ def _ctx(params, context):
             description="Use data up to this day (YYYY-MM-DD). Empty: the run's logical date.",
         ),
         "models": Param(
-            MODEL_CHOICES,
+            list(DEFAULT_MODELS),
             type="array",
             items={"type": "string", "enum": MODEL_CHOICES},
             title="Models",
-            description="Base models to train; fusion combines those trained.",
+            description="Base models to train; fusion combines those trained (newest and text_knn are controls).",
         ),
         "test_days": Param(
             100, type="integer", minimum=1, title="Test days", description="Length of the held-out test period."

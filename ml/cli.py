@@ -1,4 +1,4 @@
-"""Command line: ``python -m ml data prepare ...``, ``python -m ml benchmark ...`` and ``python -m ml synth ...``."""
+"""Command line: ``python -m ml data prepare | benchmark | backtest | synth ...``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,33 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_backtest(args) -> int:
+    """Backtest the chosen models over rolling cuts; print the aggregate table."""
+    from ml.data.prepare import prepare_events
+    from ml.pipeline.backtest import check_models, run_backtest
+    from ml.pipeline.report import backtest_table, comparison_table
+
+    overrides = {"models": {"seed": args.seed}, "eval": {"backtest": {"span_days": args.span_days}}}
+    settings = get_settings().with_overrides(overrides)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        compare = [_pair(text) for text in args.compare or []]
+        check_models(models, compare)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cleaned = prepare_events(_spec(args, settings), settings, as_of=args.as_of)
+    doc = run_backtest(cleaned.interactions, cleaned.catalog, settings, models, args.out, compare=compare)
+    print(json.dumps(doc["totals"], indent=2))
+    for metric in settings.eval.compare_metrics:
+        print(backtest_table(doc, metric))
+    if doc["comparisons"]:
+        print(comparison_table(doc["comparisons"]))
+    cuts = f"{len(doc['cuts'])} cuts {doc['cuts'][0]}..{doc['cuts'][-1]}"
+    print(f"wrote {args.out}/backtest.json, user_metrics.parquet, cuts/<cut>/* ({cuts}, {doc['elapsed_seconds']} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m ml``."""
     parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__)
@@ -106,6 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-epochs", type=int, default=None, help="upper bound on BERT4Rec epochs (early stopping decides)"
     )
     bench.set_defaults(func=cmd_benchmark)
+
+    back = sub.add_parser("backtest", help="replay the nightly loop over rolling cuts; write metrics and lists per cut")
+    _add_source_args(back)
+    back.add_argument("--models", default="pop,rebuy,als,fusion", help=f"comma-separated, from {', '.join(ALL_MODELS)}")
+    back.add_argument("--out", type=Path, required=True)
+    back.add_argument("--as-of", help="only use events up to this day (YYYY-MM-DD); the cuts end there")
+    back.add_argument("--span-days", type=int, default=None, help="days before the end holding the cuts (default 84)")
+    back.add_argument("--seed", type=int, default=None)
+    back.add_argument(
+        "--compare",
+        action="append",
+        metavar="A,B",
+        help="print B - A per view, slice and metric with its cluster-bootstrap 95%% interval and p-value",
+    )
+    back.set_defaults(func=cmd_backtest)
 
     from ml.pipeline.synth_command import add_parser as add_synth
 

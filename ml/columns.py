@@ -19,6 +19,7 @@ CATEGORY = "category"
 DESCRIPTION = "description"
 FIRST_SEEN = "first_seen"
 LAST_SEEN = "last_seen"
+LISTED_AT = "listed_at"  # when the shop listed the item (optional in a shop catalog)
 POPULARITY = "popularity"  # distinct buyers in the data the catalog was built from
 N_LINES = "n_lines"
 

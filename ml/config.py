@@ -112,6 +112,13 @@ class PopularitySettings(BaseModel):
     """The popularity baselines."""
 
     recent_days: int = 30  # window of the "recent popularity" baseline (pop_recent)
+    newest_days: int = 30  # "newest products" control: items first sold within this many days rank first
+
+
+class TextKnnSettings(BaseModel):
+    """Content kNN on item text vectors (ml.text): the control that can place products with few or no buyers."""
+
+    neighbours: int = 50  # most similar items kept per item
 
 
 class ALSSettings(BaseModel):
@@ -162,9 +169,23 @@ class ModelSettings(BaseModel):
 
     seed: int = 42  # seeds every model
     popularity: PopularitySettings = Field(default_factory=PopularitySettings)
+    text_knn: TextKnnSettings = Field(default_factory=TextKnnSettings)
     als: ALSSettings = Field(default_factory=ALSSettings)
     bert4rec: Bert4RecSettings = Field(default_factory=Bert4RecSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+
+
+class BacktestSettings(BaseModel):
+    """Rolling-origin backtest (``python -m ml backtest``): the nightly loop replayed over the last weeks of data."""
+
+    span_days: int = 84  # the last 12 weeks of the data hold the cuts
+    step_days: int = 7  # one cut a week
+    horizon_days: int = 7  # each cut is scored on the purchases of the next week
+    cold_max_buyers: int = 5  # cold-item slice: candidate items with at most this many buyers before the cut
+    slow_cuts: int = 2  # models marked slow in the registry (BERT4Rec) run on this many last cuts only
+    models: list[str] = Field(  # what the nightly DAG backtests (cheap models, the cold-item controls, fusion)
+        default_factory=lambda: ["pop", "pop_recent", "rebuy", "als", "newest", "text_knn", "fusion"]
+    )
 
 
 class EvalSettings(BaseModel):
@@ -177,6 +198,7 @@ class EvalSettings(BaseModel):
     history_buckets: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16])
     compare_metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@10"])  # every A-vs-B record
     bootstrap_resamples: int = 2000  # resamples of each paired bootstrap interval and permutation p-value
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
 
 
 class TextSettings(BaseModel):

@@ -36,7 +36,7 @@ def build_catalog(kept: pd.DataFrame, shop_catalog: pd.DataFrame | None = None) 
         shop_catalog: the shop's catalog (item_id, title[, category, description, price]); its
             titles win over titles seen in events.
     Returns:
-        One row per item with ``CATALOG_COLUMNS`` (plus category/description when given).
+        One row per item with ``CATALOG_COLUMNS`` (plus category/description/listed_at when given).
     """
     g = kept.groupby(C.ITEM, observed=True)
     cat = pd.DataFrame(
@@ -58,10 +58,12 @@ def build_catalog(kept: pd.DataFrame, shop_catalog: pd.DataFrame | None = None) 
         for extra in (C.CATEGORY, C.DESCRIPTION):
             if extra in shop:
                 cat[extra] = shop[extra].reindex(cat.index).astype("string")
+        if C.LISTED_AT in shop:
+            cat[C.LISTED_AT] = shop[C.LISTED_AT].reindex(cat.index)
     cat = cat.reset_index().rename(columns={"index": C.ITEM})
     cat[C.ITEM] = cat[C.ITEM].astype("string")
     cat[C.TITLE] = cat[C.TITLE].astype("string")
-    extras = [c for c in (C.CATEGORY, C.DESCRIPTION) if c in cat]
+    extras = [c for c in (C.CATEGORY, C.DESCRIPTION, C.LISTED_AT) if c in cat]
     return cat[C.CATALOG_COLUMNS + extras].sort_values(C.ITEM, kind="stable").reset_index(drop=True)
 
 

@@ -272,6 +272,17 @@ def prepare_split(spec: SourceSpec, settings: Settings, protocol: str = "tempora
     return Prepared(data, cleaned.catalog, cleaned.report)
 
 
+def prepare_events(spec: SourceSpec, settings: Settings, as_of=None) -> Cleaned:
+    """Source -> clean in memory, with no split (the backtest cuts the events itself).
+
+    Raises:
+        InputDataError: bad input.
+    """
+    as_of = pd.Timestamp(as_of) if as_of is not None else None
+    raw, shop_catalog, rows_after = ingest(spec, as_of)
+    return clean_frames(raw, shop_catalog, spec, settings, as_of, rows_after)
+
+
 def read_lake_interactions(lake_dir: Path, as_of=None) -> pd.DataFrame:
     """Interactions of a published lake, only those dated on or before ``as_of`` when given.
 

@@ -610,9 +610,10 @@ def read_online_retail(folder: str | Path) -> pd.DataFrame:
 
 
 def read_catalog(path: str | Path) -> pd.DataFrame:
-    """Read a shop's own item catalog: ``item_id``, ``title`` required; ``category``, ``description``, ``price``
-    optional. Ids and texts are read as for events (stripped, control characters refused, placeholder titles
-    missing); a catalog's item ``0`` is a real item.
+    """Read a shop's own item catalog: ``item_id``, ``title`` required; ``category``, ``description``,
+    ``price``, ``listed_at`` (when the item became available, a timestamp as for events; may be blank)
+    optional. Ids and texts are read as for events (stripped, control characters refused, placeholder
+    titles missing); a catalog's item ``0`` is a real item.
 
     Raises:
         InputDataError: missing columns, null or blank ids or titles, an item id listed twice (after
@@ -638,5 +639,17 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
     for extra in (C.CATEGORY, C.DESCRIPTION):
         if extra in df:
             df[extra] = _text(df[extra], path, extra)
-    keep = [c for c in (C.ITEM, C.TITLE, C.CATEGORY, C.DESCRIPTION, C.PRICE) if c in df]
+    if C.LISTED_AT in df:  # blank = unknown listing date (then the day after the first sale counts)
+        listed = df[C.LISTED_AT]
+        blank = listed.isna() | listed.astype("string").str.strip().eq("").fillna(True)
+        df[C.LISTED_AT] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
+        rows = np.flatnonzero(~blank.to_numpy(bool))
+        if len(rows):
+            try:
+                parsed = parse_timestamps(listed.iloc[rows].reset_index(drop=True), path, C.LISTED_AT)
+            except InputDataError as exc:  # the subset's row number -> the file's
+                row = int(rows[exc.row]) if exc.row is not None else None
+                raise InputDataError(path, str(exc).split(": ", 1)[-1], C.LISTED_AT, row) from exc
+            df.loc[rows, C.LISTED_AT] = parsed.to_numpy()
+    keep = [c for c in (C.ITEM, C.TITLE, C.CATEGORY, C.DESCRIPTION, C.PRICE, C.LISTED_AT) if c in df]
     return df[keep].reset_index(drop=True)

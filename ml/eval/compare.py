@@ -135,16 +135,58 @@ def compare(
         low = high = delta
     else:
         low, high = _bootstrap_interval(samples, statistic, n_resamples, random_state)
-    extra = samples[2:]  # a cluster's pair count stays with it when its A and B are swapped
-    test = stats.permutation_test(
-        samples[:2],
-        lambda x, y, axis=-1: statistic(x, y, *extra, axis=axis),
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=n_resamples,
-        alternative="two-sided",
-        random_state=np.random.default_rng(random_state + 1),
-    )
-    p_value = min(1.0, float(test.pvalue))
+    p_value = 1.0  # a single user (cluster) can never show a difference beyond chance
+    if n_units >= 2:
+        extra = samples[2:]  # a cluster's pair count stays with it when its A and B are swapped
+        test = stats.permutation_test(
+            samples[:2],
+            lambda x, y, axis=-1: statistic(x, y, *extra, axis=axis),
+            permutation_type="samples",
+            vectorized=True,
+            n_resamples=n_resamples,
+            alternative="two-sided",
+            random_state=np.random.default_rng(random_state + 1),
+        )
+        p_value = min(1.0, float(test.pvalue))
     relative = delta / a_mean if a_mean != 0 else None
     return Comparison(a, b, metric, slice, a_mean, b_mean, delta, relative, low, high, p_value, n_units, list(seeds))
+
+
+def mean_interval(
+    values: Sequence[float],
+    clusters: Sequence | None = None,
+    n_resamples: int = N_RESAMPLES,
+    random_state: int = 0,
+) -> tuple[float, float, float]:
+    """The mean of per-user values and its 95% bootstrap interval (percentile), resampling whole clusters.
+
+    Args:
+        values: one value per (user[, cut]) row; NaN rows are dropped.
+        clusters: a cluster label per row (the user id in a backtest, where a user has a row per cut);
+            None: every row is its own cluster.
+    Returns:
+        ``(mean, ci_low, ci_high)``; the interval is the point when fewer than two clusters remain,
+        and all three are NaN when no value is left.
+    """
+    arr = np.asarray(values, np.float64)
+    keep = ~np.isnan(arr)
+    arr = arr[keep]
+    if not len(arr):
+        return float("nan"), float("nan"), float("nan")
+    mean = float(arr.mean())
+    labels = np.arange(len(arr)) if clusters is None else np.asarray(clusters)[keep]
+    _, inverse = np.unique(labels, return_inverse=True)
+    sums, n = np.bincount(inverse, arr), np.bincount(inverse).astype(np.float64)
+    if len(n) < 2 or np.allclose(arr, mean):
+        return mean, mean, mean
+    ci = stats.bootstrap(
+        (sums, n),
+        lambda s, c, axis=-1: np.sum(s, axis=axis) / np.sum(c, axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        random_state=np.random.default_rng(random_state),
+    ).confidence_interval
+    return mean, float(ci.low), float(ci.high)

@@ -11,8 +11,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from ml.data.interactions import Interactions
-from ml.models.base import Recommender
-from ml.models.rebuy import HistoryCache
+from ml.models.base import HistoryCache, Recommender
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,3 +95,22 @@ class Recommender(ABC):
     @classmethod
     @abstractmethod
     def _load(cls, path: Path) -> Recommender: ...
+
+
+class HistoryCache:
+    """Remembers one value derived from the last ``history`` seen (by identity, via a weak reference).
+
+    ``recommend`` calls ``score`` once per user batch with the same ``history``; this keeps models from
+    re-aggregating all events for every batch. ``Interactions`` is immutable, so identity is enough.
+    """
+
+    def __init__(self) -> None:
+        self._ref: weakref.ref | None = None
+        self._value: Any = None
+
+    def get(self, history: Interactions, build: Callable[[Interactions], Any]) -> Any:
+        """Return ``build(history)``, computed once per distinct ``history`` object."""
+        if self._ref is None or self._ref() is not history:
+            self._value = build(history)
+            self._ref = weakref.ref(history)
+        return self._value

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.data.interactions import ITEM_IDX, TS, USER_IDX, Interactions
-from ml.models.base import Recommender
+from ml.models.base import HistoryCache, Recommender
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -58,6 +58,60 @@ class Popularity(Recommender):
 
     @classmethod
     def _load(cls, path: Path) -> Popularity:
+        model = cls(**json.loads((path / "params.json").read_text()))
+        model.popularity = np.load(path / "popularity.npy")
+        return model
+
+
+class NewestPopularity(Recommender):
+    """The "newest products" control: items first sold within the last ``days`` days, most bought first.
+
+    What a shop shows as "new in": among the items whose first event in ``history`` lies within
+    ``days`` days of the latest event there, rank by distinct buyers since (plus one, so every new item
+    beats every older one); the older items follow by all-time popularity (a share below 1e-3). Read from
+    ``history`` at scoring time, so a model fitted last night still knows yesterday's launches; ``fit``
+    only learns the popularity that fills the list.
+    """
+
+    name = "newest"
+
+    def __init__(self, days: int = 30):
+        self.days = days
+        self.popularity: np.ndarray | None = None  # max-normalized distinct training buyers
+        self._cache = HistoryCache()
+
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> NewestPopularity:
+        """Learn the all-time popularity that orders the items that are not new (``valid`` is unused)."""
+        pop = distinct_users_per_item(train)
+        self.popularity = pop / pop.max() if pop.max() > 0 else pop
+        return self
+
+    def newest_scores(self, history: Interactions) -> np.ndarray:
+        """Per item: 1 + distinct buyers for items first seen in the last ``days`` days of ``history``, else 0."""
+        f = history.frame
+        out = np.zeros(history.n_items, np.float64)
+        if not len(f):
+            return out
+        first = f.groupby(ITEM_IDX, sort=False)[TS].min()
+        new_items = first.index[first.to_numpy() >= f[TS].max() - self.days * NS_PER_DAY].to_numpy()
+        recent = f[np.isin(f[ITEM_IDX].to_numpy(), new_items)]
+        buyers = recent.drop_duplicates([USER_IDX, ITEM_IDX]).groupby(ITEM_IDX).size()
+        out[buyers.index.to_numpy()] = 1.0 + buyers.to_numpy()
+        return out
+
+    def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """The same list for every user: new items by buyers, then the rest by popularity."""
+        if self.popularity is None:
+            raise RuntimeError("NewestPopularity is not fitted")
+        new = self._cache.get(history, self.newest_scores)
+        return np.tile((new + 1e-3 * self.popularity).astype(np.float32), (len(users), 1))
+
+    def _save(self, path: Path) -> None:
+        np.save(path / "popularity.npy", self.popularity)
+        (path / "params.json").write_text(json.dumps({"days": self.days}))
+
+    @classmethod
+    def _load(cls, path: Path) -> NewestPopularity:
         model = cls(**json.loads((path / "params.json").read_text()))
         model.popularity = np.load(path / "popularity.npy")
         return model

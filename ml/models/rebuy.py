@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ml.data.interactions import ITEM_IDX, TS, USER_IDX, Interactions
-from ml.models.base import Recommender
+from ml.models.base import HistoryCache, Recommender
 from ml.models.popularity import distinct_users_per_item
 
 RECENCY_WEIGHT = 0.5  # < 1: recency only orders items bought equally often
 POPULARITY_WEIGHT = 1e-3  # tiny: popularity only fills and tie-breaks the list
-
-
-class HistoryCache:
-    """Remembers one value derived from the last ``history`` seen (by identity, via a weak reference).
-
-    ``recommend`` calls ``score`` once per user batch with the same ``history``; this keeps models from
-    re-aggregating all events for every batch. ``Interactions`` is immutable, so identity is enough.
-    """
-
-    def __init__(self) -> None:
-        self._ref: weakref.ref | None = None
-        self._value: Any = None
-
-    def get(self, history: Interactions, build: Callable[[Interactions], Any]) -> Any:
-        """Return ``build(history)``, computed once per distinct ``history`` object."""
-        if self._ref is None or self._ref() is not history:
-            self._value = build(history)
-            self._ref = weakref.ref(history)
-        return self._value
 
 
 def _aggregate(history: Interactions) -> tuple[sp.csr_matrix, sp.csr_matrix]:

@@ -34,6 +34,18 @@ def _recent_popularity(m: ModelSettings, **_: Any) -> Recommender:
     return Popularity(window_days=m.popularity.recent_days)
 
 
+def _newest(m: ModelSettings, **_: Any) -> Recommender:
+    from ml.models.popularity import NewestPopularity
+
+    return NewestPopularity(days=m.popularity.newest_days)
+
+
+def _text_knn(m: ModelSettings, item_text=None, **_: Any) -> Recommender:
+    from ml.models.text_knn import TextKNN
+
+    return TextKNN(item_text, neighbours=m.text_knn.neighbours)
+
+
 def _rebuy(m: ModelSettings, **_: Any) -> Recommender:
     from ml.models.rebuy import Rebuy
 
@@ -67,6 +79,8 @@ class ModelSpec:
         refit: refitted on train + validation for the test phase (False: the early-stopped
             weights are kept and the longer history brings the model up to date).
         logs_curves: trained by Lightning, so it takes a logger for its per-epoch curves.
+        control: a simple control for the evaluation (e.g. of the cold-item slice), trained only when asked.
+        slow: too slow for every cut of the nightly backtest (runs on ``eval.backtest.slow_cuts`` cuts).
     """
 
     name: str
@@ -78,6 +92,8 @@ class ModelSpec:
     uses_item_text: bool = False
     refit: bool = True
     logs_curves: bool = False
+    control: bool = False
+    slow: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -99,11 +115,17 @@ MODELS: dict[str, ModelSpec] = {
             uses_item_text=True,
             refit=False,
             logs_curves=True,
+            slow=True,
+        ),
+        ModelSpec("newest", _newest, task="baselines", settings_section="popularity", control=True),
+        ModelSpec(
+            "text_knn", _text_knn, task="baselines", settings_section="text_knn", uses_item_text=True, control=True
         ),
     )
 }
 BASE_MODELS: tuple[str, ...] = tuple(MODELS)
 ALL_MODELS: tuple[str, ...] = BASE_MODELS + (FUSION,)
+DEFAULT_MODELS: tuple[str, ...] = tuple(n for n, s in MODELS.items() if not s.control)  # what a nightly run trains
 
 
 def spec(key: str) -> ModelSpec:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ml.config import Settings, get_settings
-from ml.models.registry import BASE_MODELS, check_names
+from ml.models.registry import DEFAULT_MODELS, check_names
 
 # form parameter -> the dotted setting it overrides (None values leave the setting as configured)
 PARAM_SETTINGS: dict[str, str] = {
@@ -58,7 +58,7 @@ def settings_from_params(params: dict) -> Settings:
 
 def selected_models(params: dict) -> list[str]:
     """The base models a run trains (the ``models`` param; all of them when it is empty)."""
-    return check_names(list(params.get("models") or BASE_MODELS), allow_fusion=False)
+    return check_names(list(params.get("models") or DEFAULT_MODELS), allow_fusion=False)
 
 
 @dataclass(frozen=True)

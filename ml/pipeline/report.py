@@ -134,3 +134,28 @@ def metrics_table(doc: dict, metric: str = "ndcg@10") -> str:
         vals = [entry["views"][v].get(s, {}).get(metric, float("nan")) for v, s in cols]
         lines.append(f"{name:<11}" + "".join(f"{x:>13.4f}" for x in vals) + f"  {entry.get('fit_seconds') or 0:>6}")
     return "\n".join(lines)
+
+
+def backtest_table(doc: dict, metric: str = "ndcg@10") -> str:
+    """Backtest aggregate per model and view: ``metric`` pooled over cuts with its 95% cluster interval, per slice.
+
+    Columns: overall, known customers, new customers, cold items (users in each header), and the
+    standard deviation of the per-cut means.
+    """
+    slices = ("overall", "known", "new_customers", "cold_items")
+    agg = doc["aggregate"]
+    lines = [f"{metric}, pooled over {len(doc['cuts'])} cuts, mean [95% interval over customers]"]
+    lines.append(f"{'model':<11}{'view':<10}" + "".join(f"{s:>27}" for s in slices) + f"{'sd over cuts':>14}")
+    for model, views in agg.items():
+        for view, cells in views.items():
+            parts = []
+            for s in slices:
+                c = cells.get(s, {}).get(metric)
+                parts.append(
+                    f"{c['mean']:.4f} [{c['ci_low']:.4f},{c['ci_high']:.4f}]" if c and c["mean"] == c["mean"] else "-"
+                )
+            sd = cells["overall"][metric]["cut_sd"]
+            lines.append(f"{model:<11}{view:<10}" + "".join(f"{p:>27}" for p in parts) + f"{sd:>14.4f}")
+    first = next(iter(agg.values()), {}).get("discover", {})
+    lines.append("users (discover): " + ", ".join(f"{s} {first.get(s, {}).get('users', 0)}" for s in slices))
+    return "\n".join(lines)

@@ -45,7 +45,7 @@ def item_text_for(
     spec = registry.spec(key)
     if not spec.uses_item_text or catalog is None:
         return None
-    if getattr(settings.models, spec.settings_section).item_text == "none":
+    if getattr(getattr(settings.models, spec.settings_section), "item_text", "augment") == "none":
         return None
     from ml.text.encoder import TitleEncoder
     from ml.text.items import item_text_vectors

@@ -74,7 +74,9 @@ def test_trigger_form_has_typed_params(dag):
         "register_models",
     ):
         assert name in params
-    assert params.get_param("models").schema["items"]["enum"] == ["pop", "pop_recent", "rebuy", "als", "bert4rec"]
+    models = params.get_param("models")
+    assert models.schema["items"]["enum"] == ["pop", "pop_recent", "rebuy", "als", "bert4rec", "newest", "text_knn"]
+    assert models.value == ["pop", "pop_recent", "rebuy", "als", "bert4rec"]  # the controls only when chosen
     from ml.pipeline.airflow_params import PARAM_SETTINGS
 
     read_by_tasks = {"as_of", "models", "synthesis", "register_models"}  # everything else overrides a setting

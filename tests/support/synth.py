@@ -67,6 +67,36 @@ def bundled_sample() -> tuple:
     return data, catalog
 
 
+@lru_cache(maxsize=1)
+def bundled_events() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(events, catalog)`` of 800 random customers of the bundled file, June-October 2011, every item.
+
+    Unsplit (new customers and products included), for the backtest; product lines only.
+    """
+    raw = pd.read_parquet(
+        BUNDLED, columns=["StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"]
+    )
+    raw = raw[(raw["CustomerID"] > 0) & (raw["Quantity"] > 0) & (raw["UnitPrice"] > 0)]
+    raw = raw[raw["StockCode"].str.fullmatch(r"\d{5}[A-Z]?")]
+    raw = raw.assign(timestamp=pd.to_datetime(raw["InvoiceDate"]).astype("datetime64[ns]"))
+    raw = raw[(raw["timestamp"] >= "2011-06-01") & (raw["timestamp"] < "2011-11-01")]
+    users = np.random.default_rng(1).choice(np.sort(raw["CustomerID"].unique()), size=800, replace=False)
+    raw = raw[raw["CustomerID"].isin(users)]
+    events = pd.DataFrame(
+        {
+            C.USER: raw["CustomerID"].astype(int).astype(str).to_numpy(),
+            C.ITEM: raw["StockCode"].astype(str).to_numpy(),
+            C.TIMESTAMP: raw["timestamp"].to_numpy(),
+            C.WEIGHT: np.log1p(raw["Quantity"].to_numpy(np.float32)),
+        }
+    )
+    g = raw.groupby("StockCode")
+    catalog = pd.DataFrame(
+        {C.ITEM: g.size().index.astype(str), C.TITLE: g["Description"].first().str.strip().to_numpy()}
+    )
+    return events, catalog
+
+
 def sample_settings(home: Path, **synth) -> Settings:
     """Default settings with state under ``home`` and the cached embedded model folder."""
     values = {"model_dir": str(model_folder()), "torch_threads": 1, "enrich_max_items": 0, **synth}

@@ -111,3 +111,16 @@ def test_catalog_optional_columns_are_kept(tmp_path):
     cat = read_catalog(path)
     assert cat.loc[0, "category"] == "kitchen" and cat.loc[0, C.PRICE] == 2.5
     assert isinstance(cat, pd.DataFrame)
+
+
+def test_catalog_listing_dates_are_parsed_and_may_be_blank(tmp_path):
+    path = _csv(tmp_path, "item_id,title,listed_at\ni1,Mug,2011-03-01T10:00:00\ni2,Cup,\n", name="catalog.csv")
+    cat = read_catalog(path)
+    assert cat.loc[0, C.LISTED_AT] == pd.Timestamp("2011-03-01 10:00") and pd.isna(cat.loc[1, C.LISTED_AT])
+
+
+def test_catalog_with_a_bad_listing_date_names_its_row(tmp_path):
+    path = _csv(tmp_path, "item_id,title,listed_at\ni1,Mug,\ni2,Cup,2011-03-01\ni3,Pot,soon\n", name="catalog.csv")
+    with pytest.raises(InputDataError, match="unparseable timestamp") as err:
+        read_catalog(path)
+    assert (err.value.column, err.value.row) == ("listed_at", 2)

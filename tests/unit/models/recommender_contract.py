@@ -5,6 +5,10 @@ switch off the checks a model cannot meet by design (e.g. popularity is not pers
 
 The fixture: 3 blocks of 20 users x 10 items; every user bought 6 of their block's 10 items (some
 twice), nothing outside the block. User 60 has no events at all (a cold user).
+
+The *wide* fixture is what a nightly cut gives a model: the same training events over a universe
+with one more customer (61, unknown at training, whose first order of three block-0 items is in the
+history it is scored from) and two more items (30, 31: listed, never bought in training).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ N_BLOCKS, USERS_PER_BLOCK, ITEMS_PER_BLOCK, SEEN_PER_USER = 3, 20, 10, 6
 N_USERS = N_BLOCKS * USERS_PER_BLOCK + 1  # + one cold user
 N_ITEMS = N_BLOCKS * ITEMS_PER_BLOCK
 COLD_USER = N_USERS - 1
+NEW_USER, WIDE_USERS, WIDE_ITEMS = N_USERS, N_USERS + 1, N_ITEMS + 2
+NEW_USER_ORDER = np.array([0, 3, 7])  # block-0 items of the new customer's first order
 DAY_NS = 86_400 * 10**9
 T0 = 1_300_000_000 * 10**9  # 2011-03-13, in nanoseconds since epoch
 
@@ -46,15 +52,34 @@ def block_interactions(seed: int = 0) -> Interactions:
     return Interactions.from_arrays(users, items, ts, n_users=N_USERS, n_items=N_ITEMS)
 
 
+def wide_interactions() -> tuple[Interactions, Interactions]:
+    """(training events, history) of the wide fixture described in the module docstring."""
+    base = block_interactions()
+    train = Interactions(base.frame, WIDE_USERS, WIDE_ITEMS)
+    order = Interactions.from_arrays(
+        np.full(len(NEW_USER_ORDER), NEW_USER),
+        NEW_USER_ORDER,
+        np.full(len(NEW_USER_ORDER), T0 + 100 * DAY_NS),
+        n_users=WIDE_USERS,
+        n_items=WIDE_ITEMS,
+    )
+    return train, train.concat(order)
+
+
 class RecommenderContract:
     """Mixin of contract tests; subclasses implement ``_get_model``."""
 
     personalised = True  # recommends the user's block first (False for popularity)
     block_filter_history = True  # the block check filters history (False: rebuy, which repeats it)
     deterministic = True
+    folds_in_history = True  # scores a customer unknown at training from the history it is given
 
     def _get_model(self) -> Recommender:
         raise NotImplementedError
+
+    def _get_wide_model(self) -> Recommender:
+        """The model for the wide fixture (only models sized by their inputs, e.g. item text, override it)."""
+        return self._get_model()
 
     @pytest.fixture
     def data(self) -> Interactions:
@@ -146,3 +171,25 @@ class RecommenderContract:
         assert ids.shape == scores.shape == (N_ITEMS, 3)
         assert not np.any(ids == items[:, None])
         assert (block_of_item(ids) == block_of_item(items)[:, None]).mean() >= 0.9
+
+    def test_ranks_a_universe_wider_than_its_training_items(self):
+        train, history = wide_interactions()
+        model = self._get_wide_model().fit(train)
+        users = np.array([0, 25, COLD_USER, NEW_USER])
+        scores = model.score(users, history)
+        assert scores.shape == (len(users), WIDE_ITEMS) and scores.dtype == np.float32
+        assert not np.isnan(scores).any()
+        ids, _ = model.recommend(users, history, n=WIDE_ITEMS, filter_already_liked_items=False)
+        assert set(ids[0]) == set(range(WIDE_ITEMS)), "every known item, bought in training or not, is ranked"
+
+    def test_serves_a_customer_unknown_at_training_from_the_history_given(self):
+        train, history = wide_interactions()
+        model = self._get_wide_model().fit(train)
+        ids, _ = model.recommend(
+            np.array([NEW_USER]), history, n=3, filter_already_liked_items=self.block_filter_history
+        )
+        assert np.all((ids >= 0) & (ids < WIDE_ITEMS))
+        if self.block_filter_history:
+            assert not np.isin(ids, NEW_USER_ORDER).any(), "the first order counts as already bought"
+        if self.personalised and self.folds_in_history:
+            assert (block_of_item(ids) == 0).mean() >= 2 / 3, f"{ids} ignore the first order (block 0)"

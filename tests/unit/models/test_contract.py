@@ -10,12 +10,16 @@ from ml.data.interactions import Interactions
 from ml.models.als import ALS
 from ml.models.base import Recommender
 from ml.models.fusion import Fusion, normalize_scores, rrf_contribution
-from ml.models.popularity import Popularity
+from ml.models.popularity import NewestPopularity, Popularity
 from ml.models.rebuy import Rebuy
+from ml.models.text_knn import TextKNN, neighbour_matrix
 from tests.unit.models.recommender_contract import (
     COLD_USER,
     DAY_NS,
+    ITEMS_PER_BLOCK,
+    N_ITEMS,
     T0,
+    WIDE_ITEMS,
     RecommenderContract,
     block_interactions,
     block_of_item,
@@ -40,6 +44,31 @@ class TestRecentPopularity(RecommenderContract):
         return Popularity(window_days=30)
 
 
+class TestNewestPopularity(RecommenderContract):
+    personalised = False
+
+    def _get_model(self):
+        return NewestPopularity(days=30)
+
+
+def block_text(n_items: int) -> np.ndarray:
+    """Unit text vectors: an item's block direction plus a little item-specific noise (items past the blocks: noise)."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(0, 0.1, (n_items, 8)).astype(np.float32)
+    blocks = block_of_item(np.arange(n_items))
+    known = blocks < N_ITEMS // ITEMS_PER_BLOCK
+    vectors[np.flatnonzero(known), blocks[known]] += 1.0
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+class TestTextKNN(RecommenderContract):
+    def _get_model(self):
+        return TextKNN(block_text(N_ITEMS), neighbours=10)
+
+    def _get_wide_model(self):
+        return TextKNN(block_text(WIDE_ITEMS), neighbours=10)
+
+
 class TestRebuy(RecommenderContract):
     block_filter_history = False  # rebuy recommends the user's own items again
 
@@ -53,6 +82,8 @@ class TestALS(RecommenderContract):
 
 
 class TestALSTrainedFactors(RecommenderContract):
+    folds_in_history = False  # the trained factors of an unknown customer are zeros
+
     def _get_model(self):
         return ALS(factors=4, iterations=10, use_gpu=False, num_threads=1, user_factors="trained")
 
@@ -214,3 +245,51 @@ def test_fusion_save_writes_each_member_in_a_subfolder(tmp_path):
     assert (tmp_path / "members" / "rebuy" / "model.json").exists()
     loaded = Recommender.load(tmp_path)
     assert loaded.weights == {"als": 0.7, "rebuy": 0.3}
+
+
+# --- Newest products and text kNN (the cold-item controls) ------------------------------------
+
+
+def test_newest_ranks_items_first_sold_recently_by_buyers_then_the_rest_by_popularity():
+    # item 0: old (day 0), 3 buyers; item 1: first sold day 80, 1 buyer; item 2: first sold day 90, 2 buyers
+    data = events([0, 1, 2, 3, 0, 1, 2], [0, 0, 0, 1, 2, 2, 0], [0, 0, 0, 80, 90, 90, 95])
+    model = NewestPopularity(days=30).fit(data)
+    scores = model.score(np.array([0]), data)[0]
+    # new items score 1 + buyers (item 2 -> 3, item 1 -> 2), every item + 1e-3 * buyers / max buyers (3)
+    np.testing.assert_allclose(scores, [1e-3, 2.0 + 1e-3 / 3, 3.0 + 2e-3 / 3], rtol=1e-6)
+
+
+def test_newest_reads_launches_from_the_history_it_is_given():
+    data = events([0, 1], [0, 0], [0, 1])
+    model = NewestPopularity(days=30).fit(data)
+    later = events([0, 1, 2], [0, 0, 1], [0, 1, 100])  # item 1 launched after the model was fitted
+    ids, _ = model.recommend(np.array([3]), later, n=1)
+    assert ids[0, 0] == 1
+
+
+def test_neighbour_matrix_keeps_the_top_k_positive_similarities_without_the_item_itself():
+    vectors = np.array([[1, 0], [0.8, 0.6], [0, 1], [-1, 0]], np.float32)
+    sim = neighbour_matrix(vectors, neighbours=2).toarray()
+    # item 0: cos to 1 = 0.8, to 2 = 0, to 3 = -1 -> keeps item 1 only (zero and negatives dropped)
+    np.testing.assert_allclose(sim[0], [0, 0.8, 0, 0], atol=1e-6)
+    # item 1: to 0 = 0.8, to 2 = 0.6 -> both
+    np.testing.assert_allclose(sim[1], [0.8, 0, 0.6, 0], atol=1e-6)
+    assert np.all(np.diag(sim) == 0)
+
+
+def test_text_knn_sums_similarities_to_the_history_plus_a_popularity_fill():
+    vectors = np.array([[1, 0], [0.8, 0.6], [0, 1]], np.float32)
+    data = events([0, 0, 1], [0, 2, 0], [0, 1, 2], n_users=3)
+    model = TextKNN(vectors, neighbours=2).fit(data)
+    scores = model.score(np.array([0, 2]), data)
+    # user 0 has items 0 and 2: item 1 gets 0.8 + 0.6; fill = 1e-3 * buyers / max (item 0: 2 buyers, item 2: 1)
+    np.testing.assert_allclose(scores[0], [0.0 + 1e-3, 1.4, 0.0 + 0.5e-3], atol=1e-6)
+    # user 2 has no history: the popularity fill alone
+    np.testing.assert_allclose(scores[1], [1e-3, 0.0, 0.5e-3], atol=1e-7)
+
+
+def test_text_knn_refuses_missing_or_misaligned_text():
+    with pytest.raises(ValueError, match="item text"):
+        TextKNN(np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match="3 rows for 4 items"):
+        TextKNN(np.eye(3, dtype=np.float32)).fit(events([0], [3], [0], n_items=4))

@@ -16,7 +16,8 @@ def test_variant_names_round_trip():
 
 
 def test_lists_follow_the_specs():
-    assert registry.BASE_MODELS == ("pop", "pop_recent", "rebuy", "als", "bert4rec")
+    assert registry.BASE_MODELS == ("pop", "pop_recent", "rebuy", "als", "bert4rec", "newest", "text_knn")
+    assert registry.DEFAULT_MODELS == ("pop", "pop_recent", "rebuy", "als", "bert4rec")  # controls only when asked
     assert registry.ALL_MODELS[-1] == "fusion"
     assert registry.fusion_members(["pop", "rebuy", "als_synth", "bert4rec", "fusion"]) == [
         "rebuy",
@@ -33,6 +34,8 @@ def test_models_are_built_from_their_own_section():
     assert (als.params["factors"], als.params["seed"], als.params["weighting"]) == (16, 3, "log1p")
     assert registry.make_model("pop_recent", settings).window_days == 7
     assert registry.make_model("pop", settings).window_days is None
+    newest = ModelSettings.model_validate({"popularity": {"newest_days": 9}})
+    assert registry.make_model("newest", newest).days == 9
     assert registry.model_params("als", settings) == {
         "model": "als",
         "seed": 3,
