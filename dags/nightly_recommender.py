@@ -8,7 +8,8 @@ real + synthetic data, fuses them, evaluates on the held-out future period and r
 in MLflow, including what synthesis was worth.
 
 `ingest -> clean -> gate -> build_dataset -> start_tracking -> synthesize -> gate_synthetic -> train_*
--> fuse -> evaluate -> summary`
+-> fuse -> evaluate -> summary`, and beside training a rolling `backtest` of the cheap models (the last 12
+weeks replayed night by night, new customers and new products counted, 95% intervals).
 
 A generator outage or a failed synthetic gate never fails the run: it continues on real data only
 and says so (MLflow tag `synthetic_status`, the summary).
@@ -112,6 +113,12 @@ def _ctx(params, context):
             maximum=20,
             title="Synthetic purchases per user",
             description="Cap on accepted synthetic interactions per sparse user (the synthetic share).",
+        ),
+        "backtest": Param(
+            True,
+            type="boolean",
+            title="Backtest the cheap models",
+            description="Replay the last 12 weeks night by night (popularity, re-buy, ALS, controls, fusion).",
         ),
         "register_models": Param(
             True,
@@ -218,6 +225,16 @@ def nightly_recommender():
         )
 
     @task
+    def backtest(dataset: dict, parent_run_id: str, params=None, **context) -> dict:
+        """Rolling backtest of the cheap models: weekly cuts, new customers and cold items counted, intervals."""
+        from ml.pipeline.steps import backtest_step
+
+        run = _ctx(params, context)
+        if not run.params.get("backtest", True):
+            return {"skipped": True}
+        return backtest_step(run.settings, run.as_of, parent_run_id)
+
+    @task
     def evaluate(
         parent_run_id: str,
         fused: dict,
@@ -244,6 +261,7 @@ def nightly_recommender():
         synth_gate: dict,
         fused: dict,
         evaluated: dict,
+        backtested: dict,
         params=None,
         **context,
     ) -> str:
@@ -258,6 +276,7 @@ def nightly_recommender():
             "synthetic_gate": synth_gate,
             "fusion": fused,
             "evaluate": evaluated,
+            "backtest": backtested,
         }
         return write_summary(run.settings, run.as_of, results)
 
@@ -268,7 +287,8 @@ def nightly_recommender():
     synth_gate = gate_synthetic(synth, parent)
     trained = (train_baselines(dataset, parent), train_als(parent, synth_gate), train_bert4rec(parent, synth_gate))
     fused = fuse(parent, *trained)
-    summary(cleaned, dataset, synth, synth_gate, fused, evaluate(parent, fused, *trained))
+    backtested = backtest(dataset, parent)
+    summary(cleaned, dataset, synth, synth_gate, fused, evaluate(parent, fused, *trained), backtested)
 
 
 nightly_recommender()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m ml data prepare | benchmark | backtest | synth ...``."""
+"""Command line: ``python -m ml data prepare | benchmark | backtest | tune | synth ...``."""
 
 from __future__ import annotations
 
@@ -65,6 +65,8 @@ def cmd_benchmark(args) -> int:
     except (ValueError, argparse.ArgumentTypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.seeds:
+        return _seeded_benchmark(args, settings, models, compare)
     doc = run_benchmark(_spec(args, settings), args.protocol, models, args.out, settings, compare=compare)
     print(json.dumps(doc["protocol"], indent=2, default=str))
     print(metrics_table(doc, "ndcg@10"))
@@ -103,6 +105,53 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    """Search ALS hyper-parameters on the validation period; print the best trials and the chosen settings."""
+    from ml.data.prepare import prepare_events
+    from ml.pipeline.tuning import tune_als
+
+    settings = get_settings().with_overrides({"models": {"seed": args.seed}})
+    cleaned = prepare_events(_spec(args, settings), settings, as_of=args.as_of)
+    doc = tune_als(cleaned.interactions, settings, args.trials, args.out, cleaned.catalog, track=not args.no_mlflow)
+    ranked = sorted(doc["trials"], key=lambda t: -t["value"])
+    print(
+        f"validation {doc['validation_start']}..{doc['test_start']} (test never read), users {doc['validation_users']}"
+    )
+    print(f"{'trial':>5}  {'valid ndcg@10':>13}  params")
+    for t in ranked[:10]:
+        print(f"{t['number']:>5}  {t['value']:>13.4f}  {t['params']}")
+    cur, best = doc["current"], doc["best"]
+    print(f"current settings (trial 0): {cur['value']:.4f}; best: trial {best['number']} {best['value']:.4f}")
+    print(
+        f"wrote {args.out}/tuning.json ({doc['elapsed_seconds']} s)"
+        + (f", MLflow run {doc['mlflow_run_id']}" if doc.get("mlflow_run_id") else "")
+    )
+    return 0
+
+
+def _seeded_benchmark(args, settings, models, compare) -> int:
+    """``benchmark --seeds``: the benchmark per seed, then mean +- sd over seeds and seed-averaged comparisons."""
+    from ml.pipeline.benchmark import run_seeded_benchmark
+    from ml.pipeline.report import comparison_table
+
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        print(f"error: --seeds takes integers, e.g. 42,43,44; got {args.seeds!r}", file=sys.stderr)
+        return 2
+    doc = run_seeded_benchmark(_spec(args, settings), args.protocol, models, args.out, settings, seeds, compare)
+    print(f"over seeds {seeds} (BERT4Rec bounded by epochs, not wall time): mean +- sd")
+    for metric in settings.eval.compare_metrics:
+        print(f"{'model':<11}" + "".join(f"{v + '/overall ' + metric:>32}" for v in ("repeat", "discover")))
+        for key, views in doc["models"].items():
+            cells = [views[v]["overall"][metric] for v in ("repeat", "discover")]
+            print(f"{key:<11}" + "".join(f"{c['mean']:>24.4f} +- {c['sd']:.4f}" for c in cells))
+    if doc["comparisons"]:
+        print(comparison_table(doc["comparisons"]))
+    print(f"wrote {args.out}/seeds.json and seed_<seed>/ ({doc['elapsed_seconds']} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m ml``."""
     parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__)
@@ -132,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--max-epochs", type=int, default=None, help="upper bound on BERT4Rec epochs (early stopping decides)"
     )
+    bench.add_argument(
+        "--seeds",
+        help="comma-separated seeds (3+ to decide a comparison): one run each, mean +- sd, seed-averaged deltas",
+    )
     bench.set_defaults(func=cmd_benchmark)
 
     back = sub.add_parser("backtest", help="replay the nightly loop over rolling cuts; write metrics and lists per cut")
@@ -148,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="print B - A per view, slice and metric with its cluster-bootstrap 95%% interval and p-value",
     )
     back.set_defaults(func=cmd_backtest)
+
+    tune = sub.add_parser("tune", help="choose hyper-parameters on the validation period (Optuna; never on test)")
+    tune.add_argument("model", choices=["als"], help="the model whose settings are searched")
+    _add_source_args(tune)
+    tune.add_argument("--trials", type=int, default=40)
+    tune.add_argument("--out", type=Path, required=True)
+    tune.add_argument("--as-of", help="only use events up to this day (YYYY-MM-DD)")
+    tune.add_argument("--seed", type=int, default=None)
+    tune.add_argument("--no-mlflow", action="store_true", help="do not log the search to MLflow")
+    tune.set_defaults(func=cmd_tune)
 
     from ml.pipeline.synth_command import add_parser as add_synth
 

@@ -69,6 +69,43 @@ def plot_history_buckets(doc: dict, path: Path, metric: str = "ndcg@10") -> Path
     return _save(fig, axes, path, legend=bool(views))
 
 
+def plot_backtest(doc: dict, path: Path, metric: str = "ndcg@10") -> Path:
+    """A backtest document drawn two ways, per view: ``metric`` at every cut, and by history length
+    (pooled over cuts, with 95% interval bars), one line per model.
+
+    Returns:
+        The PNG path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agg = doc["aggregate"]
+    views = list(next(iter(agg.values()))) if agg else []
+    buckets = doc.get("history_buckets") or []
+    fig, axes = plt.subplots(2, max(len(views), 1), figsize=(6 * max(len(views), 1), 7.2), squeeze=False)
+    for c, view in enumerate(views):
+        top, bottom = axes[0][c], axes[1][c]
+        for model, views_doc in agg.items():
+            per_cut = views_doc[view]["overall"][metric]["per_cut"]
+            top.plot(list(per_cut), list(per_cut.values()), marker="o", label=model)
+            cells = [views_doc[view].get(b, {}).get(metric) or {} for b in buckets]
+            means = [cell.get("mean", float("nan")) for cell in cells]
+            low = [m - cell.get("ci_low", m) for m, cell in zip(means, cells)]
+            high = [cell.get("ci_high", m) - m for m, cell in zip(means, cells)]
+            bottom.errorbar(range(len(buckets)), means, yerr=[low, high], marker="o", capsize=3, label=model)
+        top.set_title(f"{metric} per cut ({view} view)")
+        top.tick_params(axis="x", labelrotation=45, labelsize=7)
+        first = next(iter(agg.values()))[view]
+        labels = [f"{b.removeprefix('history_')}\n({first.get(b, {}).get('users', 0)})" for b in buckets]
+        bottom.set_xticks(range(len(buckets)), labels)
+        bottom.set_title(f"{metric} by items in history, all cuts ({view} view, 95% intervals)")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    return _save(fig, axes, path, legend=bool(views))
+
+
 def _save(fig, axes, path: Path, legend: bool) -> Path:
     """Legend on the first panel, tight layout, PNG at ``path`` (folders made), figure closed."""
     import matplotlib.pyplot as plt

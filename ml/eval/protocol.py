@@ -43,7 +43,12 @@ def segments(
     one segment per bucket of history length: ``history_1``, ``history_2-3``, ``history_4-7``,
     ``history_8-15``, ``history_16+`` (see :func:`bucket_names`).
     """
-    n_items = np.diff(seen.indptr)[users]
+    return length_segments(np.diff(seen.indptr)[users], sparse_max, bucket_edges)
+
+
+def length_segments(n_items: np.ndarray, sparse_max: int, bucket_edges: Sequence[int] = ()) -> dict[str, np.ndarray]:
+    """:func:`segments` from each user's number of distinct history items."""
+    n_items = np.asarray(n_items)
     sparse = n_items <= sparse_max
     out = {"sparse": sparse, "rest": ~sparse}
     edges = list(bucket_edges)

@@ -10,11 +10,12 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from ml.data.interactions import Interactions
+from ml.data.interactions import TS, Interactions
 from ml.models.base import HistoryCache, Recommender
 
 log = logging.getLogger(__name__)
 
+NS_PER_DAY = 86_400 * 10**9
 BM25_K1 = 100.0
 BM25_B = 0.8
 
@@ -60,6 +61,9 @@ class ALS(Recommender):
         use_gpu: None = the GPU model when ``implicit.gpu.HAS_CUDA``; True requires CUDA; False = CPU.
             ``self.device`` records which one was used ("cpu" or "gpu"); scoring always runs on CPU.
         num_threads: threads of implicit's CPU solver (0 = all cores).
+        window_days: fit only on the events of the last ``window_days`` days before the latest training
+            event (``ts`` in nanoseconds); None = every training event. Scoring still folds in the
+            whole ``history`` given.
         user_factors: "recalculate" (default) solves each scored user's factors from ``history``
             (least squares against the fixed item factors), so events after training (validation)
             count and users unseen in training get factors; "trained" uses the factors learned in
@@ -79,6 +83,7 @@ class ALS(Recommender):
         use_gpu: bool | None = None,
         num_threads: int = 0,
         user_factors: str = "recalculate",
+        window_days: int | None = None,
     ):
         if weighting not in ("bm25", "log1p"):
             raise ValueError(f"weighting must be 'bm25' or 'log1p', got {weighting!r}")
@@ -94,6 +99,7 @@ class ALS(Recommender):
             use_gpu=use_gpu,
             num_threads=num_threads,
             user_factors=user_factors,
+            window_days=window_days,
         )
         self.name = "als"
         self.device: str | None = None
@@ -133,6 +139,10 @@ class ALS(Recommender):
             use_gpu = implicit.gpu.HAS_CUDA
         elif use_gpu and not implicit.gpu.HAS_CUDA:
             raise RuntimeError("ALS(use_gpu=True) but implicit was built without CUDA")
+        window = self.params["window_days"]
+        if window and len(train):
+            ts = train.frame[TS].to_numpy()
+            train = Interactions(train.frame[ts >= ts.max() - window * NS_PER_DAY], train.n_users, train.n_items)
         weighted = self.weight(train.csr(), fit=True)
         with threadpool_limits(1, "blas"):  # implicit runs its own threads; BLAS threads only contend
             model = self._implicit_model(use_gpu)

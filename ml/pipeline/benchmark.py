@@ -12,9 +12,15 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from ml import columns as C
 from ml.config import Settings
 from ml.data.lake import write_json_atomic
-from ml.data.prepare import SourceSpec, prepare_split
+from ml.data.prepare import Prepared, SourceSpec, prepare_split
+from ml.eval.compare import compare as compare_values
+from ml.eval.protocol import length_segments
 from ml.models import registry
 from ml.pipeline.evaluation import evaluate_models
 from ml.pipeline.layout import RunFolder
@@ -56,8 +62,17 @@ def run_benchmark(
     check_request(models, compare)
     started = time.perf_counter()
     prepared = prepare_split(spec, settings, protocol)
+    doc = _fit_and_evaluate(prepared, models, RunFolder(Path(out)), settings, compare)
+    doc["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+    write_json_atomic(doc, RunFolder(Path(out)).metrics)
+    return doc
+
+
+def _fit_and_evaluate(
+    prepared: Prepared, models: list[str], run: RunFolder, settings: Settings, compare: list[tuple[str, str]]
+) -> dict:
+    """Fit the base models and fusion into ``run`` and evaluate them (the metrics document)."""
     data, catalog = prepared.data, prepared.catalog
-    run = RunFolder(Path(out))
     run.root.mkdir(parents=True, exist_ok=True)
     base = [m for m in registry.BASE_MODELS if m in models]
     for name in base:
@@ -71,7 +86,94 @@ def run_benchmark(
             raise ValueError(f"fusion needs at least two of {candidates} among the models")
         fit_fusion(members, data, run, settings.models.fusion.grid)
         evaluated.append(registry.FUSION)
-    doc = evaluate_models(evaluated, data, settings, run, compare=compare)
-    doc["elapsed_seconds"] = round(time.perf_counter() - started, 1)
-    write_json_atomic(doc, run.metrics)
+    return evaluate_models(evaluated, data, settings, run, compare=compare)
+
+
+def run_seeded_benchmark(
+    spec: SourceSpec,
+    protocol: str,
+    models: list[str],
+    out: Path,
+    settings: Settings,
+    seeds: list[int],
+    compare: list[tuple[str, str]] = (),
+) -> dict:
+    """The benchmark once per seed (``out/seed_<seed>/``), then what holds across seeds (``out/seeds.json``).
+
+    Each model's metrics are reported as mean and standard deviation over the seeds; each (A, B)
+    comparison pairs every user's metric averaged over the seeds, so a difference that one lucky
+    seed makes does not decide it. Training that is capped by wall time is not comparable between
+    two runs, so BERT4Rec's ``max_minutes`` cap is lifted here: its epochs (``max_epochs``, early
+    stopping) bound it, and the same seed gives the same model.
+
+    Returns:
+        ``{"seeds", "protocol", "models": {key: {view: {segment: {metric: {"mean", "sd", "values"}}}}},
+        "comparisons": [Comparison dicts with ``seeds``], "elapsed_seconds"}``.
+    """
+    check_request(models, compare)
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"--seeds needs distinct seeds, got {seeds}")
+    started = time.perf_counter()
+    settings = settings.model_copy(deep=True)
+    settings.models.bert4rec.max_minutes = None
+    prepared = prepare_split(spec, settings, protocol)
+    out = Path(out)
+    docs, frames = {}, []
+    for seed in seeds:
+        run = RunFolder(out / f"seed_{seed}")
+        docs[seed] = _fit_and_evaluate(prepared, models, run, settings.with_overrides({"models": {"seed": seed}}), ())
+        frames.append(pd.read_parquet(run.user_metrics).assign(seed=seed))
+    metrics = settings.eval.compare_metrics
+    first = next(iter(docs.values()))
+    summary: dict = {}
+    for key, entry in first["models"].items():
+        for view, groups in entry["views"].items():
+            for group in groups:
+                if not isinstance(groups[group], dict):
+                    continue
+                for metric in metrics:
+                    values = [docs[s]["models"][key]["views"][view][group][metric] for s in seeds]
+                    cell = {
+                        "mean": float(np.mean(values)),
+                        "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                    }
+                    summary.setdefault(key, {}).setdefault(view, {}).setdefault(group, {})[metric] = {
+                        **cell,
+                        "values": values,
+                    }
+    per_user = pd.concat(frames).groupby([C.MODEL, "view", C.USER], sort=False)
+    averaged = per_user[metrics].mean().join(per_user["history_items"].first()).reset_index()
+    records = []
+    edges, sparse_max = settings.eval.history_buckets, settings.split.sparse_max_items
+    for a, b in compare:
+        left = averaged[averaged[C.MODEL] == a]
+        right = averaged[averaged[C.MODEL] == b]
+        paired = left.merge(right, on=["view", C.USER], suffixes=("_a", "_b"))
+        for view, rows in paired.groupby("view", sort=False):
+            masks = {"overall": np.ones(len(rows), bool), **length_segments(rows["history_items_a"], sparse_max, edges)}
+            for segment, mask in masks.items():
+                if not mask.any():
+                    continue
+                for metric in metrics:
+                    record = compare_values(
+                        rows.loc[mask, f"{metric}_a"],
+                        rows.loc[mask, f"{metric}_b"],
+                        a=a,
+                        b=b,
+                        metric=metric,
+                        slice=f"{view}/{segment}",
+                        seeds=seeds,
+                        n_resamples=settings.eval.bootstrap_resamples,
+                        random_state=seeds[0],
+                    )
+                    records.append(record.to_dict())
+    doc = {
+        "seeds": seeds,
+        "protocol": first["protocol"],
+        "bert4rec": {"max_minutes": None, "max_epochs": settings.models.bert4rec.max_epochs},
+        "models": summary,
+        "comparisons": records,
+        "elapsed_seconds": round(time.perf_counter() - started, 1),
+    }
+    write_json_atomic(doc, out / "seeds.json")
     return doc

@@ -17,6 +17,7 @@ from ml import columns as C
 from ml.config import Settings
 from ml.data.dataset import SplitData
 from ml.data.lake import write_json_atomic, write_parquet_atomic
+from ml.eval.backtest import restrict_items, share_with_any
 from ml.eval.compare import compare as compare_values
 from ml.eval.evaluate import evaluate, per_user
 from ml.eval.protocol import VIEWS, bucket_names, segments, users_with_truth, variant_uplift, view_truths
@@ -36,10 +37,15 @@ def evaluate_models(
 ) -> dict:
     """Score every final model on the test period, in both views, overall and per segment.
 
-    Segments: ``sparse``/``rest`` and the history-length buckets of ``eval.history_buckets``.
+    Segments: ``sparse``/``rest`` and the history-length buckets of ``eval.history_buckets``; and
+    ``cold_items``, the test purchases of items with at most ``eval.backtest.cold_max_buyers`` buyers in
+    the history (scored over the users who made one, with the share of lists holding any cold item).
+    Test events of customers or items outside the vocabulary are not scored here: ``protocol`` counts
+    them (``test_events_cold``); the rolling backtest (``ml.pipeline.backtest``) scores them.
     Writes ``metrics.json``, ``recommendations.parquet`` (model, view, user_id, rank, item_id,
-    score; ``eval.top_k`` per evaluated user) and ``ground_truth.parquet`` (user_id, item_id, repeat)
-    into ``out`` (default ``run``).
+    score; ``eval.top_k`` per evaluated user), ``ground_truth.parquet`` (user_id, item_id, repeat)
+    and ``user_metrics.parquet`` (model, view, user_id, history_items, each ``eval.compare_metrics``
+    value) into ``out`` (default ``run``).
 
     Args:
         compare: (A, B) pairs of evaluated models to compare (paired bootstrap, see :mod:`ml.eval.compare`).
@@ -57,6 +63,7 @@ def evaluate_models(
     seen = history.csr(binary=True)
     truths = view_truths(data.test_i, history)
     popularity = np.asarray(seen.sum(axis=0)).ravel()
+    cold = popularity <= settings.eval.backtest.cold_max_buyers
     ks = settings.eval.ks
     view_users = {view: users_with_truth(truth) for view, truth in truths.items()}
     edges = settings.eval.history_buckets
@@ -68,6 +75,7 @@ def evaluate_models(
         "ks": ks,
         "sparse_max_items": settings.split.sparse_max_items,
         "history_buckets": bucket_names(edges),
+        "cold_max_buyers": settings.eval.backtest.cold_max_buyers,
         "models": {},
     }
     rec_frames, lists = [], {}
@@ -92,6 +100,9 @@ def evaluate_models(
             entry["views"][view] = evaluate(
                 ids, truth, users, view_segments[view], ks=ks, item_popularity=popularity, n_items=data.n_items
             )
+            cold_result = evaluate(ids, restrict_items(truth, cold), users, ks=ks)["overall"]
+            cold_result["share_lists_with_cold@10"] = share_with_any(ids, cold, 10)
+            entry["views"][view]["cold_items"] = cold_result
             frame = recommendations_frame(data.user_ids[users], ids[:, :top_k], scores[:, :top_k], data.item_ids)
             rec_frames.append(frame.assign(**{C.MODEL: key, "view": view}))
         doc["models"][key] = entry
@@ -113,6 +124,20 @@ def evaluate_models(
         for metric in settings.eval.compare_metrics
         if (record := judge.compare(a, b, view, seg, metric)) is not None
     ]
+    n_history = np.diff(seen.indptr)
+    user_rows = [
+        pd.DataFrame(
+            {
+                C.MODEL: key,
+                "view": view,
+                C.USER: data.user_ids[view_users[view]],
+                "history_items": n_history[view_users[view]],
+                **{m: judge.values(key, view, m) for m in settings.eval.compare_metrics},
+            }
+        )
+        for key, view in lists
+    ]
+    write_parquet_atomic(pd.concat(user_rows, ignore_index=True), out.user_metrics)
     truth = truths["repeat"].tocoo()
     repeat = np.asarray(seen[truth.row, truth.col]).ravel() > 0
     gt = pd.DataFrame({C.USER: data.user_ids[truth.row], C.ITEM: data.item_ids[truth.col], "repeat": repeat})

@@ -70,6 +70,11 @@ class RunFolder:
         return self.root / "ground_truth.parquet"
 
     @property
+    def user_metrics(self) -> Path:
+        """Per evaluated user: model, view, user_id, history_items and each ``eval.compare_metrics`` value."""
+        return self.root / "user_metrics.parquet"
+
+    @property
     def plot(self) -> Path:
         return self.root / "metric_curves.png"
 
@@ -80,6 +85,11 @@ class RunFolder:
     @property
     def summary(self) -> Path:
         return self.root / "summary.txt"
+
+    @property
+    def backtest(self) -> Path:
+        """The run's rolling backtest (``backtest.json``, ``user_metrics.parquet``, ``cuts/``)."""
+        return self.root / "backtest"
 
 
 @dataclass(frozen=True)

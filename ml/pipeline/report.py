@@ -49,6 +49,21 @@ def summary_text(results: dict) -> str:
                 f"sparse users {_delta(d['sparse']['ndcg@10'])}"
             )
         lines.append(f"metrics: {ev['metrics_path']}")
+    bt = results.get("backtest") or {}
+    if bt.get("cuts"):
+        totals = bt["totals"]
+        lines.append(
+            f"backtest {len(bt['cuts'])} weekly cuts {bt['cuts'][0]}..{bt['cuts'][-1]}: "
+            f"{totals['share_customers_new']:.1%} of customers new, "
+            f"{totals['share_purchases_unlisted_items']:.1%} of purchases of products not yet sold (unscorable)"
+        )
+        lines.append(f"{'backtest ndcg@10 (discover)':<28}{'overall [95% interval]':>26}{'cold items':>12}")
+        for name, cells in bt["models"].items():
+            mean, low, high = cells["discover/overall/ndcg@10"]
+            lines.append(
+                f"{name:<28}{f'{mean:.4f} [{low:.4f}, {high:.4f}]':>26}{cells['discover/cold_items/ndcg@10'][0]:>12.4f}"
+            )
+        lines.append(f"backtest: {bt['path']}")
     fused = results.get("fusion")
     if fused:
         lines.append("fusion members: " + ", ".join(fused.get("members", [])))
@@ -127,8 +142,8 @@ def bucket_table(doc: dict, metric: str = "ndcg@10", view: str = "discover") -> 
 
 def metrics_table(doc: dict, metric: str = "ndcg@10") -> str:
     """A plain-text table: one row per model, columns view x segment for ``metric``."""
-    cols = [(v, s) for v in VIEWS for s in SEGMENTS]
-    header = f"{'model':<11}" + "".join(f"{v[:4]}/{s:<8}" for v, s in cols) + "  fit_s"
+    cols = [(v, s) for v in VIEWS for s in (*SEGMENTS, "cold_items")]
+    header = f"{'model':<11}" + "".join(f"{v[:4] + '/' + s.removesuffix('_items'):>13}" for v, s in cols) + "  fit_s"
     lines = [f"{metric}", header]
     for name, entry in doc["models"].items():
         vals = [entry["views"][v].get(s, {}).get(metric, float("nan")) for v, s in cols]

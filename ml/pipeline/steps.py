@@ -340,6 +340,64 @@ def fuse_step(
     }
 
 
+def backtest_step(settings: Settings, as_of, parent_run_id: str | None = None) -> dict:
+    """Backtest the cheap models (``eval.backtest.models``) over the rolling cuts before ``as_of``; log to MLflow.
+
+    Reads the lake's interactions and catalog up to ``as_of`` and writes ``runs/<as_of>/backtest/``
+    (replaced on a rerun). The parent run gets every aggregate (``backtest/<model>/<view>/<slice>/ndcg_at_10``
+    with ``_ci_low`` / ``_ci_high``), the comparisons' deltas with their intervals and p-values, and the
+    document and plot as artifacts.
+
+    Returns:
+        ``{"path", "cuts", "totals", "models": {model: {"<view>/<slice>/<metric>": [mean, low, high]}}}``.
+    """
+    import shutil
+
+    from ml.data.prepare import read_lake_catalog
+    from ml.eval.plots import plot_backtest
+    from ml.pipeline.backtest import run_backtest
+    from ml.tracking import runs
+    from ml.tracking.names import metric_name
+
+    layout = Layout.of(settings, as_of)
+    cfg = settings.eval.backtest
+    models = list(cfg.models)
+    compare = [(a, b) for a, b in cfg.compare if a in models and b in models]
+    out = layout.run.backtest
+    if out.exists():
+        shutil.rmtree(out)
+    doc = run_backtest(
+        read_lake_interactions(layout.lake, as_of), read_lake_catalog(layout.lake), settings, models, out, compare
+    )
+    plot = plot_backtest(doc, out / "backtest.png")
+    headline = ("overall", "known", "new_customers", "cold_items")
+    summary = {
+        model: {
+            f"{view}/{slice_}/ndcg@10": [round(cells[slice_]["ndcg@10"][k], 4) for k in ("mean", "ci_low", "ci_high")]
+            for view, cells in views.items()
+            for slice_ in headline
+        }
+        for model, views in doc["aggregate"].items()
+    }
+    if parent_run_id:
+        metrics = {}
+        for model, views in doc["aggregate"].items():
+            for view, cells in views.items():
+                for slice_, cell in cells.items():
+                    for m in doc["metrics"]:
+                        base = f"backtest/{model}/{view}/{slice_}/{metric_name(m)}"
+                        metrics.update({base: cell[m]["mean"], f"{base}_ci_low": cell[m]["ci_low"]})
+                        metrics[f"{base}_ci_high"] = cell[m]["ci_high"]
+        for r in doc["comparisons"]:
+            base = f"backtest/{r['b']}-{r['a']}/{r['slice']}/{metric_name(r['metric'])}"
+            metrics.update({base: r["delta"], f"{base}_ci_low": r["ci_low"], f"{base}_ci_high": r["ci_high"]})
+            metrics[f"{base}_p_value"] = r["p_value"]
+        metrics.update({f"backtest/{k}": v for k, v in doc["totals"].items()})
+        finite = {k: v for k, v in metrics.items() if v is not None and v == v}  # NaN: an empty slice
+        runs.log_to_run(settings, parent_run_id, metrics=finite, artifacts=[out / "backtest.json", plot])
+    return {"path": str(out), "cuts": doc["cuts"], "totals": doc["totals"], "models": summary}
+
+
 def evaluate_step(
     settings: Settings,
     as_of,

@@ -151,3 +151,28 @@ def register_recommender(settings: Settings, run_id: str, model_dir: Path, data,
     configure(settings)
     with mlflow.start_run(run_id=run_id):
         return log_recommender(model_dir, data, scratch, registered_name=registered_name)
+
+
+def log_search(settings: Settings, name: str, trials: list[dict], best: dict, artifacts: list[Path] = ()) -> str:
+    """Record a hyper-parameter search: a parent run with the best trial, one nested run per trial.
+
+    Args:
+        name: what was searched (e.g. ``tune als``): the parent run's name.
+        trials: ``{"number", "params", "value", "metrics"}`` per trial.
+        best: the chosen trial (same keys).
+        artifacts: files to attach to the parent (e.g. the search document).
+    Returns:
+        The parent run id.
+    """
+    configure(settings)
+    with mlflow.start_run(run_name=name) as parent:
+        mlflow.set_tags({"search": name, "trials": str(len(trials))})
+        mlflow.log_params(flat_params({"best": best["params"]}))
+        mlflow.log_metrics({"best_value": float(best["value"]), **{f"best/{k}": v for k, v in best["metrics"].items()}})
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+        for trial in trials:
+            with mlflow.start_run(run_name=f"trial {trial['number']}", nested=True):
+                mlflow.log_params(flat_params(trial["params"]))
+                mlflow.log_metrics({"value": float(trial["value"]), **trial["metrics"]})
+        return parent.info.run_id

@@ -50,6 +50,9 @@ def test_pipeline_order(dag):
     for train in ("train_als", "train_bert4rec"):
         assert "gate_synthetic" in dag.get_task(train).upstream_task_ids
     assert "summary" in dag.get_task("evaluate").downstream_task_ids
+    backtest = dag.get_task("backtest")  # beside training: it fits its own models per cut
+    assert {"build_dataset", "start_tracking"} <= backtest.upstream_task_ids
+    assert backtest.downstream_task_ids == {"summary"}
 
 
 def test_bert4rec_runs_in_the_gpu_pool(dag):
@@ -72,6 +75,7 @@ def test_trigger_form_has_typed_params(dag):
         "synth_backend",
         "synth_max_per_user",
         "register_models",
+        "backtest",
     ):
         assert name in params
     models = params.get_param("models")
@@ -79,7 +83,7 @@ def test_trigger_form_has_typed_params(dag):
     assert models.value == ["pop", "pop_recent", "rebuy", "als", "bert4rec"]  # the controls only when chosen
     from ml.pipeline.airflow_params import PARAM_SETTINGS
 
-    read_by_tasks = {"as_of", "models", "synthesis", "register_models"}  # everything else overrides a setting
+    read_by_tasks = {"as_of", "models", "synthesis", "backtest", "register_models"}  # the rest override settings
     assert set(params) - read_by_tasks == set(PARAM_SETTINGS)
     assert params.get_param("test_days").schema["type"] == "integer"
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ml import columns as C
 from ml.cli import main
@@ -79,3 +80,30 @@ def test_compare_needs_models_that_are_benchmarked(tmp_path, capsys):
     assert "not among --models" in capsys.readouterr().err
     assert main([*args, "--compare", "pop"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_seeded_benchmark_reports_spread_over_seeds_and_seed_averaged_comparisons(tmp_path, capsys):
+    events = tmp_path / "seq.csv"
+    _sequences(events)
+    out = tmp_path / "seeds"
+    args = ["benchmark", "--events", str(events), "--protocol", "leave-one-out", "--models", "pop,als,bert4rec"]
+    code = main([*args, "--out", str(out), "--seeds", "1,2,3", "--max-epochs", "2", "--compare", "pop,als"])
+    assert code == 0
+    doc = json.loads((out / "seeds.json").read_text())
+    assert doc["seeds"] == [1, 2, 3] and doc["bert4rec"]["max_minutes"] is None  # epochs bound it, not the clock
+    per_seed = [json.loads((out / f"seed_{s}" / "metrics.json").read_text()) for s in (1, 2, 3)]
+    als = doc["models"]["als"]["discover"]["overall"]["ndcg@10"]
+    assert als["values"] == [d["models"]["als"]["views"]["discover"]["overall"]["ndcg@10"] for d in per_seed]
+    assert als["mean"] == np.mean(als["values"])
+    assert doc["models"]["pop"]["discover"]["overall"]["ndcg@10"]["sd"] == 0.0  # popularity has no seed
+    record = next(r for r in doc["comparisons"] if r["slice"] == "discover/overall" and r["metric"] == "ndcg@10")
+    assert record["seeds"] == [1, 2, 3]
+    assert record["b_value"] == pytest.approx(als["mean"])  # every user's value averaged over the seeds
+    assert "+-" in capsys.readouterr().out
+
+
+def test_seeds_must_be_integers(tmp_path, capsys):
+    events = tmp_path / "seq.csv"
+    _sequences(events, n_users=10)
+    code = main(["benchmark", "--events", str(events), "--models", "pop", "--out", str(tmp_path / "o"), "--seeds", "a"])
+    assert code == 2 and "--seeds takes integers" in capsys.readouterr().err

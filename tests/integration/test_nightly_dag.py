@@ -16,7 +16,14 @@ AS_OF = "2010-06-30"  # an early replay day keeps the run short (about 200k even
 def dag_run(airflow_db, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     # a small enrichment budget keeps the run short; interaction synthesis runs in full
-    env = {**os.environ, "RECO_PATHS__HOME": str(home), "RECO_SYNTH__ENRICH_MAX_ITEMS": "20"}
+    env = {
+        **os.environ,
+        "RECO_PATHS__HOME": str(home),
+        "RECO_SYNTH__ENRICH_MAX_ITEMS": "20",
+        # a 4-week backtest of the cheap models (the default replays 12 weeks with the text control too)
+        "RECO_EVAL__BACKTEST__SPAN_DAYS": "28",
+        "RECO_EVAL__BACKTEST__MODELS": '["pop", "rebuy", "als", "newest", "fusion"]',
+    }
     airflow = str(Path(sys.executable).with_name("airflow"))
     conf = {"as_of": AS_OF, "models": ["pop", "rebuy", "als"], "register_models": True}
     proc = subprocess.run(
@@ -56,7 +63,18 @@ def test_run_wrote_lake_quality_results_and_metrics(dag_run):
         metrics["models"]["als"]["views"]["discover"]["overall"]["ndcg@10"]
         > metrics["models"]["pop"]["views"]["discover"]["overall"]["ndcg@10"]
     )
-    assert (home / "runs" / AS_OF / "summary.txt").read_text().startswith("nightly pipeline summary")
+    summary = (home / "runs" / AS_OF / "summary.txt").read_text()
+    assert summary.startswith("nightly pipeline summary") and "backtest 4 weekly cuts" in summary
+
+
+def test_backtest_of_the_cheap_models_is_recorded(dag_run):
+    _, home = dag_run
+    doc = json.loads((home / "runs" / AS_OF / "backtest" / "backtest.json").read_text())
+    assert doc["cuts"] == ["2010-06-03", "2010-06-10", "2010-06-17", "2010-06-24"]
+    assert set(doc["aggregate"]) == {"pop", "rebuy", "als", "newest", "fusion"}
+    assert doc["totals"]["new_customers"] > 0
+    for cut in doc["cuts"]:
+        assert (home / "runs" / AS_OF / "backtest" / "cuts" / cut / "recommendations.parquet").exists()
 
 
 def test_mlflow_has_a_parent_run_with_a_nested_run_per_model(dag_run):
@@ -76,6 +94,12 @@ def test_mlflow_has_a_parent_run_with_a_nested_run_per_model(dag_run):
     metrics = json.loads((home / "runs" / AS_OF / "metrics.json").read_text())
     delta = metrics["synthetic_uplift"]["als"]["discover"]["sparse"]["ndcg@10"]["delta"]
     assert parents[0].data.metrics["uplift/als/discover/sparse/ndcg_at_10"] == pytest.approx(delta)
+    assert "uplift/als/discover/sparse/ndcg_at_10_ci_low" in parents[0].data.metrics
+    backtest = json.loads((home / "runs" / AS_OF / "backtest" / "backtest.json").read_text())
+    als_bt = backtest["aggregate"]["als"]["discover"]["overall"]["ndcg@10"]
+    assert parents[0].data.metrics["backtest/als/discover/overall/ndcg_at_10"] == pytest.approx(als_bt["mean"])
+    assert parents[0].data.metrics["backtest/als/discover/overall/ndcg_at_10_ci_low"] == pytest.approx(als_bt["ci_low"])
+    assert "backtest/als-pop/discover/overall/ndcg_at_10_p_value" in parents[0].data.metrics
     als = next(r for r in children if r.data.tags["model"] == "als")
     assert "discover/overall/ndcg_at_10" in als.data.metrics and "fit_seconds" in als.data.metrics
     assert als.data.params["factors"] == "64"

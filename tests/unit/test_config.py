@@ -8,7 +8,8 @@ from ml.errors import SettingsError
 
 def test_defaults_are_typed():
     s = get_settings()
-    assert s.split.test_days == 100 and s.models.als.weighting == "log1p" and s.eval.ks[-1] == 20
+    assert s.split.test_days == 100 and s.models.als.weighting == "bm25" and s.eval.ks[-1] == 20
+    assert s.eval.backtest.compare[0] == ("pop", "als")  # a list of pairs, typed
 
 
 def test_file_then_environment_then_overrides(tmp_path, monkeypatch):

@@ -293,3 +293,14 @@ def test_text_knn_refuses_missing_or_misaligned_text():
         TextKNN(np.zeros((3, 2), np.float32))
     with pytest.raises(ValueError, match="3 rows for 4 items"):
         TextKNN(np.eye(3, dtype=np.float32)).fit(events([0], [3], [0], n_items=4))
+
+
+def test_als_own_window_trains_only_on_the_last_days():
+    # item 0 sold on day 0 only, items 1 and 2 on day 95-100: a 10-day window never sees item 0
+    data = events([0, 1, 2, 3, 1, 2], [0, 1, 2, 1, 2, 1], [0, 95, 96, 97, 99, 100])
+    windowed = ALS(factors=4, iterations=5, seed=1, use_gpu=False, num_threads=1, window_days=10)
+    windowed.fit(data)
+    assert not windowed.model.item_factors[0].any()  # no event left for item 0: its factors stay zero
+    assert windowed.model.item_factors[1].any() and windowed.model.item_factors[2].any()
+    everything = ALS(factors=4, iterations=5, seed=1, use_gpu=False, num_threads=1).fit(data)
+    assert everything.model.item_factors[0].any()

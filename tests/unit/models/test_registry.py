@@ -31,7 +31,7 @@ def test_lists_follow_the_specs():
 def test_models_are_built_from_their_own_section():
     settings = ModelSettings.model_validate({"seed": 3, "als": {"factors": 16}, "popularity": {"recent_days": 7}})
     als = registry.make_model("als_synth", settings)
-    assert (als.params["factors"], als.params["seed"], als.params["weighting"]) == (16, 3, "log1p")
+    assert (als.params["factors"], als.params["seed"], als.params["weighting"]) == (16, 3, "bm25")
     assert registry.make_model("pop_recent", settings).window_days == 7
     assert registry.make_model("pop", settings).window_days is None
     newest = ModelSettings.model_validate({"popularity": {"newest_days": 9}})
@@ -40,10 +40,11 @@ def test_models_are_built_from_their_own_section():
         "model": "als",
         "seed": 3,
         "factors": 16,
-        "regularization": 0.05,
-        "iterations": 20,
-        "alpha": 2.0,
-        "weighting": "log1p",
+        "regularization": 0.03,
+        "iterations": 30,
+        "alpha": 0.7,
+        "weighting": "bm25",
+        "window_days": 30,
     }
     assert registry.model_params("rebuy", settings) == {"model": "rebuy", "seed": 3}
 
