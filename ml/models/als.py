@@ -12,10 +12,12 @@ from threadpoolctl import threadpool_limits
 
 from ml.data.interactions import TS, Interactions
 from ml.models.base import HistoryCache, Recommender
+from ml.models.popularity import distinct_users_per_item
 
 log = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * 10**9
+TIE_BREAK = 1e-6  # x max-normalized training buyers: orders only items whose dot products tie (e.g. a zero user vector)
 BM25_K1 = 100.0
 BM25_B = 0.8
 
@@ -105,6 +107,7 @@ class ALS(Recommender):
         self.device: str | None = None
         self.bm25 = BM25()
         self.model = None  # implicit.cpu.als.AlternatingLeastSquares once fitted
+        self.popularity: np.ndarray | None = None  # max-normalized distinct buyers in the fitted events
         self._cache = HistoryCache()
 
     def weight(self, x: sp.csr_matrix, fit: bool = False) -> sp.csr_matrix:
@@ -143,6 +146,8 @@ class ALS(Recommender):
         if window and len(train):
             ts = train.frame[TS].to_numpy()
             train = Interactions(train.frame[ts >= ts.max() - window * NS_PER_DAY], train.n_users, train.n_items)
+        buyers = distinct_users_per_item(train)
+        self.popularity = (buyers / buyers.max() if buyers.max() > 0 else buyers).astype(np.float32)
         weighted = self.weight(train.csr(), fit=True)
         with threadpool_limits(1, "blas"):  # implicit runs its own threads; BLAS threads only contend
             model = self._implicit_model(use_gpu)
@@ -168,7 +173,10 @@ class ALS(Recommender):
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """Dot products of user factors and item factors, ``(len(users), n_items)`` float32."""
-        return (self.user_vectors(users, history) @ self.model.item_factors.T).astype(np.float32, copy=False)
+        scores = self.user_vectors(users, history) @ self.model.item_factors.T
+        if self.popularity is not None:  # a customer whose items all lie outside the window has a zero vector
+            scores += TIE_BREAK * self.popularity
+        return scores.astype(np.float32, copy=False)
 
     def similar_items(self, items: np.ndarray, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Cosine-nearest items in factor space, excluding the item itself; ``(len(items), n)`` each."""
@@ -202,6 +210,7 @@ class ALS(Recommender):
             user_factors=self.model.user_factors,
             item_factors=self.model.item_factors,
             idf=self.bm25.idf if self.bm25.idf is not None else np.empty(0),
+            popularity=self.popularity if self.popularity is not None else np.empty(0),
         )
         meta = {"params": self.params, "device": self.device, "average_length": self.bm25.average_length}
         (path / "params.json").write_text(json.dumps(meta))
@@ -217,5 +226,7 @@ class ALS(Recommender):
             model.model.item_factors = data["item_factors"]
             if data["idf"].size:
                 model.bm25.idf = data["idf"]
+            if "popularity" in data and data["popularity"].size:
+                model.popularity = data["popularity"]
         model.bm25.average_length = meta["average_length"]
         return model

@@ -62,9 +62,16 @@ def _fusion_members(models: list[str]) -> list[str]:
     ]
 
 
+def _reads_text(key: str, settings: Settings) -> bool:
+    """Whether model ``key`` reads item text vectors under ``settings`` (its ``item_text`` not ``none``)."""
+    spec = registry.spec(key)
+    section = getattr(settings.models, spec.settings_section) if spec.settings_section else None
+    return spec.uses_item_text and getattr(section, "item_text", "augment") != "none"
+
+
 def _item_vectors(models: list[str], known_from: pd.Series, catalog: pd.DataFrame | None, settings: Settings):
     """Text vectors of every item ever known (a frame indexed by item id), if a model reads item text."""
-    if catalog is None or not any(registry.spec(m).uses_item_text for m in models if m != registry.FUSION):
+    if catalog is None or not any(_reads_text(m, settings) for m in models if m != registry.FUSION):
         return None
     from ml.text.encoder import TitleEncoder
     from ml.text.items import item_text_vectors
@@ -149,8 +156,8 @@ def _fit(key: str, data: CutData, settings: Settings, vectors: pd.DataFrame | No
     """One base model fitted on a cut (refitted models on the whole window; others early-stop on its end)."""
     spec = registry.spec(key)
     item_text = None
-    if spec.uses_item_text and vectors is not None:
-        item_text = vectors.reindex(data.item_ids).to_numpy(np.float32)
+    if vectors is not None and _reads_text(key, settings):
+        item_text = np.array(vectors.reindex(data.item_ids).fillna(0.0).to_numpy(np.float32))
     model = registry.make_model(key, settings.models, item_text=item_text)
     started = time.perf_counter()
     if spec.refit:

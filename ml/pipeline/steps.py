@@ -385,11 +385,11 @@ def backtest_step(settings: Settings, as_of, parent_run_id: str | None = None) -
             for view, cells in views.items():
                 for slice_, cell in cells.items():
                     for m in doc["metrics"]:
-                        base = f"backtest/{model}/{view}/{slice_}/{metric_name(m)}"
+                        base = metric_name(f"backtest/{model}/{view}/{slice_}/{m}")  # history_16+ -> 16plus
                         metrics.update({base: cell[m]["mean"], f"{base}_ci_low": cell[m]["ci_low"]})
                         metrics[f"{base}_ci_high"] = cell[m]["ci_high"]
         for r in doc["comparisons"]:
-            base = f"backtest/{r['b']}-{r['a']}/{r['slice']}/{metric_name(r['metric'])}"
+            base = metric_name(f"backtest/{r['b']}-{r['a']}/{r['slice']}/{r['metric']}")
             metrics.update({base: r["delta"], f"{base}_ci_low": r["ci_low"], f"{base}_ci_high": r["ci_high"]})
             metrics[f"{base}_p_value"] = r["p_value"]
         metrics.update({f"backtest/{k}": v for k, v in doc["totals"].items()})

@@ -184,10 +184,10 @@ def test_als_recalculated_factors_follow_new_history():
     history = data.concat(extra)
     ids, _ = small_als().fit(data).recommend(np.array([COLD_USER]), history, n=4)
     assert np.all(block_of_item(ids) == 2)
-    # with the factors learned in fit, the later events are ignored: a zero vector, no preference
+    # with the factors learned in fit, the later events are ignored: a zero vector, only the popularity tie-break
     trained = ALS(factors=4, iterations=10, use_gpu=False, num_threads=1, user_factors="trained").fit(data)
     _, scores = trained.recommend(np.array([COLD_USER]), history, n=4)
-    assert np.all(scores == 0)
+    assert np.all(scores <= 1e-6)
 
 
 def test_als_saves_factors_as_npz_not_pickle(tmp_path):
@@ -304,3 +304,11 @@ def test_als_own_window_trains_only_on_the_last_days():
     assert windowed.model.item_factors[1].any() and windowed.model.item_factors[2].any()
     everything = ALS(factors=4, iterations=5, seed=1, use_gpu=False, num_threads=1).fit(data)
     assert everything.model.item_factors[0].any()
+
+
+def test_als_orders_a_zero_vector_customer_by_popularity_not_by_item_id():
+    # user 0 bought item 0 long before the 10-day window: no factors; items 2 (3 buyers) > 1 (1 buyer)
+    data = events([0, 1, 2, 3, 1], [0, 2, 2, 2, 1], [0, 95, 96, 97, 99])
+    model = ALS(factors=4, iterations=5, seed=1, use_gpu=False, num_threads=1, window_days=10).fit(data)
+    ids, _ = model.recommend(np.array([0]), data, n=2, filter_already_liked_items=True)
+    assert ids[0].tolist() == [2, 1]

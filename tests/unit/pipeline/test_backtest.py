@@ -152,3 +152,27 @@ def test_check_models_refuses_before_any_work():
 def test_cli_exits_2_on_a_bad_model(tmp_path, capsys):
     assert main(["backtest", "--models", "pop,nope", "--out", str(tmp_path)]) == 2
     assert "unknown models" in capsys.readouterr().err
+
+
+def test_a_slow_model_runs_on_the_last_cuts_only_and_says_which(real_events, tmp_path):
+    from ml.config import Settings
+
+    events, catalog = real_events
+    settings = Settings().with_overrides(
+        {
+            "eval": {"bootstrap_resamples": 100, "backtest": {"span_days": 14, "slow_cuts": 1}},
+            "models": {"bert4rec": {"max_epochs": 1, "hidden": 16, "item_text": "none"}},
+        }
+    )
+    doc = run_backtest(events, catalog, settings, ["pop", "bert4rec"], tmp_path)
+    assert doc["timing"]["bert4rec"]["cuts"] == [doc["cuts"][-1]] and len(doc["timing"]["pop"]["cuts"]) == 2
+    compared = compare_models_on_shared_rows(tmp_path)
+    assert compared["cuts"] == 1  # pop and bert4rec are compared where both ran
+
+
+def compare_models_on_shared_rows(folder) -> dict:
+    from ml.eval.backtest import compare_models
+
+    rows = pd.read_parquet(folder / "user_metrics.parquet")
+    records = compare_models(rows, "pop", "bert4rec", ["ndcg@10"], [1], n_resamples=100)
+    return next(r for r in records if r["slice"] == "discover/overall")
