@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy import stats
 
 from ml.eval.compare import compare, mean_interval
 from ml.eval.protocol import bucket_names
@@ -85,8 +86,10 @@ def aggregate(
 
     Returns:
         ``{model: {view: {slice: {"users": distinct customers, "rows": (cut, user) rows,
-        <metric>: {"mean", "ci_low", "ci_high", "cut_mean", "cut_sd", "per_cut": {cut: mean}}}}}}``;
-        ``cut_mean`` / ``cut_sd`` are the mean and standard deviation of the per-cut means.
+        <metric>: {"mean", "ci_low", "ci_high", "cut_mean", "cut_sd", "per_cut": {cut: mean},
+        "per_cut_interval": {cut: [low, high]}}}}}}``; ``cut_mean`` / ``cut_sd`` are the mean and
+        standard deviation of the per-cut means; a cut's interval is Student's t over its customers
+        (each appears once in a cut), the pooled one a cluster bootstrap over customers.
     """
     out: dict = {}
     for (model, view), frame in user_metrics.groupby(["model", "view"], sort=False):
@@ -95,7 +98,9 @@ def aggregate(
             cell: dict = {"users": int(rows["user_id"].nunique()), "rows": len(rows)}
             for metric in metrics:
                 mean, low, high = mean_interval(rows[metric], rows["user_id"], n_resamples, random_state)
-                per_cut = rows.groupby("cut")[metric].mean()
+                by_cut = rows.groupby("cut")[metric]
+                per_cut, sd, n = by_cut.mean(), by_cut.std(ddof=1), by_cut.size()
+                half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n)  # one row per customer in a cut
                 cell[metric] = {
                     "mean": mean,
                     "ci_low": low,
@@ -103,6 +108,10 @@ def aggregate(
                     "cut_mean": float(per_cut.mean()) if len(per_cut) else float("nan"),
                     "cut_sd": float(per_cut.std(ddof=1)) if len(per_cut) > 1 else float("nan"),
                     "per_cut": {str(c): float(v) for c, v in per_cut.items()},
+                    "per_cut_interval": {
+                        str(c): [float(v - h), float(v + h)] if n[c] > 1 else [float(v), float(v)]
+                        for c, v, h in zip(per_cut.index, per_cut, half.fillna(0.0))
+                    },
                 }
             view_doc[name] = cell
     return out

@@ -88,14 +88,17 @@ def plot_backtest(doc: dict, path: Path, metric: str = "ndcg@10") -> Path:
     for c, view in enumerate(views):
         top, bottom = axes[0][c], axes[1][c]
         for model, views_doc in agg.items():
-            per_cut = views_doc[view]["overall"][metric]["per_cut"]
-            top.plot(list(per_cut), list(per_cut.values()), marker="o", label=model)
+            cell = views_doc[view]["overall"][metric]
+            cuts, means = list(cell["per_cut"]), list(cell["per_cut"].values())
+            bounds = [cell.get("per_cut_interval", {}).get(c, [m, m]) for c, m in zip(cuts, means)]
+            yerr = [[m - b[0] for m, b in zip(means, bounds)], [b[1] - m for m, b in zip(means, bounds)]]
+            top.errorbar(cuts, means, yerr=yerr, marker="o", capsize=2, label=model)
             cells = [views_doc[view].get(b, {}).get(metric) or {} for b in buckets]
             means = [cell.get("mean", float("nan")) for cell in cells]
             low = [m - cell.get("ci_low", m) for m, cell in zip(means, cells)]
             high = [cell.get("ci_high", m) - m for m, cell in zip(means, cells)]
             bottom.errorbar(range(len(buckets)), means, yerr=[low, high], marker="o", capsize=3, label=model)
-        top.set_title(f"{metric} per cut ({view} view)")
+        top.set_title(f"{metric} per cut ({view} view, 95% intervals)")
         top.tick_params(axis="x", labelrotation=45, labelsize=7)
         first = next(iter(agg.values()))[view]
         labels = [f"{b.removeprefix('history_')}\n({first.get(b, {}).get('users', 0)})" for b in buckets]

@@ -82,3 +82,12 @@ def test_mean_interval_resamples_whole_clusters():
     mean, low, high = mean_interval([0.0, 1.0, np.nan, 0.0, 1.0], n_resamples=500)
     assert mean == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
     assert all(np.isnan(v) for v in mean_interval([np.nan]))
+
+
+def test_a_cuts_interval_is_students_t_over_its_customers():
+    frame = rows("a", [0.0, 1.0, 0.5, 0.5], ["u1", "u2", "u3", "u4"], ["c1", "c1", "c2", "c2"])
+    cell = aggregate(frame, ["ndcg@10"], [1], n_resamples=100)["a"]["discover"]["overall"]["ndcg@10"]
+    # c1: mean 0.5, sd 0.7071, n 2 -> half-width t(0.975, 1) * 0.7071 / sqrt(2) = 12.706 * 0.5 = 6.353
+    low, high = cell["per_cut_interval"]["c1"]
+    assert low == pytest.approx(0.5 - 6.3531, abs=1e-3) and high == pytest.approx(0.5 + 6.3531, abs=1e-3)
+    assert cell["per_cut_interval"]["c2"] == [0.5, 0.5]  # no spread, no width
