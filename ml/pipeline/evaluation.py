@@ -17,7 +17,7 @@ from ml import columns as C
 from ml.config import Settings
 from ml.data.dataset import SplitData
 from ml.data.lake import write_json_atomic, write_parquet_atomic
-from ml.eval.backtest import restrict_items, share_with_any
+from ml.eval.backtest import COLD_SLICE, restrict_items, share_with_any
 from ml.eval.compare import compare as compare_values
 from ml.eval.evaluate import evaluate, per_user
 from ml.eval.protocol import VIEWS, bucket_names, segments, users_with_truth, variant_uplift, view_truths
@@ -64,6 +64,7 @@ def evaluate_models(
     truths = view_truths(data.test_i, history)
     popularity = np.asarray(seen.sum(axis=0)).ravel()
     cold = popularity <= settings.eval.backtest.cold_max_buyers
+    cold_truths = {view: restrict_items(truth, cold) for view, truth in truths.items()}
     ks = settings.eval.ks
     view_users = {view: users_with_truth(truth) for view, truth in truths.items()}
     edges = settings.eval.history_buckets
@@ -100,7 +101,7 @@ def evaluate_models(
             entry["views"][view] = evaluate(
                 ids, truth, users, view_segments[view], ks=ks, item_popularity=popularity, n_items=data.n_items
             )
-            cold_result = evaluate(ids, restrict_items(truth, cold), users, ks=ks)["overall"]
+            cold_result = evaluate(ids, cold_truths[view], users, ks=ks)["overall"]
             cold_result["share_lists_with_cold@10"] = share_with_any(ids, cold, 10)
             entry["views"][view]["cold_items"] = cold_result
             frame = recommendations_frame(data.user_ids[users], ids[:, :top_k], scores[:, :top_k], data.item_ids)
@@ -108,7 +109,7 @@ def evaluate_models(
         doc["models"][key] = entry
     pairs = {k: registry.base_name(k) for k in keys if registry.is_synthetic(k)}
     doc["synthetic_uplift"] = variant_uplift(doc["models"], pairs)
-    judge = Judge(lists, truths, view_users, view_segments, settings)
+    judge = Judge(lists, truths, view_users, view_segments, settings, cold_truths)
     for variant_key, base in pairs.items():
         if base in doc["synthetic_uplift"]:
             for view, segs in doc["synthetic_uplift"][base].items():
@@ -120,7 +121,7 @@ def evaluate_models(
         record
         for a, b in compare
         for view in VIEWS
-        for seg in ("overall", *view_segments[view])
+        for seg in ("overall", *view_segments[view], COLD_SLICE)
         for metric in settings.eval.compare_metrics
         if (record := judge.compare(a, b, view, seg, metric)) is not None
     ]
@@ -150,19 +151,36 @@ def evaluate_models(
 
 
 class Judge:
-    """Paired comparisons of two evaluated models on one view, segment and metric, from their top lists."""
+    """Paired comparisons of two evaluated models on one view, segment and metric, from their top lists.
 
-    def __init__(self, lists: dict, truths: dict, view_users: dict, view_segments: dict, settings: Settings):
+    The segment ``cold_items`` compares on the cold-item truth (``cold_truths``), over the users who made
+    a cold-item purchase.
+    """
+
+    def __init__(
+        self,
+        lists: dict,
+        truths: dict,
+        view_users: dict,
+        view_segments: dict,
+        settings: Settings,
+        cold_truths: dict | None = None,
+    ):
         self.lists, self.truths, self.view_users, self.view_segments = lists, truths, view_users, view_segments
+        self.cold_truths = cold_truths or {}
         self.resamples, self.seed = settings.eval.bootstrap_resamples, settings.models.seed
-        self._values: dict[tuple[str, str, str], np.ndarray] = {}
+        self._values: dict[tuple[str, str, str, bool], np.ndarray] = {}
 
-    def values(self, key: str, view: str, metric: str) -> np.ndarray:
-        """``metric`` of every evaluated user of ``view`` under model ``key``, computed once and reused per segment."""
-        if (key, view, metric) not in self._values:
+    def values(self, key: str, view: str, metric: str, cold: bool = False) -> np.ndarray:
+        """``metric`` of every evaluated user of ``view`` under model ``key`` (NaN: no truth of that kind).
+
+        Computed once and reused per segment; ``cold`` scores against the cold-item truth.
+        """
+        if (key, view, metric, cold) not in self._values:
+            truth = self.cold_truths[view] if cold else self.truths[view]
             users = self.view_users[view]
-            self._values[key, view, metric] = per_user(self.lists[key, view], self.truths[view], users, metric)
-        return self._values[key, view, metric]
+            self._values[key, view, metric, cold] = per_user(self.lists[key, view], truth, users, metric)
+        return self._values[key, view, metric, cold]
 
     def compare(self, a: str, b: str, view: str, segment: str, metric: str) -> dict | None:
         """The :class:`~ml.eval.compare.Comparison` of B against A as a dict (``slice`` is ``view/segment``).
@@ -170,10 +188,16 @@ class Judge:
         None when the segment has no user in this view.
         """
         users = self.view_users[view]
-        mask = np.ones(len(users), bool) if segment == "overall" else self.view_segments[view][segment]
+        cold = segment == COLD_SLICE
+        if cold:
+            if view not in self.cold_truths:
+                return None
+            mask = np.diff(self.cold_truths[view][users].indptr) > 0
+        else:
+            mask = np.ones(len(users), bool) if segment == "overall" else self.view_segments[view][segment]
         if not mask.any():
             return None
-        values = [self.values(key, view, metric)[mask] for key in (a, b)]
+        values = [self.values(key, view, metric, cold)[mask] for key in (a, b)]
         record = compare_values(
             *values,
             a=a,
