@@ -6,17 +6,20 @@ from ml.data.interactions import Interactions
 from ml.models.als import ALS
 from ml.models.augmented import AugmentedHistory
 from ml.models.rebuy import Rebuy
-from tests.unit.models.recommender_contract import N_ITEMS, N_USERS, RecommenderContract
+from tests.unit.models.recommender_contract import N_ITEMS, N_USERS, WIDE_ITEMS, WIDE_USERS, RecommenderContract
 
 
-def _extra() -> Interactions:
+def _extra(n_users: int = N_USERS, n_items: int = N_ITEMS) -> Interactions:
     # two synthetic purchases of user 0 inside their own block
-    return Interactions.from_arrays([0, 0], [1, 2], n_users=N_USERS, n_items=N_ITEMS)
+    return Interactions.from_arrays([0, 0], [1, 2], n_users=n_users, n_items=n_items)
 
 
 class TestAugmentedALSContract(RecommenderContract):
     def _get_model(self):
         return AugmentedHistory(ALS(factors=4, iterations=10, seed=1), _extra())
+
+    def _get_wide_model(self):  # synthetic events live in the universe of the data they join
+        return AugmentedHistory(ALS(factors=4, iterations=10, seed=1), _extra(WIDE_USERS, WIDE_ITEMS))
 
 
 def test_extra_events_join_scoring_but_not_the_bought_filter():

@@ -12,6 +12,7 @@ def test_cold_item_comparisons_use_the_cold_truth_and_its_users():
     truth = sp.csr_matrix(np.eye(3, dtype=np.float32))  # user u bought item u
     cold = sp.csr_matrix(np.diag([0, 0, 1]).astype(np.float32))  # only item 2 is cold
     users = np.arange(3)
+
     def padded(rows):  # lists of 10 slots, -1 = empty
         return np.pad(np.array(rows), ((0, 0), (0, 8)), constant_values=-1)
 
