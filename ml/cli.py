@@ -51,6 +51,18 @@ def _pair(text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def _request(args, check) -> tuple[list[str], list[tuple[str, str]]] | None:
+    """``--models`` and ``--compare`` parsed and passed to ``check``; None once the refusal is printed."""
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        compare = [_pair(text) for text in args.compare or []]
+        check(models, compare)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return models, compare
+
+
 def cmd_benchmark(args) -> int:
     """Fit and evaluate the chosen models; print the NDCG@10 table."""
     from ml.pipeline.benchmark import check_request, run_benchmark
@@ -58,13 +70,9 @@ def cmd_benchmark(args) -> int:
 
     overrides = {"models": {"seed": args.seed, "bert4rec": {"max_epochs": args.max_epochs}}}
     settings = get_settings().with_overrides(overrides)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    try:
-        compare = [_pair(text) for text in args.compare or []]
-        check_request(models, compare)
-    except (ValueError, argparse.ArgumentTypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if (request := _request(args, check_request)) is None:
         return 2
+    models, compare = request
     if args.seeds:
         return _seeded_benchmark(args, settings, models, compare)
     doc = run_benchmark(_spec(args, settings), args.protocol, models, args.out, settings, compare=compare)
@@ -86,13 +94,9 @@ def cmd_backtest(args) -> int:
 
     overrides = {"models": {"seed": args.seed}, "eval": {"backtest": {"span_days": args.span_days}}}
     settings = get_settings().with_overrides(overrides)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    try:
-        compare = [_pair(text) for text in args.compare or []]
-        check_models(models, compare)
-    except (ValueError, argparse.ArgumentTypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if (request := _request(args, check_models)) is None:
         return 2
+    models, compare = request
     cleaned = prepare_events(_spec(args, settings), settings, as_of=args.as_of)
     doc = run_backtest(cleaned.interactions, cleaned.catalog, settings, models, args.out, compare=compare)
     print(json.dumps(doc["totals"], indent=2))

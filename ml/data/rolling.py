@@ -27,6 +27,28 @@ from ml import columns as C
 from ml.data.interactions import TS, Interactions
 
 DAY = pd.Timedelta(days=1)
+# what each cut's ``info`` counts about its horizon (they add up over cuts; the shares follow from them)
+HORIZON_COUNTS = (
+    "horizon_customers",
+    "new_customers",
+    "known_customers_outside_window",
+    "horizon_purchases",
+    "purchases_by_new_customers",
+    "purchases_in_first_orders",
+    "purchases_of_unlisted_items",
+    "scored_purchases",
+)
+
+
+def horizon_shares(counts: dict) -> dict[str, float]:
+    """The shares of customers and purchases that :data:`HORIZON_COUNTS` give (0 for an empty horizon)."""
+    customers, pairs = max(counts["horizon_customers"], 1), max(counts["horizon_purchases"], 1)
+    return {
+        "share_customers_new": counts["new_customers"] / customers,
+        "share_purchases_new_customers": counts["purchases_by_new_customers"] / pairs,
+        "share_purchases_unlisted_items": counts["purchases_of_unlisted_items"] / pairs,
+        "share_purchases_scored": counts["scored_purchases"] / pairs,
+    }
 
 
 def rolling_cuts(end: pd.Timestamp, span_days: int, step_days: int, horizon_days: int) -> list[pd.Timestamp]:
@@ -226,9 +248,7 @@ def build_cut(
         "purchases_of_unlisted_items": int((pairs_mask & ~reachable).sum()),
         "scored_purchases": int(_first_of_pairs(log.user, log.item, scored).sum()),
     }
-    info["share_customers_new"] = info["new_customers"] / max(info["horizon_customers"], 1)
-    info["share_purchases_new_customers"] = info["purchases_by_new_customers"] / max(n_pairs, 1)
-    info["share_purchases_unlisted_items"] = info["purchases_of_unlisted_items"] / max(n_pairs, 1)
+    info.update(horizon_shares(info))
     return CutData(
         cut=cut,
         horizon_end=horizon_end,

@@ -12,11 +12,10 @@ from threadpoolctl import threadpool_limits
 
 from ml.data.interactions import TS, Interactions
 from ml.models.base import HistoryCache, Recommender
-from ml.models.popularity import distinct_users_per_item
+from ml.models.popularity import NS_PER_DAY, popularity_share
 
 log = logging.getLogger(__name__)
 
-NS_PER_DAY = 86_400 * 10**9
 TIE_BREAK = 1e-6  # x max-normalized training buyers: orders only items whose dot products tie (e.g. a zero user vector)
 BM25_K1 = 100.0
 BM25_B = 0.8
@@ -147,8 +146,7 @@ class ALS(Recommender):
         if window and len(train):
             ts = train.frame[TS].to_numpy()
             train = Interactions(train.frame[ts >= ts.max() - window * NS_PER_DAY], train.n_users, train.n_items)
-        buyers = distinct_users_per_item(train)
-        self.popularity = (buyers / buyers.max() if buyers.max() > 0 else buyers).astype(np.float32)
+        self.popularity = popularity_share(train).astype(np.float32)
         weighted = self.weight(train.csr(), fit=True)
         with threadpool_limits(1, "blas"):  # implicit runs its own threads; BLAS threads only contend
             model = self._implicit_model(use_gpu)

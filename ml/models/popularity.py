@@ -19,6 +19,15 @@ def distinct_users_per_item(events: Interactions) -> np.ndarray:
     return np.bincount(pairs[ITEM_IDX].to_numpy(), minlength=events.n_items).astype(np.float64)
 
 
+def popularity_share(events: Interactions) -> np.ndarray:
+    """Distinct users per item divided by the largest count (float64 in [0, 1]; all zeros without events).
+
+    The fill and tie-break several models add to their own scores.
+    """
+    buyers = distinct_users_per_item(events)
+    return buyers / buyers.max() if buyers.max() > 0 else buyers
+
+
 class Popularity(Recommender):
     """Scores every item by its number of distinct training buyers; the same list for everyone.
 
@@ -82,8 +91,7 @@ class NewestPopularity(Recommender):
 
     def fit(self, train: Interactions, valid: Interactions | None = None) -> NewestPopularity:
         """Learn the all-time popularity that orders the items that are not new (``valid`` is unused)."""
-        pop = distinct_users_per_item(train)
-        self.popularity = pop / pop.max() if pop.max() > 0 else pop
+        self.popularity = popularity_share(train)
         return self
 
     def newest_scores(self, history: Interactions) -> np.ndarray:

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from ml.data.interactions import ITEM_IDX, TS, USER_IDX, Interactions
 from ml.models.base import HistoryCache, Recommender
-from ml.models.popularity import distinct_users_per_item
+from ml.models.popularity import popularity_share
 
 RECENCY_WEIGHT = 0.5  # < 1: recency only orders items bought equally often
 POPULARITY_WEIGHT = 1e-3  # tiny: popularity only fills and tie-breaks the list
@@ -47,8 +47,7 @@ class Rebuy(Recommender):
 
     def fit(self, train: Interactions, valid: Interactions | None = None) -> Rebuy:
         """Learn the global popularity used to fill lists (``valid`` is unused)."""
-        pop = distinct_users_per_item(train)
-        self.popularity = pop / pop.max() if pop.max() > 0 else pop
+        self.popularity = popularity_share(train)
         return self
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:

@@ -174,6 +174,16 @@ def fusion_members(trained: list[str]) -> list[str]:
     return [k for k in trained if k != FUSION and spec(k).fusion_member]
 
 
+def reads_item_text(key: str, settings: ModelSettings) -> bool:
+    """Whether the model behind ``key`` reads item text vectors: its spec uses them and its settings
+    section does not switch them off (``item_text="none"``; a section without the key reads them)."""
+    spec_ = spec(key)
+    if not spec_.uses_item_text:
+        return False
+    section = getattr(settings, spec_.settings_section) if spec_.settings_section else None
+    return getattr(section, "item_text", "augment") != "none"
+
+
 def make_model(key: str, settings: ModelSettings, **options: Any) -> Recommender:
     """A fresh, unfitted model of the type behind ``key``, configured from ``settings``.
 

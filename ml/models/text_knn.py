@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from ml.data.interactions import Interactions
 from ml.models.base import HistoryCache, Recommender
-from ml.models.popularity import distinct_users_per_item
+from ml.models.popularity import popularity_share
 
 POPULARITY_WEIGHT = 1e-3  # popularity only fills and tie-breaks the list (similarities are cosines, up to 1 each)
 
@@ -74,8 +74,7 @@ class TextKNN(Recommender):
         if len(self.item_text) != train.n_items:
             raise ValueError(f"item_text has {len(self.item_text)} rows for {train.n_items} items")
         self.similar = neighbour_matrix(self.item_text, self.neighbours)
-        pop = distinct_users_per_item(train)
-        self.popularity = pop / pop.max() if pop.max() > 0 else pop
+        self.popularity = popularity_share(train)
         return self
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:

@@ -28,7 +28,15 @@ import pandas as pd
 from ml import columns as C
 from ml.config import Settings
 from ml.data.lake import write_json_atomic, write_parquet_atomic
-from ml.data.rolling import CutData, EventLog, build_cut, item_known_from, rolling_cuts
+from ml.data.rolling import (
+    HORIZON_COUNTS,
+    CutData,
+    EventLog,
+    build_cut,
+    horizon_shares,
+    item_known_from,
+    rolling_cuts,
+)
 from ml.eval.backtest import ALL, COLD, aggregate, compare_models, restrict_items, share_with_any, user_slices
 from ml.eval.evaluate import evaluate, per_user
 from ml.eval.protocol import VIEWS, bucket_names, users_with_truth, view_truths
@@ -36,6 +44,7 @@ from ml.eval.ranking import recommendations_frame
 from ml.models import registry
 from ml.models.base import Recommender
 from ml.models.fusion import Fusion
+from ml.pipeline.benchmark import check_request
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +55,7 @@ def check_models(models: list[str], compare: list[tuple[str, str]] = ()) -> None
     Raises:
         ValueError: naming what is wrong.
     """
-    compared = [m for pair in compare for m in pair]
-    registry.check_names(models + compared)
-    if missing := sorted(set(compared) - set(models)):
-        raise ValueError(f"--compare names {missing}, which are not among --models")
+    check_request(models, compare)
     if registry.FUSION in models and len(_fusion_members(models)) < 2:
         candidates = [n for n, s in registry.MODELS.items() if s.fusion_member and not s.slow]
         raise ValueError(f"fusion needs at least two of {candidates} among the models")
@@ -62,16 +68,9 @@ def _fusion_members(models: list[str]) -> list[str]:
     ]
 
 
-def _reads_text(key: str, settings: Settings) -> bool:
-    """Whether model ``key`` reads item text vectors under ``settings`` (its ``item_text`` not ``none``)."""
-    spec = registry.spec(key)
-    section = getattr(settings.models, spec.settings_section) if spec.settings_section else None
-    return spec.uses_item_text and getattr(section, "item_text", "augment") != "none"
-
-
 def _item_vectors(models: list[str], known_from: pd.Series, catalog: pd.DataFrame | None, settings: Settings):
     """Text vectors of every item ever known (a frame indexed by item id), if a model reads item text."""
-    if catalog is None or not any(_reads_text(m, settings) for m in models if m != registry.FUSION):
+    if catalog is None or not any(registry.reads_item_text(m, settings.models) for m in models if m != registry.FUSION):
         return None
     from ml.text.encoder import TitleEncoder
     from ml.text.items import item_text_vectors
@@ -156,7 +155,7 @@ def _fit(key: str, data: CutData, settings: Settings, vectors: pd.DataFrame | No
     """One base model fitted on a cut (refitted models on the whole window; others early-stop on its end)."""
     spec = registry.spec(key)
     item_text = None
-    if vectors is not None and _reads_text(key, settings):
+    if vectors is not None and registry.reads_item_text(key, settings.models):
         item_text = np.array(vectors.reindex(data.item_ids).fillna(0.0).to_numpy(np.float32))
     model = registry.make_model(key, settings.models, item_text=item_text)
     started = time.perf_counter()
@@ -245,7 +244,7 @@ def run_backtest(
             timing[key]["cuts"].append(str(cut.date()))
             rows += key_rows
             recs += key_recs
-        if members:
+        if members and cut != cuts[-1]:  # the weights serve the next cut
             weights = _choose_fusion_weights({m: fitted[m] for m in members}, scorer, settings.models.fusion.grid)
         if reported:
             folder = out / "cuts" / str(cut.date())
@@ -283,20 +282,5 @@ def run_backtest(
 
 def _totals(infos: list[dict]) -> dict:
     """Counts summed over the reported cuts, and the shares they give."""
-    keys = (
-        "horizon_customers",
-        "new_customers",
-        "known_customers_outside_window",
-        "horizon_purchases",
-        "purchases_by_new_customers",
-        "purchases_in_first_orders",
-        "purchases_of_unlisted_items",
-        "scored_purchases",
-    )
-    totals = {k: int(sum(i[k] for i in infos)) for k in keys}
-    n_customers, n_pairs = max(totals["horizon_customers"], 1), max(totals["horizon_purchases"], 1)
-    totals["share_customers_new"] = totals["new_customers"] / n_customers
-    totals["share_purchases_new_customers"] = totals["purchases_by_new_customers"] / n_pairs
-    totals["share_purchases_unlisted_items"] = totals["purchases_of_unlisted_items"] / n_pairs
-    totals["share_purchases_scored"] = totals["scored_purchases"] / n_pairs
-    return totals
+    totals = {k: int(sum(i[k] for i in infos)) for k in HORIZON_COUNTS}
+    return {**totals, **horizon_shares(totals)}

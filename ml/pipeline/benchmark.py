@@ -129,8 +129,6 @@ def run_seeded_benchmark(
     for key, entry in first["models"].items():
         for view, groups in entry["views"].items():
             for group in groups:
-                if not isinstance(groups[group], dict):
-                    continue
                 for metric in metrics:
                     values = [docs[s]["models"][key]["views"][view][group][metric] for s in seeds]
                     cell = {

@@ -42,10 +42,7 @@ def item_text_for(
         ``(n_items, text.dim)`` float32, or None (the model reads no text, it is switched off, or no
         item has a title: e.g. a ratings file whose catalog only lists ids).
     """
-    spec = registry.spec(key)
-    if not spec.uses_item_text or catalog is None:
-        return None
-    if getattr(getattr(settings.models, spec.settings_section), "item_text", "augment") == "none":
+    if catalog is None or not registry.reads_item_text(key, settings.models):
         return None
     from ml.text.encoder import TitleEncoder
     from ml.text.items import item_text_vectors
