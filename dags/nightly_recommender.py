@@ -4,15 +4,23 @@
 Cleans the shop's transactions (every dropped row quarantined with its reason), gates them with
 Great Expectations, builds a leak-free temporal split, synthesizes extra training data with a
 language model (grounded in the catalog, gated), trains the recommenders on real data and on
-real + synthetic data, fuses them, evaluates on the held-out future period and records everything
-in MLflow, including what synthesis was worth.
+real + synthetic data, fuses them and evaluates them on the held-out future period. Then the
+challenger (the best on validation) meets the champion's configuration on today's test data; the
+configuration that wins is refit on everything up to the as-of date, smoke-checked, registered as
+a version of the served model and given the `champion` alias, and the champion writes the day's
+batch lists for every active customer.
 
 `ingest -> clean -> gate -> build_dataset -> start_tracking -> synthesize -> gate_synthetic -> train_*
--> fuse -> evaluate -> summary`, and beside training a rolling `backtest` of the cheap models (the last 12
-weeks replayed night by night, new customers and new products counted, 95% intervals).
+-> fuse -> evaluate -> decide -> refit -> smoke_check -> register -> recommend -> summary`, and beside
+training a rolling `backtest` of the cheap models (the last 12 weeks replayed night by night, new
+customers and new products counted, 95% intervals).
 
-A generator outage or a failed synthetic gate never fails the run: it continues on real data only
-and says so (MLflow tag `synthetic_status`, the summary).
+Nothing moves the alias before the refit model passed its smoke check; a failed gate or a dry run
+keeps the champion serving. A generator outage or a failed synthetic gate never fails the run: it
+continues on real data only and says so (MLflow tag `synthetic_status`, the summary).
+
+Assets: `shop_clean_interactions` (after `clean`) and `shop_recommender_champion` (after `recommend`:
+the champion and its lists for the day) let downstream DAGs schedule on them (`export_recommendations`).
 
 Trigger it by hand with the form to choose the as-of date, the models and a few settings; all other
 settings come from `RECO_*` environment variables or the file in `RECO_SETTINGS_FILE`. BERT4Rec runs
@@ -26,16 +34,38 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from ml.models.registry import BASE_MODELS, DEFAULT_MODELS
+from ml.models.registry import BASE_MODELS
+from ml.pipeline.assets import CHAMPION, CLEAN_INTERACTIONS
 
 MODEL_CHOICES = list(BASE_MODELS)
+DATA, MODELS, SYNTHESIS, PROMOTION = "Data", "Models", "Synthesis", "Promotion and serving"
 
 
 def _ctx(params, context):
-    """The run's settings, as-of date, params and id (see ml.pipeline.airflow_params.run_context)."""
+    """The run's settings, as-of date, params and ids (see ml.pipeline.airflow_params.run_context)."""
     from ml.pipeline.airflow_params import run_context
+    from ml.pipeline.replay import ReplayFinished
 
-    return run_context(params, context.get("logical_date"), context.get("run_after"), context.get("run_id"))
+    ti, dag_ = context.get("ti"), context.get("dag")
+    try:
+        return run_context(
+            params,
+            context.get("logical_date"),
+            context.get("run_after"),
+            context.get("run_id"),
+            dag_id=getattr(dag_, "dag_id", "") or "",
+            task_id=getattr(ti, "task_id", "") or "",
+        )
+    except ReplayFinished as exc:  # the live demo shop has released all of its history: skip, say why
+        from airflow.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(str(exc)) from exc
+
+
+def _nightly_models() -> list[str]:
+    from ml.config import get_settings
+
+    return list(get_settings().models.nightly)
 
 
 @dag(
@@ -52,17 +82,16 @@ def _ctx(params, context):
             type=["null", "string"],
             format="date",
             title="As-of date",
-            description="Use data up to this day (YYYY-MM-DD). Empty: the run's logical date.",
-        ),
-        "models": Param(
-            list(DEFAULT_MODELS),
-            type="array",
-            items={"type": "string", "enum": MODEL_CHOICES},
-            title="Models",
-            description="Base models to train; fusion combines those trained (newest and text_knn are controls).",
+            description="Use data up to this day (YYYY-MM-DD). Empty: the run's logical date (or its replayed day).",
+            section=DATA,
         ),
         "test_days": Param(
-            100, type="integer", minimum=1, title="Test days", description="Length of the held-out test period."
+            100,
+            type="integer",
+            minimum=1,
+            title="Test days",
+            description="Length of the held-out test period.",
+            section=DATA,
         ),
         "validation_days": Param(
             31,
@@ -70,6 +99,15 @@ def _ctx(params, context):
             minimum=1,
             title="Validation days",
             description="Length of the validation period before the test.",
+            section=DATA,
+        ),
+        "models": Param(
+            _nightly_models(),
+            type="array",
+            items={"type": "string", "enum": MODEL_CHOICES},
+            title="Models",
+            description="Base models to train; fusion combines those trained (newest and text_knn are controls).",
+            section=MODELS,
         ),
         "bert_max_epochs": Param(
             200,
@@ -77,6 +115,7 @@ def _ctx(params, context):
             minimum=1,
             title="BERT4Rec max epochs",
             description="Upper bound; early stopping usually ends sooner.",
+            section=MODELS,
         ),
         "bert_max_minutes": Param(
             60,
@@ -84,6 +123,7 @@ def _ctx(params, context):
             minimum=1,
             title="BERT4Rec time cap (minutes)",
             description="Wall-time cap per BERT4Rec training; the best epoch so far is kept.",
+            section=MODELS,
         ),
         "bert_item_text": Param(
             "augment",
@@ -91,13 +131,22 @@ def _ctx(params, context):
             enum=["none", "augment"],
             title="BERT4Rec item text",
             description="augment: add MiniLM vectors of item titles and enrichment to BERT4Rec's item embeddings.",
+            section=MODELS,
         ),
-        "seed": Param(42, type="integer", title="Seed", description="Random seed of every model."),
+        "seed": Param(42, type="integer", title="Seed", description="Random seed of every model.", section=MODELS),
+        "backtest": Param(
+            True,
+            type="boolean",
+            title="Backtest the cheap models",
+            description="Replay the last 12 weeks night by night (popularity, re-buy, ALS, controls, fusion).",
+            section=MODELS,
+        ),
         "synthesis": Param(
             True,
             type="boolean",
             title="Synthesize training data",
             description="Generate synthetic purchases for sparse users with the language model.",
+            section=SYNTHESIS,
         ),
         "synth_backend": Param(
             "embedded",
@@ -105,6 +154,7 @@ def _ctx(params, context):
             enum=["embedded", "openai"],
             title="Generator",
             description="embedded: the bundled SmolLM2 model; openai: the OpenAI-compatible server in settings.",
+            section=SYNTHESIS,
         ),
         "synth_max_per_user": Param(
             3,
@@ -113,18 +163,32 @@ def _ctx(params, context):
             maximum=20,
             title="Synthetic purchases per user",
             description="Cap on accepted synthetic interactions per sparse user (the synthetic share).",
+            section=SYNTHESIS,
         ),
-        "backtest": Param(
-            True,
-            type="boolean",
-            title="Backtest the cheap models",
-            description="Replay the last 12 weeks night by night (popularity, re-buy, ALS, controls, fusion).",
+        "top_k": Param(
+            10,
+            type="integer",
+            minimum=1,
+            maximum=100,
+            title="K (list length)",
+            description="Items per customer and view in the batch lists.",
+            section=PROMOTION,
         ),
-        "register_models": Param(
-            True,
+        "promotion_margin": Param(
+            0.0,
+            type="number",
+            minimum=0,
+            title="Promotion margin",
+            description="The challenger must beat the champion's configuration by at least this much "
+            "(discover NDCG@10 on today's test), with the 95% interval of the delta above zero.",
+            section=PROMOTION,
+        ),
+        "dry_run": Param(
+            False,
             type="boolean",
-            title="Register models",
-            description="Log every model as an MLflow pyfunc and register it.",
+            title="Dry run",
+            description="Decide and report, but register nothing and leave the champion alias where it is.",
+            section=PROMOTION,
         ),
     },
     doc_md=__doc__,
@@ -138,9 +202,9 @@ def nightly_recommender():
         run = _ctx(params, context)
         return ingest_step(run.settings, run.as_of)
 
-    @task
+    @task(outlets=[CLEAN_INTERACTIONS])
     def clean(ingested: dict, params=None, **context) -> dict:
-        """Clean into the lake: interactions, catalog, quarantine (with reasons)."""
+        """Clean into the lake: interactions, catalog, quarantine (with reasons); updates the asset."""
         from ml.pipeline.steps import clean_step
 
         run = _ctx(params, context)
@@ -168,9 +232,7 @@ def nightly_recommender():
         from ml.pipeline.steps import start_tracking_step
 
         run = _ctx(params, context)
-        return start_tracking_step(
-            run.settings, run.as_of, run.run_id, dataset, run.params, tags={"airflow_run_id": run.run_id}
-        )
+        return start_tracking_step(run.settings, run.as_of, run.run_id, dataset, run.params, tags=run.tags)
 
     @task
     def synthesize(dataset: dict, params=None, **context) -> dict:
@@ -194,7 +256,9 @@ def nightly_recommender():
         from ml.pipeline.steps import train_task_step
 
         run = _ctx(params, context)
-        return train_task_step(run.settings, run.as_of, "baselines", run.models, parent_run_id, run.run_id, {})
+        return train_task_step(
+            run.settings, run.as_of, "baselines", run.models, parent_run_id, run.run_id, {}, run.tags
+        )
 
     @task
     def train_als(parent_run_id: str, synthetic: dict, params=None, **context) -> list[dict]:
@@ -202,7 +266,9 @@ def nightly_recommender():
         from ml.pipeline.steps import train_task_step
 
         run = _ctx(params, context)
-        return train_task_step(run.settings, run.as_of, "als", run.models, parent_run_id, run.run_id, synthetic)
+        return train_task_step(
+            run.settings, run.as_of, "als", run.models, parent_run_id, run.run_id, synthetic, run.tags
+        )
 
     @task(pool="gpu")
     def train_bert4rec(parent_run_id: str, synthetic: dict, params=None, **context) -> list[dict]:
@@ -210,7 +276,9 @@ def nightly_recommender():
         from ml.pipeline.steps import train_task_step
 
         run = _ctx(params, context)
-        return train_task_step(run.settings, run.as_of, "bert4rec", run.models, parent_run_id, run.run_id, synthetic)
+        return train_task_step(
+            run.settings, run.as_of, "bert4rec", run.models, parent_run_id, run.run_id, synthetic, run.tags
+        )
 
     @task
     def fuse(
@@ -220,9 +288,8 @@ def nightly_recommender():
         from ml.pipeline.steps import fuse_step
 
         run = _ctx(params, context)
-        return fuse_step(
-            run.settings, run.as_of, [r["model"] for r in baselines + als + bert], parent_run_id, run.run_id
-        )
+        trained = [r["model"] for r in baselines + als + bert]
+        return fuse_step(run.settings, run.as_of, trained, parent_run_id, run.run_id, run.tags)
 
     @task
     def backtest(dataset: dict, parent_run_id: str, params=None, **context) -> dict:
@@ -244,32 +311,78 @@ def nightly_recommender():
         params=None,
         **context,
     ) -> dict:
-        """Full-ranking metrics on the test period; models logged and registered in MLflow."""
+        """Full-ranking metrics of every model on the test period, logged to each model's MLflow run."""
         from ml.pipeline.steps import evaluate_step
 
         run = _ctx(params, context)
-        models = [r["model"] for r in baselines + als + bert] + [fused["model"]]
-        return evaluate_step(
-            run.settings, run.as_of, models, parent_run_id, run.run_id, register=run.params.get("register_models", True)
-        )
+        models = [r["model"] for r in baselines + als + bert] + ([fused["model"]] if fused.get("model") else [])
+        return evaluate_step(run.settings, run.as_of, models, parent_run_id, run.run_id)
 
     @task
-    def summary(
-        cleaned: dict,
-        dataset: dict,
-        synth: dict,
-        synth_gate: dict,
-        fused: dict,
-        evaluated: dict,
-        backtested: dict,
-        params=None,
-        **context,
-    ) -> str:
-        """A short summary of the run, also written next to its metrics."""
+    def decide(evaluated: dict, gated: dict, synth_gate: dict, parent_run_id: str, params=None, **context) -> dict:
+        """Challenger (best on validation) vs the champion's configuration on today's test: promote, keep, hold."""
+        from ml.pipeline.promotion_steps import decide_step
+
+        run = _ctx(params, context)
+        return decide_step(run.settings, run.as_of, list(evaluated["models"]), gated, synth_gate, parent_run_id)
+
+    @task
+    def refit(decision: dict, parent_run_id: str, params=None, **context) -> dict:
+        """Refit the decided configuration on everything up to the as-of date; log it as an MLflow model."""
+        from ml.pipeline.promotion_steps import refit_step
+
+        run = _ctx(params, context)
+        return refit_step(run.settings, run.as_of, decision, parent_run_id, run.run_id)
+
+    @task
+    def smoke_check(refitted: dict, params=None, **context) -> dict:
+        """Load the logged model through MLflow and check its lists; a failure registers nothing."""
+        from ml.pipeline.promotion_steps import smoke_check_step
+
+        run = _ctx(params, context)
+        return smoke_check_step(run.settings, run.as_of, refitted)
+
+    @task
+    def register(decision: dict, refitted: dict, smoke: dict, parent_run_id: str, params=None, **context) -> dict:
+        """Register the checked model as a version of the served model and move the champion alias to it."""
+        from ml.pipeline.promotion_steps import register_step
+
+        run = _ctx(params, context)
+        return register_step(run.settings, run.as_of, decision, refitted, smoke, run.run_id, parent_run_id)
+
+    @task(outlets=[CHAMPION])
+    def recommend(registered: dict, params=None, **context) -> dict:
+        """The champion's batch lists (buy again, discover) for every active customer. Updates the champion asset."""
+        from ml.pipeline.promotion_steps import recommend_step
+
+        run = _ctx(params, context)
+        return recommend_step(run.settings, run.as_of, registered)
+
+    @task
+    def summary(results: dict, params=None, **context) -> str:
+        """A short summary of the run, also written next to its metrics and set as the MLflow run's description."""
         from ml.pipeline.report import write_summary
 
         run = _ctx(params, context)
-        results = {
+        return write_summary(run.settings, run.as_of, results, results.get("parent_run_id"))
+
+    cleaned = clean(ingest())
+    gated = gate(cleaned)
+    dataset = build_dataset(gated)
+    parent = start_tracking(dataset)
+    synth = synthesize(dataset)
+    synth_gate = gate_synthetic(synth, parent)
+    trained = (train_baselines(dataset, parent), train_als(parent, synth_gate), train_bert4rec(parent, synth_gate))
+    fused = fuse(parent, *trained)
+    evaluated = evaluate(parent, fused, *trained)
+    decision = decide(evaluated, gated, synth_gate, parent)
+    refitted = refit(decision, parent)
+    registered = register(decision, refitted, smoke_check(refitted), parent)
+    served = recommend(registered)
+    backtested = backtest(dataset, parent)
+    summary(
+        {
+            "parent_run_id": parent,
             "clean": cleaned,
             "dataset": dataset,
             "synthesis": synth,
@@ -277,18 +390,11 @@ def nightly_recommender():
             "fusion": fused,
             "evaluate": evaluated,
             "backtest": backtested,
+            "promotion": decision,
+            "registered": registered,
+            "serving": served,
         }
-        return write_summary(run.settings, run.as_of, results)
-
-    cleaned = clean(ingest())
-    dataset = build_dataset(gate(cleaned))
-    parent = start_tracking(dataset)
-    synth = synthesize(dataset)
-    synth_gate = gate_synthetic(synth, parent)
-    trained = (train_baselines(dataset, parent), train_als(parent, synth_gate), train_bert4rec(parent, synth_gate))
-    fused = fuse(parent, *trained)
-    backtested = backtest(dataset, parent)
-    summary(cleaned, dataset, synth, synth_gate, fused, evaluate(parent, fused, *trained), backtested)
+    )
 
 
 nightly_recommender()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m ml data prepare | benchmark | backtest | tune | synth ...``."""
+"""Command line: ``python -m ml data prepare | benchmark | backtest | tune | synth | promote ...``."""
 
 from __future__ import annotations
 
@@ -156,6 +156,41 @@ def _seeded_benchmark(args, settings, models, compare) -> int:
     return 0
 
 
+def cmd_promote(args) -> int:
+    """Show the champion and its alias history, roll it back, or force a version (each move recorded)."""
+    from ml.tracking import registry
+
+    settings = get_settings()
+    if args.rollback is not None or args.force is not None:
+        if not args.why:
+            print("error: say why (--why '...'): every move of the champion alias is recorded", file=sys.stderr)
+            return 2
+        try:
+            if args.force is not None:
+                event = registry.move_champion(settings, args.force, why=f"forced: {args.why}", by=args.by, forced=True)
+            else:
+                version = None if args.rollback == "previous" else int(args.rollback)
+                event = registry.rollback(settings, version, why=args.why, by=args.by)
+        except (ValueError, Exception) as exc:  # an unknown version comes back as MlflowException
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(event, indent=2))
+        return 0
+    current = registry.champion(settings)
+    name = settings.tracking.registered_model
+    if current is None:
+        print(f"{name}: no champion yet (a nightly run registers the first)")
+    else:
+        print(
+            f"{name}@{settings.tracking.champion_alias} = version {current.version} "
+            f"({current.tags.get('model')}, as of {current.tags.get('as_of')}, decision {current.tags.get('decision')})"
+        )
+    for e in registry.alias_history(settings):
+        forced = " FORCED" if e.get("forced") else ""
+        print(f"  {e['at']}  v{e['previous']} -> v{e['version']}{forced}  by {e['by']}: {e['why'][:160]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m ml``."""
     parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__)
@@ -215,6 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, default=None)
     tune.add_argument("--no-mlflow", action="store_true", help="do not log the search to MLflow")
     tune.set_defaults(func=cmd_tune)
+
+    promote = sub.add_parser("promote", help="the champion alias: show its history, roll back, or force a version")
+    moves = promote.add_mutually_exclusive_group()
+    moves.add_argument(
+        "--rollback",
+        nargs="?",
+        const="previous",
+        metavar="VERSION",
+        help="point the champion back at VERSION (default: the champion before the current one)",
+    )
+    moves.add_argument("--force", type=int, metavar="VERSION", help="point the champion at VERSION (logged as forced)")
+    promote.add_argument("--why", help="the reason, recorded with the move (required for a move)")
+    promote.add_argument("--by", help="who moves it (default: the login name)")
+    promote.set_defaults(func=cmd_promote)
 
     from ml.pipeline.synth_command import add_parser as add_synth
 

@@ -60,6 +60,16 @@ class PathSettings(BaseModel):
         return self.home / "mlflow"
 
     @property
+    def serving(self) -> Path:
+        """The champion's batch lists, one partition per as-of date (``date=YYYY-MM-DD/``)."""
+        return self.home / "serving"
+
+    @property
+    def services(self) -> Path:
+        """``make up``'s local services: PID files, logs, the generated UI login."""
+        return self.home / "services"
+
+    @property
     def models(self) -> Path:
         """Converted and adapted language models."""
         return self.home / "models"
@@ -81,6 +91,10 @@ class SourceSettings(BaseModel):
     kind: Literal["online-retail", "files"] = "online-retail"  # the bundled data, or a shop's files
     events: list[Path] = Field(default_factory=list)  # CSV/Parquet files in the generic schema
     catalog: Path | None = None  # optional item catalog file
+    # live demo shop: a scheduled run without an as_of param processes one more day of the bundled
+    # history per night, starting ``replay_hold_back_days`` before its end (anchor in <home>/replay/anchor.json)
+    replay: bool = False
+    replay_hold_back_days: int = 30
 
 
 class CleaningSettings(BaseModel):
@@ -177,6 +191,9 @@ class ModelSettings(BaseModel):
     """Hyper-parameters of the recommenders, one section per model."""
 
     seed: int = 42  # seeds every model
+    # what a nightly run trains unless its form says otherwise: fits the 15-minute budget on 2 cores
+    # (BERT4Rec trains in the weekly DAG's backtest and when chosen in the form)
+    nightly: list[str] = Field(default_factory=lambda: ["pop", "pop_recent", "rebuy", "als"])
     popularity: PopularitySettings = Field(default_factory=PopularitySettings)
     text_knn: TextKnnSettings = Field(default_factory=TextKnnSettings)
     als: ALSSettings = Field(default_factory=ALSSettings)
@@ -194,6 +211,10 @@ class BacktestSettings(BaseModel):
     slow_cuts: int = 2  # models marked slow in the registry (BERT4Rec) run on this many last cuts only
     models: list[str] = Field(  # what the nightly DAG backtests (cheap models, the cold-item controls, fusion)
         default_factory=lambda: ["pop", "pop_recent", "rebuy", "als", "newest", "text_knn", "fusion"]
+    )
+    # what the weekly DAG backtests: every model, BERT4Rec (slow) on the last ``slow_cuts`` cuts
+    weekly_models: list[str] = Field(
+        default_factory=lambda: ["pop", "pop_recent", "rebuy", "als", "bert4rec", "newest", "text_knn", "fusion"]
     )
     # the pairs (A, B) whose deltas B - A the nightly backtest records with their intervals (absent models skipped)
     compare: list[tuple[str, str]] = Field(
@@ -226,7 +247,32 @@ class TrackingSettings(BaseModel):
 
     tracking_uri: str | None = None  # None: sqlite:///<home>/mlflow/mlflow.db
     experiment: str = "nightly-recommender"
-    registered_model: str = "shop-recommender"
+    registered_model: str = "shop-recommender"  # the one served model; its ``champion`` alias is production
+    champion_alias: str = "champion"
+    # the MLflow UI a link opens (Airflow's extra links, make up); None: http://127.0.0.1:5000
+    ui_url: str | None = None
+
+
+class PromotionSettings(BaseModel):
+    """Champion vs challenger (``ml.pipeline.promotion``): when a challenger takes the champion alias."""
+
+    view: Literal["repeat", "discover"] = "discover"  # the primary metric's view
+    metric: str = "ndcg@10"  # the primary metric (one of eval.compare_metrics)
+    segment: str = "overall"  # the users it is measured over
+    # the challenger must beat the champion's configuration by at least this much on today's test data,
+    # with the paired 95% interval of the delta above zero
+    margin: float = 0.0
+    dry_run: bool = False  # decide and report, never move the alias
+
+
+class ServeSettings(BaseModel):
+    """Serving the champion: nightly batch lists and the online model server."""
+
+    top_k: int = 10  # items per customer and view in the batch lists
+    # active customers (the batch lists cover them): a purchase within this many days before the as-of date
+    active_days: int = 365
+    host: str = "127.0.0.1"  # the online model server binds here (mlflow models serve)
+    port: int = 5001
 
 
 class SynthSettings(BaseModel):
@@ -317,6 +363,8 @@ class Settings(BaseSettings):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     text: TextSettings = Field(default_factory=TextSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     synth: SynthSettings = Field(default_factory=SynthSettings)
 
     @classmethod

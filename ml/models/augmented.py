@@ -34,8 +34,15 @@ class AugmentedHistory(Recommender):
         return self
 
     def score(self, users, history: Interactions):
-        """The inner model's scores given ``history`` plus the extra events."""
-        return self.inner.score(users, history.concat(self.extra))
+        """The inner model's scores given ``history`` plus the extra events.
+
+        A history over more customers than the model was fitted on (new customers served from a basket,
+        appended after the known ones) takes the extra events over its wider universe.
+        """
+        extra = self.extra
+        if history.n_users > extra.n_users and history.n_items == extra.n_items:
+            extra = Interactions(extra.frame, history.n_users, extra.n_items)
+        return self.inner.score(users, history.concat(extra))
 
     def similar_items(self, items, n: int = 10):
         """Delegated to the inner model."""

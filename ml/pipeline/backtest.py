@@ -27,6 +27,7 @@ import pandas as pd
 
 from ml import columns as C
 from ml.config import Settings
+from ml.data.interactions import Interactions
 from ml.data.lake import write_json_atomic, write_parquet_atomic
 from ml.data.rolling import (
     HORIZON_COUNTS,
@@ -42,6 +43,7 @@ from ml.eval.evaluate import evaluate, per_user
 from ml.eval.protocol import VIEWS, bucket_names, users_with_truth, view_truths
 from ml.eval.ranking import recommendations_frame
 from ml.models import registry
+from ml.models.augmented import AugmentedHistory
 from ml.models.base import Recommender
 from ml.models.fusion import Fusion
 from ml.pipeline.benchmark import check_request
@@ -68,7 +70,7 @@ def _fusion_members(models: list[str]) -> list[str]:
     ]
 
 
-def _item_vectors(models: list[str], known_from: pd.Series, catalog: pd.DataFrame | None, settings: Settings):
+def item_vectors(models: list[str], known_from: pd.Series, catalog: pd.DataFrame | None, settings: Settings):
     """Text vectors of every item ever known (a frame indexed by item id), if a model reads item text."""
     if catalog is None or not any(registry.reads_item_text(m, settings.models) for m in models if m != registry.FUSION):
         return None
@@ -151,13 +153,22 @@ class CutScorer:
         )
 
 
-def _fit(key: str, data: CutData, settings: Settings, vectors: pd.DataFrame | None) -> tuple[Recommender, float]:
-    """One base model fitted on a cut (refitted models on the whole window; others early-stop on its end)."""
+def fit_at_cut(
+    key: str, data: CutData, settings: Settings, vectors: pd.DataFrame | None, extra: Interactions | None = None
+) -> tuple[Recommender, float]:
+    """One model fitted on a cut (refitted models on the whole window; others early-stop on its end).
+
+    Args:
+        extra: events that join the model's training and scoring (a synthetic variant's gated
+            synthetic interactions over the cut's universe); None for real data only.
+    """
     spec = registry.spec(key)
     item_text = None
     if vectors is not None and registry.reads_item_text(key, settings.models):
         item_text = np.array(vectors.reindex(data.item_ids).fillna(0.0).to_numpy(np.float32))
     model = registry.make_model(key, settings.models, item_text=item_text)
+    if extra is not None:
+        model = AugmentedHistory(model, extra)
     started = time.perf_counter()
     if spec.refit:
         model.fit(data.train)
@@ -214,7 +225,7 @@ def run_backtest(
     members = _fusion_members(models) if registry.FUSION in models else []
     warmup = [cuts[0] - pd.Timedelta(days=cfg.horizon_days)] if members else []
     known_from = item_known_from(events, catalog)
-    vectors = _item_vectors(models, known_from, catalog, settings)
+    vectors = item_vectors(models, known_from, catalog, settings)
     rows, cut_docs, timing = [], [], {m: {"fit_seconds": 0.0, "predict_seconds": 0.0, "cuts": []} for m in models}
     weights = None
     for cut in warmup + cuts:
@@ -226,7 +237,7 @@ def run_backtest(
             if registry.spec(key).slow and cut not in slow_cuts:
                 continue
             log.info("cut %s: fitting %s", cut.date(), key)
-            fitted[key], fit_s = _fit(key, data, settings, vectors)
+            fitted[key], fit_s = fit_at_cut(key, data, settings, vectors)
             timing[key]["fit_seconds"] += fit_s
         doc = {"info": data.info, "models": {}}
         recs = []

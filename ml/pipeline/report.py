@@ -30,7 +30,7 @@ def summary_text(results: dict) -> str:
             line += f", {rep.get('accepted')} accepted of {rep.get('generated')} proposed"
         elif synth.get("reason"):
             line += f" ({synth['reason']})"
-        if gate is not None:
+        if gate is not None and synth["status"] == "ok":
             line += "; gate " + (
                 "passed: synthetic data joined training"
                 if gate["passed"]
@@ -65,15 +65,37 @@ def summary_text(results: dict) -> str:
             )
         lines.append(f"backtest: {bt['path']}")
     fused = results.get("fusion")
-    if fused:
+    if fused and fused.get("skipped"):
+        lines.append(f"fusion: not fitted ({fused['skipped']})")
+    elif fused:
         lines.append("fusion members: " + ", ".join(fused.get("members", [])))
+    decision = results.get("promotion") or {}
+    if decision:
+        lines.append(f"promotion: {decision['action']}" + (" (dry run)" if decision.get("dry_run") else ""))
+        lines += [f"  {r}" for r in decision.get("reasons", [])]
+    registered = results.get("registered") or {}
+    if registered:
+        moved = "moved to" if registered.get("moved") else "stays at"
+        lines.append(f"champion alias {moved} version {registered.get('version')}")
+    served = results.get("serving") or {}
+    if served.get("path"):
+        lines.append(
+            f"batch lists: {served['customers']:,} active customers x 2 views from version {served['version']} "
+            f"-> {served['path']}"
+        )
+    elif served:
+        lines.append(f"batch lists: not written ({served.get('reason')})")
     for k, v in results.get("where", {}).items():
         lines.append(f"{k}: {v}")
     return "\n".join(lines)
 
 
-def write_summary(settings: Settings, as_of, results: dict) -> str:
-    """Write the run summary to ``runs/<as_of>/summary.txt`` and return it."""
+def write_summary(settings: Settings, as_of, results: dict, parent_run_id: str | None = None) -> str:
+    """Write the run summary to ``runs/<as_of>/summary.txt`` and return it.
+
+    Args:
+        parent_run_id: the pipeline's MLflow parent run; the summary becomes its description.
+    """
     results = {
         **results,
         "where": {
@@ -86,6 +108,10 @@ def write_summary(settings: Settings, as_of, results: dict) -> str:
     path = Layout.of(settings, as_of).run.summary
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
+    if parent_run_id:
+        from ml.tracking.runs import DESCRIPTION_TAG, log_to_run
+
+        log_to_run(settings, parent_run_id, tags={DESCRIPTION_TAG: f"```\n{text}\n```"}, artifacts=[path])
     return text
 
 

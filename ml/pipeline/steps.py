@@ -236,6 +236,7 @@ def train_step(
     parent_run_id: str | None = None,
     pipeline_key: str = "",
     synthetic_path: str | None = None,
+    run_tags: dict | None = None,
 ) -> dict:
     """Fit one model (both phases) and record it in its nested MLflow run.
 
@@ -258,7 +259,7 @@ def train_step(
         enriched_path = layout.synthetic / FILES["items"]
         enriched = pd.read_parquet(enriched_path) if enriched_path.exists() else None
         item_text = item_text_for(key, settings, data, pd.read_parquet(layout.catalog), enriched)
-    run_id = runs.model_run(settings, parent_run_id, pipeline_key, key) if parent_run_id else None
+    run_id = runs.model_run(settings, parent_run_id, pipeline_key, key, run_tags) if parent_run_id else None
     logger = runs.lightning_logger(settings, run_id) if run_id and registry.spec(key).logs_curves else None
     result = fit_model(key, data, settings, layout.run, logger=logger, synthetic=synthetic, item_text=item_text)
     if run_id:
@@ -278,6 +279,7 @@ def train_task_step(
     parent_run_id: str | None,
     pipeline_key: str,
     synthetic: dict,
+    run_tags: dict | None = None,
 ) -> list[dict]:
     """Train the selected models of one DAG task, each also on real + synthetic data where its spec says so.
 
@@ -290,20 +292,24 @@ def train_task_step(
     """
     results = []
     for name in registry.models_of_task(task, selected):
-        results.append(train_step(settings, as_of, name, parent_run_id, pipeline_key))
+        results.append(train_step(settings, as_of, name, parent_run_id, pipeline_key, run_tags=run_tags))
         if registry.spec(name).synthetic_variant and synthetic.get("passed"):
+            variant = registry.variant(name, True)
             results.append(
-                train_step(
-                    settings, as_of, registry.variant(name, True), parent_run_id, pipeline_key, synthetic["path"]
-                )
+                train_step(settings, as_of, variant, parent_run_id, pipeline_key, synthetic["path"], run_tags)
             )
     return results
 
 
 def fuse_step(
-    settings: Settings, as_of, trained: list[str], parent_run_id: str | None = None, pipeline_key: str = ""
+    settings: Settings,
+    as_of,
+    trained: list[str],
+    parent_run_id: str | None = None,
+    pipeline_key: str = "",
+    run_tags: dict | None = None,
 ) -> dict:
-    """Fit fusion weights on validation (per view) over the trained members.
+    """Fit fusion weights on validation (per view) over the trained members (none with fewer than two).
 
     Where a model was trained both on real and on real + synthetic data, the variant with the
     better validation NDCG@10 joins the fusion: synthetic data reaches the served model only when
@@ -314,10 +320,14 @@ def fuse_step(
 
     layout = Layout.of(settings, as_of)
     chosen, decisions = choose_variants(layout.run, registry.fusion_members(trained))
+    if len(chosen) < 2:
+        reason = f"fusion needs two trained members, got {chosen or 'none'}"
+        log.info("no fusion tonight: %s", reason)
+        return {"model": None, "members": chosen, "variants": decisions, "skipped": reason}
     result = fit_fusion(chosen, SplitData.load(layout.dataset), layout.run, settings.models.fusion.grid)
     lake.write_json_atomic(decisions, layout.run.variants_record())
     if parent_run_id:
-        run_id = runs.model_run(settings, parent_run_id, pipeline_key, registry.FUSION)
+        run_id = runs.model_run(settings, parent_run_id, pipeline_key, registry.FUSION, run_tags)
         params = {
             "model": registry.FUSION,
             "members": chosen,
@@ -340,8 +350,18 @@ def fuse_step(
     }
 
 
-def backtest_step(settings: Settings, as_of, parent_run_id: str | None = None) -> dict:
+def backtest_step(
+    settings: Settings,
+    as_of,
+    parent_run_id: str | None = None,
+    models: list[str] | None = None,
+    folder: str = "backtest",
+) -> dict:
     """Backtest the cheap models (``eval.backtest.models``) over the rolling cuts before ``as_of``; log to MLflow.
+
+    Args:
+        models: what to backtest instead (the weekly DAG: ``eval.backtest.weekly_models``).
+        folder: the output folder under ``runs/<as_of>/``.
 
     Reads the lake's interactions and catalog up to ``as_of`` and writes ``runs/<as_of>/backtest/``
     (replaced on a rerun). The parent run gets every aggregate (``backtest/<model>/<view>/<slice>/ndcg_at_10``
@@ -361,9 +381,9 @@ def backtest_step(settings: Settings, as_of, parent_run_id: str | None = None) -
 
     layout = Layout.of(settings, as_of)
     cfg = settings.eval.backtest
-    models = list(cfg.models)
+    models = list(models or cfg.models)
     compare = [(a, b) for a, b in cfg.compare if a in models and b in models]
-    out = layout.run.backtest
+    out = layout.run.root / folder
     if out.exists():
         shutil.rmtree(out)
     doc = run_backtest(
@@ -398,15 +418,31 @@ def backtest_step(settings: Settings, as_of, parent_run_id: str | None = None) -
     return {"path": str(out), "cuts": doc["cuts"], "totals": doc["totals"], "models": summary}
 
 
+def weekly_backtest_step(settings: Settings, as_of, key: str) -> dict:
+    """The weekly DAG's backtest of every model (``eval.backtest.weekly_models``), in an MLflow run of its own.
+
+    Args:
+        key: the Airflow DAG-run id (a retry reuses its MLflow run).
+    """
+    from ml.tracking import runs
+
+    models = list(settings.eval.backtest.weekly_models)
+    params = {"backtest": settings.eval.backtest.model_dump(mode="json"), "as_of": str(as_of)}
+    run_id = runs.start_parent_run(settings, f"weekly {key}", params, tags={"weekly_backtest": "true"})
+    return backtest_step(settings, as_of, run_id, models=models, folder="backtest_weekly")
+
+
 def evaluate_step(
     settings: Settings,
     as_of,
     models: list[str],
     parent_run_id: str | None = None,
     pipeline_key: str = "",
-    register: bool = True,
 ) -> dict:
-    """Evaluate every final model on the test period; log metrics, plot and pyfunc models to MLflow.
+    """Evaluate every final model on the test period; log its metrics and plots to MLflow.
+
+    Nothing is registered here: the one served model is the decided configuration, refit and
+    registered by ``ml.pipeline.promotion_steps``.
 
     Returns:
         ``{"metrics_path", "models": {name: {"<view>/ndcg@10": ..., "<view>/recall@10": ...}}, "synthetic_uplift"}``.
@@ -425,15 +461,6 @@ def evaluate_step(
         for key, entry in doc["models"].items():
             run_id = runs.model_run(settings, parent_run_id, pipeline_key, key)
             runs.log_to_run(settings, run_id, metrics=runs.model_metrics(entry))
-            if register:
-                runs.register_recommender(
-                    settings,
-                    run_id,
-                    run.model_dir(key, "final"),
-                    data,
-                    run.pyfunc_scratch(key),
-                    registered_name=f"{settings.tracking.registered_model}-{key}",
-                )
         uplift = {  # the delta under the metric's own name, its interval and p-value beside it
             f"{name}/{view}/{seg}/{metric_name(m)}{suffix}": d[field]
             for name, views in doc["synthetic_uplift"].items()

@@ -200,6 +200,7 @@ def fit_fusion(members: list[str], data: SplitData, run: RunFolder, grid: list[f
         )
     result = {
         "model": registry.FUSION,
+        "members": list(members),
         "weights": weights,
         "weight_search": searches,
         "fit_seconds": round(time.perf_counter() - started, 2),

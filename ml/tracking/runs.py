@@ -17,6 +17,11 @@ from ml.tracking.names import flat_params, group_metrics, numeric_leaves
 
 PIPELINE_KEY = "pipeline_key"
 MODEL_TAG = "model"
+# where a run came from in Airflow; the plugin's "MLflow run" link finds a task's run by them
+AIRFLOW_DAG_TAG, AIRFLOW_RUN_TAG, AIRFLOW_TASK_TAG = "airflow_dag_id", "airflow_run_id", "airflow_task_id"
+# MLflow's UI opens an experiment of this kind on its training runs and charts (not the GenAI traces view)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+DESCRIPTION_TAG = "mlflow.note.content"  # a run's description in the UI
 
 
 def configure(settings: Settings) -> str:
@@ -33,11 +38,13 @@ def configure(settings: Settings) -> str:
     exp = mlflow.get_experiment_by_name(settings.tracking.experiment)
     if exp is not None:
         mlflow.set_experiment(settings.tracking.experiment)
+        if any(exp.tags.get(k) != v for k, v in EXPERIMENT_KIND.items()):
+            mlflow.set_experiment_tags(EXPERIMENT_KIND)
         return exp.experiment_id
     location = None
     if not settings.tracking.tracking_uri:
         location = (settings.paths.mlflow / "artifacts").resolve().as_uri()
-    exp_id = mlflow.create_experiment(settings.tracking.experiment, artifact_location=location)
+    exp_id = mlflow.create_experiment(settings.tracking.experiment, artifact_location=location, tags=EXPERIMENT_KIND)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 
@@ -67,14 +74,20 @@ def start_parent_run(settings: Settings, key: str, params: dict, tags: dict | No
         return run.info.run_id
 
 
-def model_run(settings: Settings, parent_run_id: str, key: str, model: str) -> str:
-    """The nested run of ``model`` under the parent (created on first use, reused on reruns)."""
+def model_run(settings: Settings, parent_run_id: str, key: str, model: str, tags: dict | None = None) -> str:
+    """The nested run of ``model`` under the parent (created on first use, reused on reruns).
+
+    Args:
+        tags: extra tags set on creation (e.g. the Airflow task that trains it, ``AIRFLOW_TASK_TAG``).
+    """
     run_id = _find(settings, key, model)
     if run_id:
         return run_id
+    parent_tags = MlflowClient().get_run(parent_run_id).data.tags
+    inherited = {k: parent_tags[k] for k in (AIRFLOW_DAG_TAG, AIRFLOW_RUN_TAG) if k in parent_tags}
     with mlflow.start_run(run_id=parent_run_id):
         with mlflow.start_run(run_name=model, nested=True) as child:
-            mlflow.set_tags({PIPELINE_KEY: key, MODEL_TAG: model})
+            mlflow.set_tags({PIPELINE_KEY: key, MODEL_TAG: model, **inherited, **(tags or {})})
             return child.info.run_id
 
 
@@ -146,11 +159,11 @@ def log_fit(settings: Settings, run_id: str, result: dict, params: dict) -> None
 
 def register_recommender(settings: Settings, run_id: str, model_dir: Path, data, scratch: Path, registered_name: str):
     """Log a saved recommender as a pyfunc model in ``run_id`` and register it under ``registered_name``."""
-    from ml.tracking.pyfunc import log_recommender
+    from ml.tracking.pyfunc import log_split_model
 
     configure(settings)
     with mlflow.start_run(run_id=run_id):
-        return log_recommender(model_dir, data, scratch, registered_name=registered_name)
+        return log_split_model(model_dir, data, scratch, registered_name=registered_name)
 
 
 def log_search(settings: Settings, name: str, trials: list[dict], best: dict, artifacts: list[Path] = ()) -> str:

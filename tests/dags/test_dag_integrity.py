@@ -49,10 +49,29 @@ def test_pipeline_order(dag):
     assert "synthesize" in dag.get_task("build_dataset").downstream_task_ids
     for train in ("train_als", "train_bert4rec"):
         assert "gate_synthetic" in dag.get_task(train).upstream_task_ids
-    assert "summary" in dag.get_task("evaluate").downstream_task_ids
+    # nothing moves the alias before the refit model passed its smoke check
+    publish = ["evaluate", "decide", "refit", "smoke_check", "register", "recommend", "summary"]
+    for upstream, downstream in zip(publish, publish[1:]):
+        assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+    assert {"gate", "gate_synthetic"} <= dag.get_task("decide").upstream_task_ids
+    assert "smoke_check" in dag.get_task("register").upstream_task_ids
     backtest = dag.get_task("backtest")  # beside training: it fits its own models per cut
     assert {"build_dataset", "start_tracking"} <= backtest.upstream_task_ids
     assert backtest.downstream_task_ids == {"summary"}
+
+
+def test_assets_clean_interactions_and_champion_feed_a_downstream_dag(dagbag, dag):
+    assert [a.name for a in dag.get_task("clean").outlets] == ["shop_clean_interactions"]
+    assert [a.name for a in dag.get_task("recommend").outlets] == ["shop_recommender_champion"]
+    export = dagbag.dags["export_recommendations"]
+    assert "shop_recommender_champion" in str(export.timetable.asset_condition)
+
+
+def test_the_weekly_dag_backtests_every_model_on_its_own_schedule(dagbag):
+    weekly = dagbag.dags["weekly_evaluation"]
+    assert weekly.schedule == "0 5 * * 0" and weekly.catchup is False
+    assert [t.task_id for t in weekly.tasks] == ["backtest_all_models"]
+    assert weekly.get_task("backtest_all_models").pool == "gpu"
 
 
 def test_bert4rec_runs_in_the_gpu_pool(dag):
@@ -74,28 +93,34 @@ def test_trigger_form_has_typed_params(dag):
         "synthesis",
         "synth_backend",
         "synth_max_per_user",
-        "register_models",
         "backtest",
+        "top_k",
+        "promotion_margin",
+        "dry_run",
     ):
         assert name in params
     models = params.get_param("models")
     assert models.schema["items"]["enum"] == ["pop", "pop_recent", "rebuy", "als", "bert4rec", "newest", "text_knn"]
-    assert models.value == ["pop", "pop_recent", "rebuy", "als", "bert4rec"]  # the controls only when chosen
+    assert models.value == ["pop", "pop_recent", "rebuy", "als"]  # models.nightly: BERT4Rec when chosen
     from ml.pipeline.airflow_params import PARAM_SETTINGS
 
-    read_by_tasks = {"as_of", "models", "synthesis", "backtest", "register_models"}  # the rest override settings
+    read_by_tasks = {"as_of", "models", "synthesis", "backtest"}  # the rest override settings
     assert set(params) - read_by_tasks == set(PARAM_SETTINGS)
     assert params.get_param("test_days").schema["type"] == "integer"
+    sections = {name: params.get_param(name).schema.get("section") for name in params}
+    assert set(sections.values()) == {"Data", "Models", "Synthesis", "Promotion and serving"}
+    assert sections["dry_run"] == "Promotion and serving" and sections["synthesis"] == "Synthesis"
 
 
-def test_dag_file_imports_nothing_heavy_at_top_level():
+@pytest.mark.parametrize("dag_file", ["nightly_recommender.py", "weekly_evaluation.py", "export_recommendations.py"])
+def test_dag_file_imports_nothing_heavy_at_top_level(dag_file):
     code = (
         "import sys, runpy; runpy.run_path(sys.argv[1]); "
         "heavy = [m for m in ('torch', 'pandas', 'mlflow', 'great_expectations', 'implicit') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(ROOT / "dags" / "nightly_recommender.py")],
+        [sys.executable, "-c", code, str(ROOT / "dags" / dag_file)],
         capture_output=True,
         text=True,
         check=True,

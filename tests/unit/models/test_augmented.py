@@ -38,3 +38,15 @@ def test_saved_augmented_model_keeps_its_extra_events(tmp_path):
     loaded = AugmentedHistory.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.score(np.array([0, 1]), history), model.score(np.array([0, 1]), history))
     assert len(loaded.extra) == 1
+
+
+def test_a_customer_unknown_at_training_is_scored_from_a_wider_history():
+    # fitted on 2 customers; a third, new one arrives with a basket of item 4 (served online)
+    train = Interactions.from_arrays([0, 1], [5, 6], n_users=2, n_items=8)
+    model = AugmentedHistory(Rebuy(), Interactions.from_arrays([0], [3], n_users=2, n_items=8)).fit(train)
+    wider = Interactions.from_arrays([0, 1, 2], [5, 6, 4], n_users=3, n_items=8)
+    scores = model.score(np.array([0, 2]), wider)
+    assert (
+        scores[1].argmax() == 4 and scores[1][3] < 0.01
+    )  # the new customer: their basket, not user 0's extra (only the tie-break)
+    assert scores[0][3] > 0  # user 0 keeps the synthetic purchase
