@@ -24,7 +24,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install models run lint test bench mlflow-ui clean
+.PHONY: install models run up down serve lint test bench mlflow-ui clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,18 @@ models: $(HOME_DIR)/models/SmolLM2-135M-Instruct/config.json
 ## run: the nightly DAG end to end, once, for logical date AS_OF, then a summary
 run: $(HOME_DIR)/airflow/airflow.db models
 	$(PY) -m ml.pipeline.local_run --as-of $(AS_OF) --conf '$(CONF)'
+
+## up: in the background: Airflow on http://127.0.0.1:8080 (login printed), the MLflow UI (:5000), the Data Docs (:8081)
+up: $(HOME_DIR)/airflow/airflow.db
+	$(PY) -m ml.pipeline.local_services up
+
+## down: stop everything `make up` started (each component by its PID, with its children)
+down:
+	$(PY) -m ml.pipeline.local_services down
+
+## serve: the champion model's online server (ml.serve.online)
+serve: $(VENV)/.installed
+	$(PY) -m ml.serve.online
 
 ## lint: style and static checks (ruff, configured in pyproject.toml)
 lint: $(VENV)/.installed

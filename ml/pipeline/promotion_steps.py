@@ -133,7 +133,14 @@ def decide_step(
     return doc
 
 
-def refit_step(settings: Settings, as_of, decision: dict, parent_run_id: str | None, pipeline_key: str) -> dict:
+def refit_step(
+    settings: Settings,
+    as_of,
+    decision: dict,
+    parent_run_id: str | None,
+    pipeline_key: str,
+    run_tags: dict | None = None,
+) -> dict:
     """Refit the decided configuration on every event up to ``as_of`` and log it as the pyfunc model (not registered).
 
     Returns:
@@ -169,7 +176,7 @@ def refit_step(settings: Settings, as_of, decision: dict, parent_run_id: str | N
         return {**result, "model_uri": None, "run_id": None, "paths": {v: str(p) for v, p in paths.items()}}
     import mlflow
 
-    run_id = runs.model_run(settings, parent_run_id, pipeline_key, SERVED)
+    run_id = runs.model_run(settings, parent_run_id, pipeline_key, SERVED, run_tags)
     runs.configure(settings)
     with mlflow.start_run(run_id=run_id):
         info = log_recommender(paths, data.user_ids, data.item_ids, data.history, catalog, folder / "pyfunc")

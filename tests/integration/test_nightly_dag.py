@@ -107,6 +107,7 @@ def test_mlflow_runs_carry_airflow_tags_a_description_and_the_experiment_kind(ni
     assert by_model["als"].data.tags["airflow_run_id"] == night_two.data.tags["airflow_run_id"]
     assert "discover/overall/ndcg_at_10" in by_model["als"].data.metrics
     assert by_model["served"].data.tags["smoke_check"] == "passed"
+    assert by_model["served"].data.tags["airflow_task_id"] == "refit"
 
 
 def test_rollback_from_the_command_line_restores_the_first_version(nightly_runs):
