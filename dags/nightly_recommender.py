@@ -332,7 +332,7 @@ def nightly_recommender():
         from ml.pipeline.promotion_steps import refit_step
 
         run = _ctx(params, context)
-        return refit_step(run.settings, run.as_of, decision, parent_run_id, run.run_id)
+        return refit_step(run.settings, run.as_of, decision, parent_run_id, run.run_id, run.tags)
 
     @task
     def smoke_check(refitted: dict, params=None, **context) -> dict:
