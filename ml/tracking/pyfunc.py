@@ -12,8 +12,8 @@ Who gets what (``source``):
   (appended at the latest stored timestamp) — ``"model"``;
 * an unknown customer with items in the vocabulary: the same model, scored from those items alone as
   their history (the customer gets a fresh user index past the vocabulary) — ``"model"``; where the
-  model cannot score a customer unknown at training (probed once at load; e.g. a model wrapped with
-  fixed extra events over the training universe), the popularity fallback with source
+  model cannot score a customer unknown at training (probed once at load: every model of the registry
+  can today), the popularity fallback with source
   :data:`SOURCE_NO_FOLD_IN`;
 * an unknown customer without usable items (none given, or none in the vocabulary): the most bought
   items of the stored history (distinct buyers; the discover view leaves out the given items) —

@@ -138,3 +138,31 @@ def test_a_worse_challenger_is_refused_and_the_champion_configuration_refreshed(
     assert decision["serve"]["model"] == "als" and result["registered"]["moved"]
     refreshed = registry.champion(settings)
     assert refreshed.tags["as_of"] == NIGHT_3 and registry.config_of(refreshed)["model"] == "als"
+
+
+def test_a_generator_outage_trains_on_real_data_only_and_says_so(nights):
+    settings, r = nights
+    from mlflow.tracking import MlflowClient
+
+    from ml.pipeline import steps
+
+    offline = settings.with_overrides(
+        {
+            "synth": {
+                "backend": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": "m",
+                "max_retries": 0,
+                "timeout_s": 2,
+            }
+        }
+    )
+    synth = steps.synthesize_step(offline, NIGHT_2)
+    assert synth["status"] == "unavailable" and "127.0.0.1:9" in synth["reason"]
+    parent = r["second"]["parent"]
+    gate = steps.gate_synthetic_step(offline, NIGHT_2, synth, parent)
+    assert gate == {"passed": False, "path": None, "failures": [f"synthesis unavailable: {synth['reason']}"]}
+    trained = steps.train_task_step(offline, NIGHT_2, "als", ["als"], parent, "night-2", gate)
+    assert [t["model"] for t in trained] == ["als"]  # no real+synthetic variant
+    configure(settings)
+    assert MlflowClient().get_run(parent).data.tags["synthetic_status"] == "unavailable"
