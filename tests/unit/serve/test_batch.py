@@ -107,3 +107,18 @@ def test_read_batch_and_write_batch_say_what_is_wrong(tmp_path):
         read_batch(tmp_path, AS_OF)
     with pytest.raises(ValueError, match="lacks columns"):
         write_batch(pd.DataFrame({C.USER: ["u0"]}), tmp_path, AS_OF, 1, "r")
+
+
+def test_the_export_consumer_writes_the_newest_nights_lists_per_view(served, settings):
+    from ml.serve.batch import export_csv
+
+    frame = batch_recommendations(served, ["u0", "u1"], n=2)
+    write_batch(frame, settings.paths.serving, "2011-12-08", 1, "run-a")
+    write_batch(frame.head(1), settings.paths.serving, AS_OF, 2, "run-b")
+    paths = export_csv(settings)
+    assert [p.relative_to(settings.paths.home).as_posix() for p in paths] == ["exports/2011-12-09/repeat.csv"]
+    rows = pd.read_csv(paths[0])
+    assert list(rows.columns) == [c for c in BATCH_COLUMNS if c != "view"] and rows["model_version"].tolist() == [2]
+    assert len(export_csv(settings, "2011-12-08")) == 2
+    with pytest.raises(FileNotFoundError, match="no batch recommendations"):
+        export_csv(settings, "2011-01-01")
