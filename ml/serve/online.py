@@ -30,8 +30,7 @@ Answer (``200``): one record per recommended item, customers in request order, `
        "score": 1.0, "source": "popularity fallback"}, ...]}
 
 ``source`` is ``"model"`` (a known customer, or an unknown one scored from the given items),
-``"popularity fallback"`` (an unknown customer without items in the vocabulary), or
-``"popularity fallback: the model cannot score customers unknown at training"``. An unknown ``view``
+or ``"popularity fallback"`` (an unknown customer without items in the vocabulary). An unknown ``view``
 or a malformed ``items`` cell answers ``400`` with ``error_code`` ``INVALID_PARAMETER_VALUE`` and a
 message naming the problem. ``GET /ping`` answers 200 once the model is loaded. See
 :mod:`ml.tracking.pyfunc` for the model's behaviour.

@@ -11,10 +11,8 @@ Who gets what (``source``):
 * a customer in the vocabulary: the view's model, from their stored history plus the given items
   (appended at the latest stored timestamp) — ``"model"``;
 * an unknown customer with items in the vocabulary: the same model, scored from those items alone as
-  their history (the customer gets a fresh user index past the vocabulary) — ``"model"``; where the
-  model cannot score a customer unknown at training (probed once at load: every model of the registry
-  can today), the popularity fallback with source
-  :data:`SOURCE_NO_FOLD_IN`;
+  their history (the customer gets a fresh user index past the vocabulary; the recommender contract
+  makes every model score such a customer from the history it is given) — ``"model"``;
 * an unknown customer without usable items (none given, or none in the vocabulary): the most bought
   items of the stored history (distinct buyers; the discover view leaves out the given items) —
   :data:`SOURCE_FALLBACK`. No customer is silently left without rows.
@@ -56,7 +54,6 @@ ITEMS = "items"  # optional input column: the customer's basket or recent purcha
 SOURCE = "source"  # output column: where a customer's list came from
 SOURCE_MODEL = "model"
 SOURCE_FALLBACK = "popularity fallback"
-SOURCE_NO_FOLD_IN = "popularity fallback: the model cannot score customers unknown at training"
 DEFAULT_N = 10
 DEFAULT_VIEW = "discover"
 BASKET_WEIGHT = 1.0  # confidence of each given item (as one purchase event)
@@ -124,8 +121,6 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         self.item_index = pd.Index(self.item_ids)
         self.latest_ts = int(h[TS].max()) if len(h) else 0
         self.popularity = popularity_share(self.history).astype(np.float32)
-        folds = {name: _folds_in_new_customers(model, self.history) for name, model in loaded.items()}
-        self.folds_in = {view: folds[name] for view, name in views.items()}
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """Top-``n`` items per customer in the requested view (see the module docstring for who gets what).
@@ -158,9 +153,6 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         unknown = np.flatnonzero(user_idx < 0)
         new = [i for i in unknown if len(baskets[i])]  # served by the model from their items alone
         fallback = {i: SOURCE_FALLBACK for i in unknown if not len(baskets[i])}
-        if not self.folds_in[view]:
-            fallback.update({i: SOURCE_NO_FOLD_IN for i in new})
-            new = []
 
         model = self.models[view]
         history = self._with_events([user_idx[i] for i in known], [baskets[i] for i in known], len(self.user_ids))
@@ -263,23 +255,6 @@ def _empty_output() -> pd.DataFrame:
             SOURCE: pd.Series(dtype=object),
         }
     )
-
-
-def _folds_in_new_customers(model, history: Interactions) -> bool:
-    """Whether ``model`` scores a user index past its training universe from a wider history (probed once)."""
-    probe = Interactions.from_arrays(
-        [history.n_users], [0], [0], n_users=history.n_users + 1, n_items=history.n_items
-    )  # one event of a customer unknown at training
-    try:
-        model.recommend(np.array([history.n_users]), probe, n=1, filter_already_liked_items=False)
-    except Exception as exc:  # a capability probe: any failure means "serve new customers by popularity"
-        log.warning(
-            "%s cannot score customers unknown at training (%s); they get the popularity fallback",
-            getattr(model, "name", type(model).__name__),
-            exc,
-        )
-        return False
-    return True
 
 
 def stage_artifacts(
