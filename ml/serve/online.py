@@ -54,14 +54,7 @@ EXAMPLE_REQUEST = {
     ],
     "params": {"n": 3, "view": "discover"},
 }
-EXAMPLE_ANSWER_ROW = {
-    "user_id": "13085",
-    "rank": 1,
-    "item_id": "22423",
-    "title": "REGENCY CAKESTAND 3 TIER",
-    "score": 0.93,
-    "source": "model",
-}
+ANSWER_FIELDS = ["user_id", "rank", "item_id", "title", "score", "source"]  # one answer record per item
 
 
 def champion_uri(settings: Settings) -> str:
@@ -144,7 +137,7 @@ def main() -> None:
     print(f"serving {champion_uri(settings)} (version {version}; tracking {settings.mlflow_uri})")
     print(f"POST {url} (Content-Type: application/json); GET {url.rsplit('/', 1)[0]}/ping answers 200 when ready")
     print("request:", json.dumps(EXAMPLE_REQUEST))
-    print("answer: ", json.dumps({"predictions": [EXAMPLE_ANSWER_ROW, "..."]}))
+    print(f'answer:  {{"predictions": [one record per recommended item: {", ".join(ANSWER_FIELDS)}]}}')
     print(f"try: curl -s {url} -H 'Content-Type: application/json' -d '{json.dumps(EXAMPLE_REQUEST)}'", flush=True)
     os.execvpe(cmd[0], cmd, serve_env(settings))
 
