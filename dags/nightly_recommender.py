@@ -106,7 +106,7 @@ def _nightly_models() -> list[str]:
             type="array",
             items={"type": "string", "enum": MODEL_CHOICES},
             title="Models",
-            description="Base models to train; fusion combines those trained (newest and text_knn are controls).",
+            description="Base models; fusion combines those trained (controls: newest, text_knn, markov, item_knn).",
             section=MODELS,
         ),
         "bert_max_epochs": Param(

@@ -136,6 +136,18 @@ class TextKnnSettings(BaseModel):
     neighbours: int = 50  # most similar items kept per item
 
 
+class MarkovSettings(BaseModel):
+    """First-order item-transition baseline (``markov``): P(next item | last order's items)."""
+
+    smoothing: float = 0.0  # added to each item's transition total before normalising (0: maximum likelihood)
+
+
+class ItemKnnSettings(BaseModel):
+    """Co-purchase item-kNN baseline (``item_knn``): cosine over the binary customer x item matrix."""
+
+    neighbours: int = 100  # most similar items kept per item
+
+
 class ALSSettings(BaseModel):
     """ALS (``implicit``) on weighted purchase counts.
 
@@ -196,6 +208,8 @@ class ModelSettings(BaseModel):
     nightly: list[str] = Field(default_factory=lambda: ["pop", "pop_recent", "rebuy", "als"])
     popularity: PopularitySettings = Field(default_factory=PopularitySettings)
     text_knn: TextKnnSettings = Field(default_factory=TextKnnSettings)
+    markov: MarkovSettings = Field(default_factory=MarkovSettings)
+    item_knn: ItemKnnSettings = Field(default_factory=ItemKnnSettings)
     als: ALSSettings = Field(default_factory=ALSSettings)
     bert4rec: Bert4RecSettings = Field(default_factory=Bert4RecSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)

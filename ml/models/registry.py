@@ -52,6 +52,18 @@ def _rebuy(m: ModelSettings, **_: Any) -> Recommender:
     return Rebuy()
 
 
+def _markov(m: ModelSettings, **_: Any) -> Recommender:
+    from ml.models.transitions import MarkovChain
+
+    return MarkovChain(smoothing=m.markov.smoothing)
+
+
+def _item_knn(m: ModelSettings, **_: Any) -> Recommender:
+    from ml.models.transitions import ItemKNN
+
+    return ItemKNN(neighbours=m.item_knn.neighbours)
+
+
 def _als(m: ModelSettings, **_: Any) -> Recommender:
     from ml.models.als import ALS
 
@@ -79,7 +91,8 @@ class ModelSpec:
         refit: refitted on train + validation for the test phase (False: the early-stopped
             weights are kept and the longer history brings the model up to date).
         logs_curves: trained by Lightning, so it takes a logger for its per-epoch curves.
-        control: a simple control for the evaluation (e.g. of the cold-item slice), trained only when asked.
+        control: a simple control for the evaluation (the cold-item slice; what a sequence model must beat),
+            trained only when asked.
         slow: too slow for every cut of the nightly backtest (runs on ``eval.backtest.slow_cuts`` cuts).
     """
 
@@ -121,11 +134,13 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "text_knn", _text_knn, task="baselines", settings_section="text_knn", uses_item_text=True, control=True
         ),
+        ModelSpec("markov", _markov, task="baselines", settings_section="markov", control=True),
+        ModelSpec("item_knn", _item_knn, task="baselines", settings_section="item_knn", control=True),
     )
 }
 BASE_MODELS: tuple[str, ...] = tuple(MODELS)
 ALL_MODELS: tuple[str, ...] = BASE_MODELS + (FUSION,)
-DEFAULT_MODELS: tuple[str, ...] = tuple(n for n, s in MODELS.items() if not s.control)  # what a nightly run trains
+DEFAULT_MODELS: tuple[str, ...] = tuple(n for n, s in MODELS.items() if not s.control)  # every model but the controls
 
 
 def spec(key: str) -> ModelSpec:

@@ -13,6 +13,7 @@ from ml.models.fusion import Fusion, normalize_scores, rrf_contribution
 from ml.models.popularity import NewestPopularity, Popularity
 from ml.models.rebuy import Rebuy
 from ml.models.text_knn import TextKNN, neighbour_matrix
+from ml.models.transitions import ItemKNN, MarkovChain
 from tests.unit.models.recommender_contract import (
     COLD_USER,
     DAY_NS,
@@ -67,6 +68,18 @@ class TestTextKNN(RecommenderContract):
 
     def _get_wide_model(self):
         return TextKNN(block_text(WIDE_ITEMS), neighbours=10)
+
+
+class TestMarkovChain(RecommenderContract):
+    block_share = 0.75  # the last order's transitions fill 80% of the unseen block items on this fixture
+
+    def _get_model(self):
+        return MarkovChain()
+
+
+class TestItemKNN(RecommenderContract):
+    def _get_model(self):
+        return ItemKNN(neighbours=10)
 
 
 class TestRebuy(RecommenderContract):

@@ -16,7 +16,17 @@ def test_variant_names_round_trip():
 
 
 def test_lists_follow_the_specs():
-    assert registry.BASE_MODELS == ("pop", "pop_recent", "rebuy", "als", "bert4rec", "newest", "text_knn")
+    assert registry.BASE_MODELS == (
+        "pop",
+        "pop_recent",
+        "rebuy",
+        "als",
+        "bert4rec",
+        "newest",
+        "text_knn",
+        "markov",
+        "item_knn",
+    )
     assert registry.DEFAULT_MODELS == ("pop", "pop_recent", "rebuy", "als", "bert4rec")  # controls only when asked
     assert registry.ALL_MODELS[-1] == "fusion"
     assert registry.fusion_members(["pop", "rebuy", "als_synth", "bert4rec", "fusion"]) == [
