@@ -271,9 +271,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_progress() -> None:
+    """Training progress (one line per BERT4Rec epoch) on stderr; other libraries stay at warnings."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    progress = logging.getLogger("ml.models.bert4rec")
+    if not progress.handlers:
+        progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; bad input or settings exit 2 with a message naming file/column/row or the key."""
     args = build_parser().parse_args(argv)
+    _show_progress()
     try:
         return args.func(args)
     except (InputDataError, SettingsError) as exc:

@@ -7,6 +7,7 @@ with the item embeddings. This is the main speed-up over scoring every position.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,8 @@ from ml.models.bert4rec.network import Bert4RecNetwork
 
 K = 10
 VAL_METRIC = f"val_ndcg@{K}"
+
+log = logging.getLogger(__name__)
 
 
 VIEWS = ("repeat", "discover")  # discover: items already in the history are neither ranked nor counted
@@ -276,6 +279,19 @@ class TrainingClock(pl.Callback):
                 row[key] = round(float(metrics[key]), 5)
         self.epochs.append(row)
         self._val_seconds = 0.0
+        log.info("%s", epoch_line(row))
+
+
+def epoch_line(row: dict) -> str:
+    """One progress line per epoch: epoch, training loss, validation NDCG@10, throughput, elapsed time."""
+    parts = [f"bert4rec epoch {row['epoch'] + 1}"]
+    if "train_loss_epoch" in row:
+        parts.append(f"loss {row['train_loss_epoch']:.4f}")
+    if VAL_METRIC in row:
+        parts.append(f"valid ndcg@10 {row[VAL_METRIC]:.4f}")
+    parts.append(f"{row['sequences_per_s']:.0f} seq/s")
+    parts.append(f"{row['elapsed_seconds']:.0f} s")
+    return ", ".join(parts)
 
 
 class AdaptiveThreads(pl.Callback):

@@ -313,3 +313,19 @@ def test_from_settings_takes_the_bert4rec_section_and_seed():
     )
     assert model.item_text is None  # the section's item_text mode is no vector
     assert model.max_epochs == 3
+
+
+def test_every_epoch_prints_one_progress_line(cycles, caplog):
+    import logging
+
+    from ml.models.bert4rec.lightning import epoch_line
+
+    row = {"epoch": 4, "train_loss_epoch": 2.5, "val_ndcg@10": 0.25, "sequences_per_s": 612.4, "elapsed_seconds": 33.3}
+    assert epoch_line(row) == "bert4rec epoch 5, loss 2.5000, valid ndcg@10 0.2500, 612 seq/s, 33 s"
+    train, valid = cycles
+    with caplog.at_level(logging.INFO, logger="ml.models.bert4rec.lightning"):
+        model = Bert4Rec(hidden=16, layers=1, heads=1, max_len=8, max_epochs=2, batch_size=16, seed=0)
+        model.fit(train, valid)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("bert4rec epoch")]
+    assert [line.split(",")[0] for line in lines] == ["bert4rec epoch 1", "bert4rec epoch 2"]
+    assert all("valid ndcg@10" in line and "seq/s" in line for line in lines)
