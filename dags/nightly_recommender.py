@@ -272,7 +272,7 @@ def nightly_recommender():
 
     @task(pool="gpu")
     def train_bert4rec(parent_run_id: str, synthetic: dict, params=None, **context) -> list[dict]:
-        """BERT4Rec (Lightning + transformers), early-stopped on validation NDCG@10; again on real + synthetic data."""
+        """Sequence models (BERT4Rec, causal SASRec), early-stopped on validation NDCG@10; BERT4Rec on synthetic too."""
         from ml.pipeline.steps import train_task_step
 
         run = _ctx(params, context)

@@ -193,6 +193,17 @@ class Bert4RecSettings(BaseModel):
     accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
 
 
+class SASRecSettings(Bert4RecSettings):
+    """The causal next-item transformer (``sasrec``: BERT4Rec's parts, causal attention, loss at every position).
+
+    Same keys as BERT4Rec's section (``mask_prob`` is unused); defaults follow the SASRec+ recipe (2 blocks,
+    width 64, full-softmax cross-entropy) with ids only: text augmentation is measured, not assumed.
+    """
+
+    dropout: float = 0.2
+    item_text: Literal["none", "augment"] = "none"
+
+
 class FusionSettings(BaseModel):
     """Weighted reciprocal-rank fusion of the trained members (ml.models.registry names them)."""
 
@@ -212,6 +223,7 @@ class ModelSettings(BaseModel):
     item_knn: ItemKnnSettings = Field(default_factory=ItemKnnSettings)
     als: ALSSettings = Field(default_factory=ALSSettings)
     bert4rec: Bert4RecSettings = Field(default_factory=Bert4RecSettings)
+    sasrec: SASRecSettings = Field(default_factory=SASRecSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
 
 

@@ -76,6 +76,12 @@ def _bert4rec(m: ModelSettings, logger=None, checkpoint_dir=None, item_text=None
     return Bert4Rec.from_settings(m, logger=logger, checkpoint_dir=checkpoint_dir, item_text=item_text)
 
 
+def _sasrec(m: ModelSettings, logger=None, checkpoint_dir=None, item_text=None, **_: Any) -> Recommender:
+    from ml.models.bert4rec.model import SASRec
+
+    return SASRec.from_settings(m, logger=logger, checkpoint_dir=checkpoint_dir, item_text=item_text)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One trainable model.
@@ -130,6 +136,17 @@ MODELS: dict[str, ModelSpec] = {
             logs_curves=True,
             slow=True,
         ),
+        ModelSpec(
+            "sasrec",
+            _sasrec,
+            task="bert4rec",  # the sequence-model task (the DAG's train_bert4rec, in the gpu pool)
+            settings_section="sasrec",
+            fusion_member=True,
+            uses_item_text=True,
+            refit=False,
+            logs_curves=True,
+            slow=True,
+        ),
         ModelSpec("newest", _newest, task="baselines", settings_section="popularity", control=True),
         ModelSpec(
             "text_knn", _text_knn, task="baselines", settings_section="text_knn", uses_item_text=True, control=True
@@ -140,7 +157,6 @@ MODELS: dict[str, ModelSpec] = {
 }
 BASE_MODELS: tuple[str, ...] = tuple(MODELS)
 ALL_MODELS: tuple[str, ...] = BASE_MODELS + (FUSION,)
-DEFAULT_MODELS: tuple[str, ...] = tuple(n for n, s in MODELS.items() if not s.control)  # every model but the controls
 
 
 def spec(key: str) -> ModelSpec:

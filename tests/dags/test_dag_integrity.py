@@ -101,7 +101,7 @@ def test_trigger_form_has_typed_params(dag):
         assert name in params
     models = params.get_param("models")
     assert models.schema["items"]["enum"] == [
-        *("pop", "pop_recent", "rebuy", "als", "bert4rec"),
+        *("pop", "pop_recent", "rebuy", "als", "bert4rec", "sasrec"),
         *("newest", "text_knn", "markov", "item_knn"),  # the controls
     ]
     assert models.value == ["pop", "pop_recent", "rebuy", "als"]  # models.nightly: BERT4Rec when chosen

@@ -1,4 +1,5 @@
-"""Batches for BERT4Rec: masked training sequences, and history + [MASK] inputs for prediction.
+"""Batches for the sequence models: masked training sequences and history + [MASK] inputs (BERT4Rec);
+shifted next-item sequences and [START] + history inputs (the causal model).
 
 All batches are right-padded with token 0, so position ``p`` is the ``p``-th kept item. Training
 and validation batches come from :class:`LengthBucketBatchSampler`, which groups sequences of
@@ -116,6 +117,62 @@ class MaskingCollator:
         }
 
 
+def causal_tokens(history: np.ndarray, max_len: int, start_id: int) -> np.ndarray:
+    """The causal model's input for predicting what follows ``history``: [START] + history, its last ``max_len``.
+
+    Returns:
+        int64 token ids (item ``i`` is token ``i + 1``), at most ``max_len`` long; [START] only while the
+        history is shorter than ``max_len``, and alone for a customer without history (a learned prior).
+    """
+    tokens = np.append(np.int64(start_id), np.asarray(history, np.int64) + 1)
+    return tokens[-max_len:]
+
+
+class CausalCollator:
+    """Next-item training batches for the causal model: every position predicts the token after it.
+
+    Each sequence becomes [START] + items; its last ``max_len + 1`` tokens (or a random window when
+    ``crop="random"``) give ``input_ids`` (all but the last) and ``labels`` (all but the first, as item
+    indices; -100 at padding). Loss is taken at every real position (SASRec's objective).
+
+    Args:
+        n_items: number of real items (the [START] token is ``n_items + 1``, BERT4Rec's [MASK] id).
+        max_len: longest input.
+        crop: ``"last"`` or ``"random"`` window of long sequences.
+        seed: seed of the collator's generator.
+    """
+
+    def __init__(self, n_items: int, max_len: int, crop: str = "last", seed: int = 0) -> None:
+        if crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
+        self.n_items, self.max_len, self.crop = n_items, max_len, crop
+        self.start_id = n_items + 1
+        self._rng = np.random.default_rng(seed)
+
+    def _window(self, tokens: np.ndarray) -> np.ndarray:
+        span = self.max_len + 1
+        if len(tokens) <= span:
+            return tokens
+        end = len(tokens) if self.crop == "last" else int(self._rng.integers(span, len(tokens) + 1))
+        return tokens[end - span : end]
+
+    def __call__(self, sequences: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """Collate item sequences (each at least one item long).
+
+        Returns:
+            ``input_ids``, ``attention_mask`` and ``labels``, each ``(batch, length)`` int64.
+        """
+        windows = [self._window(np.append(np.int64(self.start_id), np.asarray(s, np.int64) + 1)) for s in sequences]
+        inputs = pad_right([w[:-1] for w in windows], PAD_ID)
+        targets = pad_right([w[1:] for w in windows], PAD_ID)
+        real = inputs != PAD_ID
+        return {
+            "input_ids": torch.from_numpy(inputs),
+            "attention_mask": torch.from_numpy(real.astype(np.int64)),
+            "labels": torch.from_numpy(np.where(real, targets - 1, IGNORE)),
+        }
+
+
 class NextItemDataset(Dataset):
     """(history, target items) pairs for validation: the model must rank ``targets`` after ``history``.
 
@@ -137,19 +194,23 @@ class NextItemDataset(Dataset):
 
 
 class NextItemCollator:
-    """Batches history + [MASK] inputs (see :func:`prediction_tokens`) with their target sets.
+    """Batches history + [MASK] inputs (see :func:`prediction_tokens`) with their target sets; with
+    ``causal=True``, [START] + history inputs (:func:`causal_tokens`) scored at their last token.
 
-    Returns dicts with ``input_ids``, ``attention_mask``, ``positions`` (index of [MASK] per row),
+    Returns dicts with ``input_ids``, ``attention_mask``, ``positions`` (index of [MASK], or of the last
+    token, per row),
     ``targets`` (target item indices, padded with ``-1``) and ``seen`` (the whole history as item
     indices, padded with ``n_items``).
     """
 
-    def __init__(self, n_items: int, max_len: int) -> None:
+    def __init__(self, n_items: int, max_len: int, causal: bool = False) -> None:
         self.n_items, self.max_len, self.mask_id = n_items, max_len, n_items + 1
+        self.causal = causal
 
     def __call__(self, batch: Sequence[tuple[np.ndarray, np.ndarray | int]]) -> dict[str, torch.Tensor]:
         histories = [h for h, _ in batch]
-        tokens = pad_right([prediction_tokens(h, self.max_len, self.mask_id) for h in histories], PAD_ID)
+        tokenize = causal_tokens if self.causal else prediction_tokens
+        tokens = pad_right([tokenize(h, self.max_len, self.mask_id) for h in histories], PAD_ID)
         real = tokens != PAD_ID
         return {
             "input_ids": torch.from_numpy(tokens),

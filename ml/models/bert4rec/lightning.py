@@ -228,7 +228,8 @@ class Bert4RecModule(pl.LightningModule):
 class TrainingClock(pl.Callback):
     """Records per-epoch training seconds, throughput and validation metrics against wall time."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "bert4rec") -> None:
+        self.name = name  # the model's name, at the start of each progress line
         self.epochs: list[dict] = []
         self._fit_start = 0.0
         self._epoch_start = 0.0
@@ -279,12 +280,12 @@ class TrainingClock(pl.Callback):
                 row[key] = round(float(metrics[key]), 5)
         self.epochs.append(row)
         self._val_seconds = 0.0
-        log.info("%s", epoch_line(row))
+        log.info("%s", epoch_line(row, self.name))
 
 
-def epoch_line(row: dict) -> str:
+def epoch_line(row: dict, name: str = "bert4rec") -> str:
     """One progress line per epoch: epoch, training loss, validation NDCG@10, throughput, elapsed time."""
-    parts = [f"bert4rec epoch {row['epoch'] + 1}"]
+    parts = [f"{name} epoch {row['epoch'] + 1}"]
     if "train_loss_epoch" in row:
         parts.append(f"loss {row['train_loss_epoch']:.4f}")
     if VAL_METRIC in row:

@@ -1,4 +1,5 @@
-"""``Bert4Rec``: the BERT4Rec network behind the project's :class:`Recommender` contract."""
+"""``Bert4Rec`` and ``SASRec``: the BERT4Rec network behind the project's :class:`Recommender` contract,
+bidirectional with masked-item training, or causal with next-item training at every position."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ml.data.interactions import ITEM_IDX, USER_IDX, Interactions
 from ml.hardware import free_cpu_threads
 from ml.models.base import Recommender
 from ml.models.bert4rec.data import (
+    CausalCollator,
     LengthBucketBatchSampler,
     MaskingCollator,
     NextItemCollator,
@@ -119,6 +121,8 @@ class Bert4Rec(Recommender):
     """
 
     name = "bert4rec"
+    causal = False  # bidirectional attention, masked-item training
+    settings_section = "bert4rec"
 
     def __init__(
         self,
@@ -175,7 +179,7 @@ class Bert4Rec(Recommender):
         The section's ``item_text`` mode is not a constructor argument: the caller passes the
         vectors themselves as ``item_text=`` when the mode asks for them.
         """
-        section = settings.bert4rec.model_dump()
+        section = getattr(settings, cls.settings_section).model_dump()
         params = {k: v for k, v in section.items() if k in HPARAMS or k == "accelerator"}
         params["seed"] = settings.seed
         params.update(overrides)
@@ -202,7 +206,11 @@ class Bert4Rec(Recommender):
             dropout,
             self.attention_dropout,
             text_dim=self.text_dim,
+            causal=self.causal,
         )
+
+    def _train_collator(self):
+        return MaskingCollator(self.n_items, self.max_len, self.mask_prob, self.crop, seed=self.seed)
 
     def fit(self, train: Interactions, valid: Interactions | None = None) -> Bert4Rec:
         """Train with early stopping on validation NDCG@10 and keep the best epoch's weights.
@@ -234,7 +242,7 @@ class Bert4Rec(Recommender):
         seqs, histories, targets = validation_pairs(train.sequences(), valid)
         seqs = [s for s in seqs if len(s) > 0]
         if not seqs:
-            raise ValueError("BERT4Rec needs at least one user with training events")
+            raise ValueError(f"{self.name} needs at least one user with training events")
         if self.val_max_users is not None and len(targets) > self.val_max_users:
             pick = np.sort(np.random.default_rng(self.seed).choice(len(targets), self.val_max_users, replace=False))
             histories, targets = [histories[i] for i in pick], [targets[i] for i in pick]
@@ -244,7 +252,7 @@ class Bert4Rec(Recommender):
         train_loader = DataLoader(
             SequenceDataset(seqs),
             batch_sampler=LengthBucketBatchSampler(lengths, self.batch_size, shuffle=True, seed=self.seed),
-            collate_fn=MaskingCollator(self.n_items, self.max_len, self.mask_prob, self.crop, seed=self.seed),
+            collate_fn=self._train_collator(),
             num_workers=self.num_workers,
         )
         val_loader = None
@@ -253,7 +261,7 @@ class Bert4Rec(Recommender):
             val_loader = DataLoader(
                 NextItemDataset(histories, targets),
                 batch_sampler=LengthBucketBatchSampler(val_lengths, 256, shuffle=False),
-                collate_fn=NextItemCollator(self.n_items, self.max_len),
+                collate_fn=NextItemCollator(self.n_items, self.max_len, self.causal),
                 num_workers=self.num_workers,
             )
 
@@ -261,8 +269,8 @@ class Bert4Rec(Recommender):
         if self.item_text is not None:
             self.network.set_item_text(self.item_text)
         module = Bert4RecModule(self.network, self.lr, self.weight_decay, self.warmup_steps, self.val_view)
-        clock = TrainingClock()
-        with tempfile.TemporaryDirectory(prefix="bert4rec-") as tmp, warnings.catch_warnings(), _quiet_lightning():
+        clock = TrainingClock(self.name)
+        with tempfile.TemporaryDirectory(prefix=f"{self.name}-") as tmp, warnings.catch_warnings(), _quiet_lightning():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             warnings.filterwarnings("ignore", message=".*MLFlow only allows.*")  # it logs "@" as "_", once per epoch
@@ -359,7 +367,7 @@ class Bert4Rec(Recommender):
         if device.type == "cpu":
             torch.set_num_threads(self.num_threads or free_cpu_threads())
         net = self.network.to(device).eval()
-        collate = NextItemCollator(self.n_items, self.max_len)
+        collate = NextItemCollator(self.n_items, self.max_len, self.causal)
         hist = [seqs[u] for u in users]
         order = np.argsort([min(len(h) + 1, self.max_len) for h in hist], kind="stable")
         out = np.empty((len(users), self.n_items), np.float32)
@@ -419,3 +427,21 @@ class Bert4Rec(Recommender):
         model.network.load_state_dict(torch.load(path / "weights.pt", map_location="cpu", weights_only=True))
         model.network.eval()
         return model
+
+
+class SASRec(Bert4Rec):
+    """The causal next-item transformer from the same parts ("SASRec+", Klenitskiy & Vasilev, RecSys 2023).
+
+    ``transformers.BertModel`` with causal self-attention (each position sees itself and earlier items
+    only), trained with full-softmax cross-entropy at **every** position: the input is [START] + the
+    sequence without its last item, the labels are the sequence itself. A customer is scored from the
+    hidden state of their last item (a customer without history from [START]: a learned prior). Early
+    stopping, checkpointing, the time cap, item text and scoring are BERT4Rec's; ``mask_prob`` is unused.
+    """
+
+    name = "sasrec"
+    causal = True
+    settings_section = "sasrec"
+
+    def _train_collator(self):
+        return CausalCollator(self.n_items, self.max_len, self.crop, seed=self.seed)

