@@ -128,9 +128,9 @@ def _nightly_models() -> list[str]:
         "bert_item_text": Param(
             "augment",
             type="string",
-            enum=["none", "augment"],
+            enum=["none", "augment", "init", "init+augment"],
             title="BERT4Rec item text",
-            description="augment: add MiniLM vectors of item titles and enrichment to BERT4Rec's item embeddings.",
+            description="augment: add MiniLM title vectors to the item embeddings; init: start them from their PCA.",
             section=MODELS,
         ),
         "seed": Param(42, type="integer", title="Seed", description="Random seed of every model.", section=MODELS),

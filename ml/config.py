@@ -187,9 +187,10 @@ class Bert4RecSettings(BaseModel):
     # "discover" leaves out items the user already bought (both are logged every epoch)
     val_view: Literal["repeat", "discover"] = "discover"
     # item text (title, enriched category/tags) as text vectors (ml.text): "augment" adds a learned
-    # projection of them to every item's id embedding, "none" uses ids only. Without titles (e.g. a ratings
-    # file) BERT4Rec uses ids only either way. Measured: bench/bench_bert4rec_retail.py
-    item_text: Literal["none", "augment"] = "augment"
+    # projection of them to every item's id embedding; "init" starts the id embeddings from a PCA of them;
+    # "init+augment" does both; "none" uses ids only. Without titles (e.g. a ratings file) the model uses
+    # ids only either way. Measured: bench/bench_bert4rec_retail.py
+    item_text: Literal["none", "augment", "init", "init+augment"] = "augment"
     accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
 
 
@@ -201,7 +202,7 @@ class SASRecSettings(Bert4RecSettings):
     """
 
     dropout: float = 0.2
-    item_text: Literal["none", "augment"] = "none"
+    item_text: Literal["none", "augment", "init", "init+augment"] = "none"
 
 
 class FusionSettings(BaseModel):

@@ -31,8 +31,26 @@ from ml.models.bert4rec.network import Bert4RecNetwork
 HPARAMS = (
     "hidden", "layers", "heads", "max_len", "mask_prob", "dropout", "attention_dropout", "batch_size", "lr",
     "weight_decay", "warmup_steps", "max_epochs", "patience", "seed", "crop", "val_max_users",
-    "val_view", "max_minutes", "arm_factor", "arm_after_epochs", "precision", "text_dropout",
+    "val_view", "max_minutes", "arm_factor", "arm_after_epochs", "precision", "text_dropout", "text_mode",
 )  # fmt: skip
+TEXT_MODES = ("augment", "init", "init+augment")
+
+
+def text_pca(vectors: np.ndarray, dim: int, std: float, seed: int = 0) -> np.ndarray:
+    """Item vectors of width ``dim`` from text vectors: their top principal components, scaled to ``std``.
+
+    Items without text (all-zero rows) get a random ``N(0, std)`` vector, as an untouched embedding would.
+    """
+    vectors = np.asarray(vectors, np.float64)
+    has_text = np.abs(vectors).sum(1) > 0
+    out = np.random.default_rng(seed).normal(0.0, std, (len(vectors), dim))
+    if has_text.sum() > 1:
+        known = vectors[has_text] - vectors[has_text].mean(0)
+        _, _, components = np.linalg.svd(known, full_matrices=False)
+        projected = known @ components[:dim].T
+        projected *= std / (projected.std() or 1.0)
+        out[has_text, : projected.shape[1]] = projected
+    return out.astype(np.float32)
 
 
 @contextmanager
@@ -115,9 +133,12 @@ class Bert4Rec(Recommender):
         item_text: fixed text vectors of the items, ``(n_items, dim)`` in item-index order (see
             :mod:`ml.text.items`); the network adds a learned projection of them to the id
             embeddings. Saved with the weights.
-        text_dropout: ``dropout`` used instead when ``item_text`` is given: the text projection
-            adds ``dim x hidden`` weights that overfit quickly (on Online Retail, 0.1 peaked on
-            validation after 1 epoch; 0.3 after 7, with test discover NDCG@10 0.074 vs 0.054).
+        text_dropout: ``dropout`` used instead when the text projection is on: it adds ``dim x hidden``
+            weights that overfit quickly (on Online Retail, 0.1 peaked on validation after 1 epoch; 0.3
+            after 7, with test discover NDCG@10 0.074 vs 0.054).
+        text_mode: how ``item_text`` is used: ``"augment"`` (the frozen text vector through a learned
+            projection, added to the id embedding), ``"init"`` (the id embeddings start from a PCA of
+            the text vectors, :func:`text_pca`), or ``"init+augment"`` (both).
     """
 
     name = "bert4rec"
@@ -155,6 +176,7 @@ class Bert4Rec(Recommender):
         callbacks: list | None = None,
         item_text: np.ndarray | None = None,
         text_dropout: float = 0.3,
+        text_mode: str = "augment",
     ) -> None:
         self.hidden, self.layers, self.heads, self.max_len = hidden, layers, heads, max_len
         self.mask_prob, self.dropout, self.attention_dropout = mask_prob, dropout, attention_dropout
@@ -165,8 +187,12 @@ class Bert4Rec(Recommender):
         self.logger, self.checkpoint_dir = logger, checkpoint_dir
         self.arm_factor, self.arm_after_epochs, self.precision = arm_factor, arm_after_epochs, precision
         self.num_threads, self.callbacks = num_threads, list(callbacks or [])
+        if text_mode not in TEXT_MODES:
+            raise ValueError(f"text_mode must be one of {TEXT_MODES}, got {text_mode!r}")
+        self.text_mode = text_mode
         self.item_text = None if item_text is None else np.asarray(item_text, np.float32)
-        self.text_dim = 0 if self.item_text is None else self.item_text.shape[1]
+        augment = self.item_text is not None and "augment" in text_mode
+        self.text_dim = self.item_text.shape[1] if augment else 0
         self.text_dropout = text_dropout
         self.network: Bert4RecNetwork | None = None
         self.n_items = 0
@@ -176,11 +202,13 @@ class Bert4Rec(Recommender):
     def from_settings(cls, settings: Any, **overrides: Any) -> Bert4Rec:
         """Build from ``ModelSettings``: its ``bert4rec`` section and ``seed``; ``overrides`` win.
 
-        The section's ``item_text`` mode is not a constructor argument: the caller passes the
-        vectors themselves as ``item_text=`` when the mode asks for them.
+        The section's ``item_text`` mode becomes ``text_mode``; the caller passes the vectors themselves
+        as ``item_text=`` when the mode asks for them (any mode but ``"none"``).
         """
         section = getattr(settings, cls.settings_section).model_dump()
         params = {k: v for k, v in section.items() if k in HPARAMS or k == "accelerator"}
+        if section.get("item_text", "none") != "none":
+            params["text_mode"] = section["item_text"]
         params["seed"] = settings.seed
         params.update(overrides)
         return cls(**params)
@@ -266,8 +294,10 @@ class Bert4Rec(Recommender):
             )
 
         self.network = self._network(self.n_items)
-        if self.item_text is not None:
+        if self.text_dim:
             self.network.set_item_text(self.item_text)
+        if self.item_text is not None and "init" in self.text_mode:
+            self.network.init_item_embeddings(text_pca(self.item_text, self.hidden, 0.02, self.seed))
         module = Bert4RecModule(self.network, self.lr, self.weight_decay, self.warmup_steps, self.val_view)
         clock = TrainingClock(self.name)
         with tempfile.TemporaryDirectory(prefix=f"{self.name}-") as tmp, warnings.catch_warnings(), _quiet_lightning():

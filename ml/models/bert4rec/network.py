@@ -110,6 +110,14 @@ class Bert4RecNetwork(nn.Module):
         with torch.no_grad():
             self.item_text[1 : self.n_items + 1] = vectors.to(self.item_text.device)
 
+    def init_item_embeddings(self, vectors) -> None:
+        """Overwrite the real items' id embeddings (e.g. with a PCA of their text vectors): ``(n_items, hidden)``."""
+        vectors = torch.as_tensor(vectors, dtype=torch.float32)
+        if tuple(vectors.shape) != (self.n_items, self.item_emb.embedding_dim):
+            raise ValueError(f"expected ({self.n_items}, {self.item_emb.embedding_dim}), got {tuple(vectors.shape)}")
+        with torch.no_grad():
+            self.item_emb.weight[1 : self.n_items + 1] = vectors.to(self.item_emb.weight.device)
+
     def item_table(self) -> torch.Tensor:
         """Vectors of every token (pad, items, mask): id embeddings plus projected text, if any."""
         table = self.item_emb.weight

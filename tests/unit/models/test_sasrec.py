@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from ml.models.bert4rec.data import IGNORE, CausalCollator, NextItemCollator, causal_tokens
@@ -93,3 +94,30 @@ class TestSASRecContract(RecommenderContract):
             hidden=32, layers=1, heads=2, max_len=16, batch_size=16, lr=5e-3, warmup_steps=5,
             max_epochs=40, patience=40, seed=3, accelerator="cpu", num_threads=1,
         )  # fmt: skip
+
+
+def test_text_pca_keeps_the_main_directions_at_the_embedding_scale():
+    from ml.models.bert4rec.model import text_pca
+
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=8)
+    vectors = np.outer(rng.normal(size=30), direction) + 0.01 * rng.normal(size=(30, 8))
+    vectors[0] = 0.0  # an item without text
+    out = text_pca(vectors, dim=3, std=0.02, seed=1)
+    assert out.shape == (30, 3) and out.dtype == np.float32
+    first = out[1:, 0]  # the first component follows the shared direction
+    along = (vectors[1:] - vectors[1:].mean(0)) @ direction
+    assert abs(np.corrcoef(first, along)[0, 1]) > 0.99
+    assert np.std(out[1:]) == pytest.approx(0.02, rel=0.05)
+
+
+def test_text_init_starts_the_id_embeddings_from_the_text():
+    train, valid = cycle_walks(n_users=40)
+    text = np.eye(N_ITEMS, 8, dtype=np.float32)  # 8 items with distinct text, the rest none
+    model = SASRec(hidden=8, layers=1, heads=1, max_len=8, max_epochs=1, batch_size=16, num_threads=1, seed=0,
+                   item_text=text, text_mode="init")  # fmt: skip
+    assert model.text_dim == 0  # init only: no frozen text view in the network
+    model.fit(train, valid)
+    assert model.network.text_dim == 0
+    with pytest.raises(ValueError, match="text_mode must be one of"):
+        SASRec(text_mode="titles")
