@@ -466,12 +466,18 @@ class SASRec(Bert4Rec):
     only), trained with full-softmax cross-entropy at **every** position: the input is [START] + the
     sequence without its last item, the labels are the sequence itself. A customer is scored from the
     hidden state of their last item (a customer without history from [START]: a learned prior). Early
-    stopping, checkpointing, the time cap, item text and scoring are BERT4Rec's; ``mask_prob`` is unused.
+    stopping (patience counted from the first epoch: ``arm_factor=0``), checkpointing, the time cap, item
+    text and scoring are BERT4Rec's; ``mask_prob`` is unused.
     """
 
     name = "sasrec"
     causal = True
     settings_section = "sasrec"
+
+    def __init__(self, *args: Any, arm_factor: float = 0.0, **kwargs: Any) -> None:
+        # no popularity plateau to wait out: trained at every position it leaves popularity within an
+        # epoch or two (on Online Retail its best epoch was the 3rd), so patience counts from the start
+        super().__init__(*args, arm_factor=arm_factor, **kwargs)
 
     def _train_collator(self):
         return CausalCollator(self.n_items, self.max_len, self.crop, seed=self.seed)

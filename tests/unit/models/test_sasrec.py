@@ -73,6 +73,7 @@ def test_learns_the_next_item_of_the_cycle():
                    max_epochs=30, patience=30, seed=7, num_threads=1, accelerator="cpu")  # fmt: skip
     model.fit(train, valid)
     assert model.training_summary["best_val_ndcg@10"] > 0.5, model.training_summary  # popularity: about 0.1
+    assert model.training_summary["early_stopping_armed_epoch"] == 0  # patience counts from the start
     ids, _ = model.recommend(np.arange(20), train, n=1, filter_already_liked_items=False)
     last = np.array([s[-1] for s in train.sequences()[:20]])
     assert (ids[:, 0] == (last + 1) % N_ITEMS).mean() >= 0.9
