@@ -239,9 +239,12 @@ class BacktestSettings(BaseModel):
     models: list[str] = Field(  # what the nightly DAG backtests (cheap models, the cold-item controls, fusion)
         default_factory=lambda: ["pop", "pop_recent", "rebuy", "als", "newest", "text_knn", "fusion"]
     )
-    # what the weekly DAG backtests: every model, BERT4Rec (slow) on the last ``slow_cuts`` cuts
+    # what the weekly DAG backtests: every model and control, the slow sequence models on the last ``slow_cuts`` cuts
     weekly_models: list[str] = Field(
-        default_factory=lambda: ["pop", "pop_recent", "rebuy", "als", "bert4rec", "newest", "text_knn", "fusion"]
+        default_factory=lambda: [
+            *("pop", "pop_recent", "rebuy", "als", "bert4rec", "sasrec"),
+            *("newest", "text_knn", "markov", "item_knn", "fusion"),
+        ]
     )
     # the pairs (A, B) whose deltas B - A the nightly backtest records with their intervals (absent models skipped)
     compare: list[tuple[str, str]] = Field(
