@@ -91,6 +91,11 @@ class RunFolder:
         """The run's rolling backtest (``backtest.json``, ``user_metrics.parquet``, ``cuts/``)."""
         return self.root / "backtest"
 
+    @property
+    def weekly_backtest(self) -> Path:
+        """The weekly DAG's backtest of every model (same layout as :attr:`backtest`)."""
+        return self.root / "backtest_weekly"
+
 
 @dataclass(frozen=True)
 class Layout:

@@ -355,13 +355,13 @@ def backtest_step(
     as_of,
     parent_run_id: str | None = None,
     models: list[str] | None = None,
-    folder: str = "backtest",
+    out: Path | None = None,
 ) -> dict:
     """Backtest the cheap models (``eval.backtest.models``) over the rolling cuts before ``as_of``; log to MLflow.
 
     Args:
         models: what to backtest instead (the weekly DAG: ``eval.backtest.weekly_models``).
-        folder: the output folder under ``runs/<as_of>/``.
+        out: the output folder (default ``runs/<as_of>/backtest``).
 
     Reads the lake's interactions and catalog up to ``as_of`` and writes ``runs/<as_of>/backtest/``
     (replaced on a rerun). The parent run gets every aggregate (``backtest/<model>/<view>/<slice>/ndcg_at_10``
@@ -383,7 +383,7 @@ def backtest_step(
     cfg = settings.eval.backtest
     models = list(models or cfg.models)
     compare = [(a, b) for a, b in cfg.compare if a in models and b in models]
-    out = layout.run.root / folder
+    out = out or layout.run.backtest
     if out.exists():
         shutil.rmtree(out)
     doc = run_backtest(
@@ -429,7 +429,7 @@ def weekly_backtest_step(settings: Settings, as_of, key: str) -> dict:
     models = list(settings.eval.backtest.weekly_models)
     params = {"backtest": settings.eval.backtest.model_dump(mode="json"), "as_of": str(as_of)}
     run_id = runs.start_parent_run(settings, f"weekly {key}", params, tags={"weekly_backtest": "true"})
-    return backtest_step(settings, as_of, run_id, models=models, folder="backtest_weekly")
+    return backtest_step(settings, as_of, run_id, models=models, out=Layout.of(settings, as_of).run.weekly_backtest)
 
 
 def evaluate_step(

@@ -352,14 +352,6 @@ def log_recommender(
     )
 
 
-def log_split_model(model_dir: Path, data, scratch: Path, registered_name: str | None = None, catalog=None):
-    """Both views from one saved model over a SplitData (history = train + validation); see :func:`log_recommender`."""
-    models = {view: model_dir for view in VIEWS}
-    return log_recommender(
-        models, data.user_ids, data.item_ids, data.history_for_test(), catalog, scratch, registered_name=registered_name
-    )
-
-
 def _requirements() -> list[str]:
     from importlib.metadata import version
 

@@ -157,15 +157,6 @@ def log_fit(settings: Settings, run_id: str, result: dict, params: dict) -> None
     )
 
 
-def register_recommender(settings: Settings, run_id: str, model_dir: Path, data, scratch: Path, registered_name: str):
-    """Log a saved recommender as a pyfunc model in ``run_id`` and register it under ``registered_name``."""
-    from ml.tracking.pyfunc import log_split_model
-
-    configure(settings)
-    with mlflow.start_run(run_id=run_id):
-        return log_split_model(model_dir, data, scratch, registered_name=registered_name)
-
-
 def log_search(settings: Settings, name: str, trials: list[dict], best: dict, artifacts: list[Path] = ()) -> str:
     """Record a hyper-parameter search: a parent run with the best trial, one nested run per trial.
 

@@ -23,6 +23,7 @@ from ml import columns as C
 from ml.config import SplitSettings
 from ml.data.dataset import build_split
 from ml.data.interactions import Interactions
+from ml.eval.protocol import VIEWS
 from ml.models.als import ALS
 from ml.models.augmented import AugmentedHistory
 from ml.models.popularity import Popularity
@@ -34,7 +35,6 @@ from ml.tracking.pyfunc import (
     SOURCE_MODEL,
     RecommenderModel,
     log_recommender,
-    log_split_model,
     stage_artifacts,
 )
 
@@ -186,8 +186,14 @@ def test_logged_model_recommends_as_the_model_and_covers_new_customers(tmp_path,
     model = (model_cls(factors=8, iterations=5) if model_cls is ALS else model_cls()).fit(history)
     model.save(tmp_path / "model")
     with mlflow.start_run(experiment_id=store):
-        info = log_split_model(
-            tmp_path / "model", data, tmp_path / "scratch", registered_name=f"t-{model_cls.__name__}"
+        info = log_recommender(
+            dict.fromkeys(VIEWS, tmp_path / "model"),
+            data.user_ids,
+            data.item_ids,
+            history,
+            None,
+            tmp_path / "scratch",
+            registered_name=f"t-{model_cls.__name__}",
         )
     assert info.registered_model_version == 1
     assert info.signature.inputs.input_names() == [C.USER, ITEMS]
