@@ -158,6 +158,8 @@ def _seeded_benchmark(args, settings, models, compare) -> int:
 
 def cmd_promote(args) -> int:
     """Show the champion and its alias history, roll it back, or force a version (each move recorded)."""
+    from mlflow.exceptions import MlflowException
+
     from ml.tracking import registry
 
     settings = get_settings()
@@ -171,7 +173,7 @@ def cmd_promote(args) -> int:
             else:
                 version = None if args.rollback == "previous" else int(args.rollback)
                 event = registry.rollback(settings, version, why=args.why, by=args.by)
-        except (ValueError, Exception) as exc:  # an unknown version comes back as MlflowException
+        except (ValueError, MlflowException) as exc:  # an unknown version comes back as MlflowException
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(json.dumps(event, indent=2))

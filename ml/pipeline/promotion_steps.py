@@ -271,8 +271,7 @@ def recommend_step(settings: Settings, as_of, registered: dict | None = None) ->
         return {"written": False, "reason": "no champion registered yet"}
     layout = Layout.of(settings, as_of)
     runs.configure(settings)
-    uri = f"models:/{settings.tracking.registered_model}@{settings.tracking.champion_alias}"
-    model = mlflow.pyfunc.load_model(uri)
+    model = mlflow.pyfunc.load_model(model_registry.champion_uri(settings))
     events = read_lake_interactions(layout.lake, as_of)
     users = active_customers(events[C.USER], events[C.TIMESTAMP], as_of, settings.serve.active_days)
     frame = batch_recommendations(model, users, settings.serve.top_k)

@@ -45,6 +45,8 @@ import sys
 from pathlib import Path
 
 from ml.config import Settings
+from ml.tracking import registry
+from ml.tracking.registry import champion_uri
 
 EXAMPLE_REQUEST = {
     "dataframe_records": [
@@ -55,11 +57,6 @@ EXAMPLE_REQUEST = {
     "params": {"n": 3, "view": "discover"},
 }
 ANSWER_FIELDS = ["user_id", "rank", "item_id", "title", "score", "source"]  # one answer record per item
-
-
-def champion_uri(settings: Settings) -> str:
-    """``models:/<registered_model>@<champion_alias>``."""
-    return f"models:/{settings.tracking.registered_model}@{settings.tracking.champion_alias}"
 
 
 def serve_command(settings: Settings, model_uri: str | None = None) -> list[str]:
@@ -105,36 +102,20 @@ def _mlflow_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("mlflow") or "mlflow")
 
 
-def champion_version(settings: Settings) -> str | None:
-    """The registered version the champion alias points at, or None when there is none yet."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-        return str(
-            client.get_model_version_by_alias(
-                settings.tracking.registered_model, settings.tracking.champion_alias
-            ).version
-        )
-    except MlflowException:
-        return None
-
-
 def main() -> None:
     """Print the URL and the request/answer schema, then exec the server on the champion."""
     from ml.config import get_settings
 
     settings = get_settings()
-    version = champion_version(settings)
-    if version is None:
+    champion = registry.champion(settings)
+    if champion is None:
         sys.exit(
             f"no {champion_uri(settings)} in {settings.mlflow_uri}: run the nightly pipeline first "
             "(promotion sets the alias)"
         )
     cmd = serve_command(settings)
     url = invocations_url(settings)
-    print(f"serving {champion_uri(settings)} (version {version}; tracking {settings.mlflow_uri})")
+    print(f"serving {champion_uri(settings)} (version {champion.version}; tracking {settings.mlflow_uri})")
     print(f"POST {url} (Content-Type: application/json); GET {url.rsplit('/', 1)[0]}/ping answers 200 when ready")
     print("request:", json.dumps(EXAMPLE_REQUEST))
     print(f'answer:  {{"predictions": [one record per recommended item: {", ".join(ANSWER_FIELDS)}]}}')

@@ -32,6 +32,11 @@ def _client(settings: Settings) -> MlflowClient:
     return MlflowClient()
 
 
+def champion_uri(settings: Settings) -> str:
+    """``models:/<registered_model>@<champion_alias>``: what the batch lists and the online server load."""
+    return f"models:/{settings.tracking.registered_model}@{settings.tracking.champion_alias}"
+
+
 def champion(settings: Settings) -> ModelVersion | None:
     """The version the champion alias points at; None before the first promotion."""
     client = _client(settings)
