@@ -70,14 +70,14 @@ def _fusion_members(models: list[str]) -> list[str]:
     ]
 
 
-def item_vectors(models: list[str], known_from: pd.Series, catalog: pd.DataFrame | None, settings: Settings):
-    """Text vectors of every item ever known (a frame indexed by item id), if a model reads item text."""
+def item_vectors(models: list[str], item_ids, catalog: pd.DataFrame | None, settings: Settings):
+    """Text vectors of ``item_ids`` (a frame indexed by item id), if one of ``models`` reads item text, else None."""
     if catalog is None or not any(registry.reads_item_text(m, settings.models) for m in models if m != registry.FUSION):
         return None
     from ml.text.encoder import TitleEncoder
     from ml.text.items import item_text_vectors
 
-    ids = known_from.index.to_numpy(dtype=str)
+    ids = np.asarray(item_ids, dtype=str)
     vectors = item_text_vectors(ids, catalog, encoder=TitleEncoder.from_settings(settings))
     return pd.DataFrame(vectors, index=ids)
 
@@ -225,7 +225,7 @@ def run_backtest(
     members = _fusion_members(models) if registry.FUSION in models else []
     warmup = [cuts[0] - pd.Timedelta(days=cfg.horizon_days)] if members else []
     known_from = item_known_from(events, catalog)
-    vectors = item_vectors(models, known_from, catalog, settings)
+    vectors = item_vectors(models, known_from.index, catalog, settings)  # every item ever known
     rows, cut_docs, timing = [], [], {m: {"fit_seconds": 0.0, "predict_seconds": 0.0, "cuts": []} for m in models}
     weights = None
     for cut in warmup + cuts:

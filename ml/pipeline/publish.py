@@ -110,9 +110,7 @@ def refit(
     cfg_settings = settings_for(config, settings)
     key = config["model"]
     keys = config.get("members") or [] if key == registry.FUSION else [key]
-    vectors = None
-    if any(registry.reads_item_text(k, cfg_settings.models) for k in keys):
-        vectors = item_vectors(keys, pd.Series(0, index=data.item_ids), catalog, cfg_settings)
+    vectors = item_vectors(keys, data.item_ids, catalog, cfg_settings)
     extra = None
     if any(registry.is_synthetic(k) for k in keys):
         if synthetic is None:
