@@ -327,12 +327,12 @@ def nightly_recommender():
         return decide_step(run.settings, run.as_of, list(evaluated["models"]), gated, synth_gate, parent_run_id)
 
     @task
-    def refit(decision: dict, parent_run_id: str, params=None, **context) -> dict:
+    def refit(decision: dict, parent_run_id: str, synth_gate: dict, params=None, **context) -> dict:
         """Refit the decided configuration on everything up to the as-of date; log it as an MLflow model."""
         from ml.pipeline.promotion_steps import refit_step
 
         run = _ctx(params, context)
-        return refit_step(run.settings, run.as_of, decision, parent_run_id, run.run_id, run.tags)
+        return refit_step(run.settings, run.as_of, decision, parent_run_id, run.run_id, run.tags, synth_gate)
 
     @task
     def smoke_check(refitted: dict, params=None, **context) -> dict:
@@ -376,7 +376,7 @@ def nightly_recommender():
     fused = fuse(parent, *trained)
     evaluated = evaluate(parent, fused, *trained)
     decision = decide(evaluated, gated, synth_gate, parent)
-    refitted = refit(decision, parent)
+    refitted = refit(decision, parent, synth_gate)
     registered = register(decision, refitted, smoke_check(refitted), parent)
     served = recommend(registered)
     backtested = backtest(dataset, parent)

@@ -140,8 +140,12 @@ def refit_step(
     parent_run_id: str | None,
     pipeline_key: str,
     run_tags: dict | None = None,
+    synthetic_gate: dict | None = None,
 ) -> dict:
     """Refit the decided configuration on every event up to ``as_of`` and log it as the pyfunc model (not registered).
+
+    A configuration with a synthetic variant refits with the synthetic interactions that passed today's gate
+    (``synthetic_gate``, the gate's outcome); without them the refit fails and nothing is registered.
 
     Returns:
         ``{"skipped": True, "reason"}`` when the decision holds or is a dry run; else ``{"model_uri",
@@ -161,13 +165,7 @@ def refit_step(
     events = read_lake_interactions(layout.lake, as_of)
     catalog = read_lake_catalog(layout.lake)
     data = full_data(events, catalog, as_of, config.get("window_days"))
-    synthetic = None
-    if _uses_synthetic(config):
-        status = json.loads(layout.synthetic_status.read_text()) if layout.synthetic_status.exists() else {}
-        from ml.synth.pipeline import FILES
-
-        path = layout.synthetic / FILES["interactions"]
-        synthetic = pd.read_parquet(path) if status.get("status") == "ok" and path.exists() else None
+    synthetic = _synthetic_frame(synthetic_gate) if _uses_synthetic(config) else None
     folder = layout.run.root / SERVED
     paths = refit(config, data, settings, catalog, folder / "models", synthetic)
     refit_s = round(time.perf_counter() - started, 2)

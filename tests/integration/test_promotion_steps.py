@@ -166,3 +166,14 @@ def test_a_generator_outage_trains_on_real_data_only_and_says_so(nights):
     assert [t["model"] for t in trained] == ["als"]  # no real+synthetic variant
     configure(settings)
     assert MlflowClient().get_run(parent).data.tags["synthetic_status"] == "unavailable"
+
+
+def test_a_synthetic_configuration_refits_only_with_gated_synthetic_data(nights):
+    settings, r = nights
+    from ml.pipeline.promotion import model_config
+
+    decision = {**r["two"]["decision"], "serve": model_config("als_synth", settings)}
+    ungated = {"passed": False, "path": None, "failures": ["synthetic gate failed"]}
+    with pytest.raises(ValueError, match="needs today's gated synthetic interactions"):
+        ps.refit_step(settings, NIGHT_2, decision, r["second"]["parent"], "night-ungated", synthetic_gate=ungated)
+    assert all(v.tags.get("pipeline_key") != "night-ungated" for v in _versions(settings))

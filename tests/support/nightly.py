@@ -25,7 +25,7 @@ def prepare_night(settings, as_of: str, models: list[str], key: str) -> dict:
 def publish_night(settings, as_of: str, night: dict, gated: dict | None = None) -> dict:
     """Decide, refit, smoke-check, register and recommend, as the DAG's last tasks do."""
     decision = ps.decide_step(settings, as_of, night["evaluated"], gated or night["gated"], {}, night["parent"])
-    refitted = ps.refit_step(settings, as_of, decision, night["parent"], night["key"])
+    refitted = ps.refit_step(settings, as_of, decision, night["parent"], night["key"], synthetic_gate={})
     smoke = ps.smoke_check_step(settings, as_of, refitted)
     registered = ps.register_step(settings, as_of, decision, refitted, smoke, night["key"], night["parent"])
     served = ps.recommend_step(settings, as_of, registered)
