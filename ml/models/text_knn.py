@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +16,21 @@ from ml.models.popularity import popularity_share
 POPULARITY_WEIGHT = 1e-3  # popularity only fills and tie-breaks the list (similarities are cosines, up to 1 each)
 
 
-def neighbour_matrix(vectors: np.ndarray, neighbours: int, block: int = 1024) -> sp.csr_matrix:
-    """Sparse item x item cosine similarities, each row keeping its ``neighbours`` most similar other items.
+def top_neighbours(similarities: Callable[[int, int], np.ndarray], n: int, neighbours: int, block: int = 1024):
+    """Sparse ``n x n`` item similarities keeping, per row, its ``neighbours`` largest positive entries.
 
     Args:
-        vectors: ``(n_items, dim)`` unit-length text vectors; an all-zero row (no text) has no neighbours.
-        neighbours: kept per row (negative similarities are dropped).
-        block: rows computed at once (bounds memory to ``block x n_items``).
+        similarities: ``(start, stop) -> dense (stop - start, n)`` similarities of those rows to every item.
+        n: number of items.
+        neighbours: kept per row; an item is never its own neighbour, non-positive similarities are dropped.
+        block: rows computed at once (bounds memory to ``block x n``).
     """
-    n = len(vectors)
     k = min(neighbours, max(n - 1, 0))
     rows, cols, vals = [], [], []
     for start in range(0, n, block):
-        sims = vectors[start : start + block] @ vectors.T
-        idx = np.arange(start, min(start + block, n))
+        stop = min(start + block, n)
+        sims = np.asarray(similarities(start, stop))  # a fresh block: float32 for text vectors
+        idx = np.arange(start, stop)
         sims[idx - start, idx] = -np.inf  # an item is not its own neighbour
         if k == 0:
             continue
@@ -43,6 +45,17 @@ def neighbour_matrix(vectors: np.ndarray, neighbours: int, block: int = 1024) ->
     return sp.csr_matrix(
         (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
     )
+
+
+def neighbour_matrix(vectors: np.ndarray, neighbours: int, block: int = 1024) -> sp.csr_matrix:
+    """Sparse item x item cosine similarities, each row keeping its ``neighbours`` most similar other items.
+
+    Args:
+        vectors: ``(n_items, dim)`` unit-length text vectors; an all-zero row (no text) has no neighbours.
+        neighbours: kept per row (negative similarities are dropped).
+        block: rows computed at once (bounds memory to ``block x n_items``).
+    """
+    return top_neighbours(lambda a, b: vectors[a:b] @ vectors.T, len(vectors), neighbours, block)
 
 
 class TextKNN(Recommender):

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from ml.data.interactions import ITEM_IDX, TS, USER_IDX, Interactions
 from ml.models.base import HistoryCache, Recommender
 from ml.models.popularity import popularity_share
+from ml.models.text_knn import top_neighbours
 
 POPULARITY_WEIGHT = 1e-3  # popularity only fills and tie-breaks (transition probabilities and cosines reach 1)
 
@@ -110,26 +111,7 @@ def cosine_neighbours(binary: sp.csr_matrix, neighbours: int, block: int = 2048)
     norms = np.sqrt(np.asarray(items.multiply(items).sum(axis=1)).ravel())
     inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     unit = sp.csr_matrix(sp.diags(inverse) @ items)
-    n = unit.shape[0]
-    k = min(neighbours, max(n - 1, 0))
-    rows, cols, vals = [], [], []
-    for start in range(0, n, block):
-        sims = np.asarray((unit[start : start + block] @ unit.T).todense())
-        idx = np.arange(start, min(start + block, n))
-        sims[idx - start, idx] = 0.0
-        if k == 0:
-            continue
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top_vals = np.take_along_axis(sims, top, axis=1)
-        keep = (top_vals > 0).ravel()
-        rows.append(np.repeat(idx, k)[keep])
-        cols.append(top.ravel()[keep])
-        vals.append(top_vals.ravel()[keep])
-    if not rows:
-        return sp.csr_matrix((n, n), dtype=np.float32)
-    return sp.csr_matrix(
-        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
+    return top_neighbours(lambda a, b: (unit[a:b] @ unit.T).toarray(), unit.shape[0], neighbours, block)
 
 
 class ItemKNN(Recommender):
