@@ -81,7 +81,9 @@ def register(
             client.create_registered_model(name, description="The shop's recommender; @champion is served.")
         except MlflowException:
             pass  # it exists
-        version = client.create_model_version(name, model_uri, run_id=run_id)
+        # a tracking server checks that a ``models:/<model id>`` source names the logged model it registers
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        version = client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)
     for key, value in {PIPELINE_KEY: pipeline_key, **tags}.items():
         client.set_model_version_tag(name, str(version.version), key, str(value)[:TAG_LIMIT])
     return client.get_model_version(name, str(version.version))
