@@ -23,8 +23,9 @@ Assets: `shop_clean_interactions` (after `clean`) and `shop_recommender_champion
 the champion and its lists for the day) let downstream DAGs schedule on them (`export_recommendations`).
 
 Trigger it by hand with the form to choose the as-of date, the models and a few settings; all other
-settings come from `RECO_*` environment variables or the file in `RECO_SETTINGS_FILE`. BERT4Rec runs
-in the `gpu` pool so a worker with a GPU can take it.
+settings come from `RECO_*` environment variables or the file in `RECO_SETTINGS_FILE`. Sequence-model
+training and synthesis run in the `gpu` pool and on the Celery queue `RECO_ORCHESTRATION__GPU_QUEUE`
+(`default` on one machine; `gpu` where a worker on a GPU machine consumes it).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from airflow.sdk import Param, dag, task
 
 from ml.models.registry import BASE_MODELS
 from ml.pipeline.assets import CHAMPION, CLEAN_INTERACTIONS
+from ml.pipeline.placement import gpu_task
+
+GPU = gpu_task()  # pool and Celery queue of GPU work (RECO_ORCHESTRATION__GPU_QUEUE)
 
 MODEL_CHOICES = list(BASE_MODELS)
 DATA, MODELS, SYNTHESIS, PROMOTION = "Data", "Models", "Synthesis", "Promotion and serving"
@@ -234,7 +238,7 @@ def nightly_recommender():
         run = _ctx(params, context)
         return start_tracking_step(run.settings, run.as_of, run.run_id, dataset, run.params, tags=run.tags)
 
-    @task
+    @task(**GPU)
     def synthesize(dataset: dict, params=None, **context) -> dict:
         """Language-model synthesis: sparse users' next purchases, item attributes, user profiles."""
         from ml.pipeline.steps import synthesize_step
@@ -270,7 +274,7 @@ def nightly_recommender():
             run.settings, run.as_of, "als", run.models, parent_run_id, run.run_id, synthetic, run.tags
         )
 
-    @task(pool="gpu")
+    @task(**GPU)
     def train_bert4rec(parent_run_id: str, synthetic: dict, params=None, **context) -> list[dict]:
         """Sequence models (BERT4Rec, causal SASRec), early-stopped on validation NDCG@10; BERT4Rec on synthetic too."""
         from ml.pipeline.steps import train_task_step

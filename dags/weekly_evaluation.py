@@ -18,6 +18,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from ml.pipeline.placement import gpu_task
+
 
 @dag(
     dag_id="weekly_evaluation",
@@ -39,7 +41,7 @@ from airflow.sdk import Param, dag, task
     doc_md=__doc__,
 )
 def weekly_evaluation():
-    @task(pool="gpu", execution_timeout=timedelta(hours=3))
+    @task(**gpu_task(), execution_timeout=timedelta(hours=3))
     def backtest_all_models(params=None, **context) -> dict:
         """Rolling backtest of every model (BERT4Rec on the last cuts), logged to its own MLflow run."""
         from ml.pipeline.airflow_params import run_context

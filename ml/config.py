@@ -282,6 +282,22 @@ class TrackingSettings(BaseModel):
     champion_alias: str = "champion"
     # the MLflow UI a link opens (Airflow's extra links, make up); None: http://127.0.0.1:5000
     ui_url: str | None = None
+    # the store of the MLflow server `make up` starts; None: the local SQLite file. With a tracking server
+    # (tracking_uri http://...) this is its database, e.g. postgresql+psycopg2://user@host/mlflow
+    server_store_uri: str | None = None
+    # where that server keeps artifacts (it proxies them to clients): a folder or an s3:// URI; None:
+    # <home>/mlflow/artifacts
+    server_artifacts: str | None = None
+
+
+class OrchestrationSettings(BaseModel):
+    """Where Airflow runs the tasks; read when a DAG file is parsed (the dag-processor's environment)."""
+
+    gpu_pool: str = "gpu"  # the pool of GPU work: its slots limit how many trainings share a GPU
+    gpu_pool_slots: int = 1
+    # the Celery queue of GPU work (sequence-model training, synthesis with generator adaptation): `gpu` on
+    # a cluster with a GPU worker (`airflow celery worker -q gpu`); on one machine everything is `default`
+    gpu_queue: str = "default"
 
 
 class PromotionSettings(BaseModel):
@@ -397,6 +413,7 @@ class Settings(BaseSettings):
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     synth: SynthSettings = Field(default_factory=SynthSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
 
     @classmethod
     def settings_customise_sources(

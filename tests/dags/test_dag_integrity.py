@@ -1,5 +1,7 @@
 """The DAG folder imports cleanly and the nightly DAG is wired as designed."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,9 +76,33 @@ def test_the_weekly_dag_backtests_every_model_on_its_own_schedule(dagbag):
     assert weekly.get_task("backtest_all_models").pool == "gpu"
 
 
-def test_bert4rec_runs_in_the_gpu_pool(dag):
-    assert dag.get_task("train_bert4rec").pool == "gpu"
-    assert dag.get_task("train_als").pool != "gpu"
+GPU_TASKS = {"nightly_recommender": {"synthesize", "train_bert4rec"}, "weekly_evaluation": {"backtest_all_models"}}
+
+
+def test_gpu_work_runs_in_the_gpu_pool_and_by_default_in_the_default_queue(dagbag):
+    for dag_id, gpu_tasks in GPU_TASKS.items():
+        for task in dagbag.dags[dag_id].tasks:
+            assert task.pool == ("gpu" if task.task_id in gpu_tasks else "default_pool"), task.task_id
+            assert task.queue == "default", task.task_id
+
+
+def test_the_gpu_queue_comes_from_the_environment_when_the_dag_is_parsed():
+    code = (
+        "import json, sys; from airflow.dag_processing.dagbag import DagBag; bag = DagBag(dag_folder=sys.argv[1]); "
+        "print(json.dumps({d: {t.task_id: t.queue for t in bag.dags[d].tasks} for d in sys.argv[2:]}))"
+    )
+    env = {**os.environ, "RECO_ORCHESTRATION__GPU_QUEUE": "gpu"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "dags"), *GPU_TASKS],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    queues = json.loads(out.stdout.strip().splitlines()[-1])
+    for dag_id, gpu_tasks in GPU_TASKS.items():
+        assert {t for t, q in queues[dag_id].items() if q == "gpu"} == gpu_tasks
+        assert {q for t, q in queues[dag_id].items() if t not in gpu_tasks} <= {"default"}
 
 
 def test_trigger_form_has_typed_params(dag):
