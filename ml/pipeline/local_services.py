@@ -1,10 +1,19 @@
 """``make up`` / ``make down``: the platform's UIs on one machine, each a separate process bound to 127.0.0.1.
 
-Usage: ``python -m ml.pipeline.local_services up|down|status``
+Usage: ``python -m ml.pipeline.local_services up|down|status|init``
 
 ``up`` starts what is not already running: the Airflow ``api-server`` (UI and REST API), ``scheduler``,
 ``dag-processor`` and ``triggerer`` (all with one environment, the Makefile's), the MLflow UI (``mlflow
 server``, one worker, its job runner switched off) and a static server for the Great Expectations Data Docs.
+
+**Distributed mode is the same command with another environment** (no code changes): with
+``AIRFLOW__CORE__EXECUTOR=CeleryExecutor``, a PostgreSQL ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``,
+``AIRFLOW__CELERY__BROKER_URL`` (Redis) and ``AIRFLOW__CELERY__RESULT_BACKEND``, ``up`` also starts a Celery
+worker for the ``default`` queue and ``orchestration.gpu_queue``; with ``RECO_TRACKING__TRACKING_URI`` set to
+this MLflow server and ``RECO_TRACKING__SERVER_STORE_URI`` a PostgreSQL URI, the MLflow server keeps runs and
+the registry there and proxies artifacts (``tracking.server_artifacts``) so workers need no path to them.
+``init`` prepares such a deployment once: migrates Airflow's database, writes the login, creates the ``gpu``
+pool (docker-compose.yaml's init service runs it).
 It waits until Airflow and MLflow answer, then prints the URLs and the login. On the bundled data the
 components run the live demo shop (``RECO_SOURCE__REPLAY=true``, :mod:`ml.pipeline.replay`): unpausing
 ``nightly_recommender`` releases one more day of the bundled history per night. ``down`` stops every component
@@ -12,8 +21,9 @@ by its own PID, with its process group and its descendants (SIGTERM, then SIGKIL
 lists what runs.
 
 State lives in ``settings.paths.services`` (``var/services``): ``<name>.pid``, ``<name>.log`` and the login
-of Airflow's simple auth manager (``simple_auth_manager_passwords.json``, mode 0600: a random password
-generated once and kept across restarts).
+of Airflow's simple auth manager (``simple_auth_manager_passwords.json``, mode 0600): each user's password is
+``AIRFLOW_PASSWORD_<USER>`` from the environment when set, else a random one generated once and kept across
+restarts.
 
 Ports (environment): ``RECO_UI_AIRFLOW_PORT`` (8080), ``RECO_UI_MLFLOW_PORT`` (5000), ``RECO_UI_DOCS_PORT``
 (8081). The MLflow UI URL the Airflow plugin's links open is ``tracking.ui_url``, else
@@ -25,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -103,6 +114,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "4",  # the default 32 starts 32 idle workers on this 2-core machine
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",  # distributed mode: task processes per Celery worker
         "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(services / PASSWORDS_FILE),
@@ -140,7 +152,16 @@ def components(settings: Settings) -> list[Component]:
     # unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION is false; nothing in this platform submits server jobs
     mlflow_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     mlflow_argv = [str(bin_dir / "mlflow"), "server", "--workers", "1", "--host", HOST, "--port", str(port("mlflow"))]
-    mlflow_argv += ["--backend-store-uri", settings.mlflow_uri, "--default-artifact-root", artifacts.as_uri()]
+    mlflow_argv += mlflow_store_args(settings, artifacts)
+    celery = []
+    if env["AIRFLOW__CORE__EXECUTOR"].endswith("CeleryExecutor"):
+        queues = ",".join(dict.fromkeys(["default", settings.orchestration.gpu_queue]))
+        # no log server (it listens on every interface); on one machine the api-server reads the log files
+        argv = [airflow, "celery", "worker", "--queues", queues, "--skip-serve-logs"]
+        log = settings.paths.services / "celery-worker.log"
+        celery = [
+            Component("celery-worker", argv, f"queues {queues}", lambda: _logged(log, r"celery@\S+ ready\."), env)
+        ]
     return [
         Component(
             "api-server",
@@ -154,6 +175,7 @@ def components(settings: Settings) -> list[Component]:
         Component("scheduler", [airflow, "scheduler", "--skip-serve-logs"], "", None, env),
         Component("dag-processor", [airflow, "dag-processor"], "", None, env),
         Component("triggerer", [airflow, "triggerer", "--skip-serve-logs"], "", None, env),
+        *celery,
         Component("mlflow", mlflow_argv, mlflow_url, lambda: _answers(f"{mlflow_url}/health"), mlflow_env),
         Component(
             "docs",
@@ -163,6 +185,24 @@ def components(settings: Settings) -> list[Component]:
             env,
         ),
     ]
+
+
+def mlflow_store_args(settings: Settings, artifacts: Path) -> list[str]:
+    """The MLflow server's store: ``tracking.server_store_uri`` (else the local SQLite file) and its artifacts.
+
+    With a tracking server (``tracking.tracking_uri`` set) clients log through it, so it proxies the artifact
+    store (``--artifacts-destination``: ``tracking.server_artifacts`` or ``artifacts``). Without one the
+    pipeline writes the SQLite store and the artifact folder itself and the server only shows them.
+    """
+    store = settings.tracking.server_store_uri or f"sqlite:///{settings.paths.mlflow.resolve() / 'mlflow.db'}"
+    if settings.tracking.tracking_uri:
+        return [
+            "--backend-store-uri",
+            store,
+            "--artifacts-destination",
+            settings.tracking.server_artifacts or str(artifacts),
+        ]
+    return ["--backend-store-uri", store, "--default-artifact-root", artifacts.as_uri()]
 
 
 # ---------------------------------------------------------------- processes
@@ -272,6 +312,11 @@ def _answers(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
+def _logged(path: Path, pattern: str) -> bool:
+    """Whether a line of ``path``'s end matches ``pattern`` (Celery's worker logs ``celery@<host> ready.``)."""
+    return any(re.search(pattern, line) for line in _tail(path, 200).splitlines())
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -283,7 +328,8 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def ensure_login(env: dict[str, str]) -> dict[str, str]:
-    """Each configured user's password, generating a random one (once, mode 0600) for users without one.
+    """Each configured user's password (mode 0600 file): ``AIRFLOW_PASSWORD_<USER>`` when set, else the stored one,
+    else a random one generated once.
 
     Airflow's simple auth manager reads the same file (``simple_auth_manager_passwords_file``).
     """
@@ -291,8 +337,10 @@ def ensure_login(env: dict[str, str]) -> dict[str, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     users = [u.split(":")[0].strip() for u in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",") if u.strip()]
     passwords = json.loads(path.read_text() or "{}") if path.exists() else {}
-    missing = [u for u in users if u not in passwords]
-    if missing or not path.exists():
+    given = {u: env[f"AIRFLOW_PASSWORD_{u.upper()}"] for u in users if env.get(f"AIRFLOW_PASSWORD_{u.upper()}")}
+    missing = [u for u in users if u not in passwords and u not in given]
+    if missing or not path.exists() or any(passwords.get(u) != p for u, p in given.items()):
+        passwords.update(given)
         passwords.update({u: secrets.token_urlsafe(16) for u in missing})
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -303,18 +351,28 @@ def ensure_login(env: dict[str, str]) -> dict[str, str]:
     return {u: passwords[u] for u in users}
 
 
-def ensure_airflow_db(env: dict[str, str], services: Path) -> None:
-    """Migrate a SQLite metadata DB that does not exist yet (``make up`` migrates it first)."""
+def ensure_airflow_db(env: dict[str, str], services: Path, always: bool = False) -> None:
+    """Migrate Airflow's metadata DB: a SQLite file that does not exist yet, a database server every time
+    (``airflow db migrate`` is idempotent), or any when ``always``.
+
+    Raises:
+        RuntimeError: the migration failed; the message holds the end of its log.
+    """
     conn = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    if not conn.startswith("sqlite:///") or Path(conn.removeprefix("sqlite:///")).exists():
+    sqlite = conn.startswith("sqlite:///")
+    if sqlite and Path(conn.removeprefix("sqlite:///")).exists() and not always:
         return
-    Path(conn.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if sqlite:
+        Path(conn.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    services.mkdir(parents=True, exist_ok=True)
     log = services / "migrate.log"
     print(f"migrating the Airflow DB (log: {log}) ...", flush=True)
     with open(log, "w") as fh:
         airflow = str(Path(sys.executable).with_name("airflow"))
-        subprocess.run([airflow, "db", "migrate"], env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
+        done = subprocess.run([airflow, "db", "migrate"], env=env, stdout=fh, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed (exit {done.returncode}); the end of {log}:\n{_tail(log)}")
 
 
 def api_token(base: str, username: str, password: str) -> str:
@@ -325,9 +383,14 @@ def api_token(base: str, username: str, password: str) -> str:
         return json.loads(resp.read())["access_token"]
 
 
-def ensure_gpu_pool(base: str, token: str) -> None:
-    """The one-slot ``gpu`` pool BERT4Rec's tasks run in (a run triggered from the UI needs it)."""
-    body = json.dumps({"name": "gpu", "slots": 1, "description": "Slots of GPU workers (BERT4Rec)"}).encode()
+GPU_POOL_DESCRIPTION = "Slots of GPU work (sequence models, synthesis): how many share a GPU"
+
+
+def ensure_gpu_pool(base: str, token: str, settings: Settings) -> None:
+    """The pool GPU tasks run in (``orchestration.gpu_pool``; a run triggered from the UI needs it)."""
+    orchestration = settings.orchestration
+    pool = {"name": orchestration.gpu_pool, "slots": orchestration.gpu_pool_slots, "description": GPU_POOL_DESCRIPTION}
+    body = json.dumps(pool).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     req = urllib.request.Request(f"{base}/api/v2/pools", body, headers, method="POST")
     try:
@@ -349,7 +412,11 @@ def up(settings: Settings) -> int:
     logins = ensure_login(env)
     (settings.paths.quality / "data_docs").mkdir(parents=True, exist_ok=True)
     settings.paths.mlflow.joinpath("artifacts").mkdir(parents=True, exist_ok=True)
-    ensure_airflow_db(env, services)
+    try:
+        ensure_airflow_db(env, services)
+    except RuntimeError as exc:
+        print(exc)
+        return 1
 
     started: dict[str, int] = {}
     for comp in comps:
@@ -400,7 +467,7 @@ def up(settings: Settings) -> int:
     api = f"http://{HOST}:{port('airflow')}"
     user, password = next(iter(logins.items()))
     try:
-        ensure_gpu_pool(api, api_token(api, user, password))
+        ensure_gpu_pool(api, api_token(api, user, password), settings)
     except (OSError, urllib.error.URLError, KeyError, ValueError) as exc:
         print(f"warning: could not log in to Airflow or create the gpu pool ({exc})")
     print()
@@ -433,7 +500,7 @@ def _remove_pid_files(services: Path, names) -> None:
         (services / f"{name}.pid").unlink(missing_ok=True)
 
 
-STOP_ORDER = ["scheduler", "triggerer", "dag-processor", "api-server", "mlflow", "docs"]
+STOP_ORDER = ["scheduler", "triggerer", "dag-processor", "celery-worker", "api-server", "mlflow", "docs"]
 
 
 def down(settings: Settings) -> int:
@@ -472,12 +539,27 @@ def status(settings: Settings) -> int:
     return 0 if all_up else 3
 
 
+def init(settings: Settings) -> int:
+    """Prepare a deployment once (docker-compose's init service): migrate the DB, write the login, the GPU pool."""
+    env = airflow_env(settings)
+    ensure_airflow_db(env, settings.paths.services, always=True)
+    logins = ensure_login(env)
+    orchestration = settings.orchestration
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    pool = [airflow, "pools", "set", orchestration.gpu_pool, str(orchestration.gpu_pool_slots), GPU_POOL_DESCRIPTION]
+    subprocess.run(pool, env=env, check=True, capture_output=True)
+    print(
+        f"Airflow DB migrated; users {', '.join(logins)} (passwords in {env[_PW_VAR]}); pool {orchestration.gpu_pool}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "init"])
     args = parser.parse_args(argv)
     settings = get_settings()
-    return {"up": up, "down": down, "status": status}[args.command](settings)
+    return {"up": up, "down": down, "status": status, "init": init}[args.command](settings)
 
 
 if __name__ == "__main__":

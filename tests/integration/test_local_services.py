@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -22,16 +21,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.ports import free_port
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer", "mlflow", "docs"]
 PARSE_BUDGET_S = 90
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:

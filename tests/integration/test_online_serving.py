@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -26,16 +25,11 @@ from ml.models.rebuy import Rebuy
 from ml.serve.batch import batch_recommendations
 from ml.serve.online import champion_uri, invocations_url, serve_command, serve_env
 from ml.tracking.pyfunc import SOURCE_FALLBACK, SOURCE_MODEL, log_recommender
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 STARTUP_S = 60
 NAME = "test-shop-recommender"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ from ml.synth.llm.base import Prompt
 from ml.synth.llm.openai_http import OpenAIGenerator
 from ml.synth.pipeline import synthesize
 from ml.synth.quality import eligible_items
+from tests.support.ports import free_port
 from tests.support.synth import bundled_sample, model_folder, sample_settings
 
 pytestmark = pytest.mark.slow
 STARTUP_S = 90
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

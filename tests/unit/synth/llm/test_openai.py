@@ -4,7 +4,6 @@ server is unreachable, no retry on refusals, bounded concurrency, and validated 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
@@ -18,6 +17,7 @@ from ml.synth.llm.base import Generator, Prompt
 from ml.synth.llm.errors import GeneratorError, GeneratorUnavailableError
 from ml.synth.llm.factory import make_generator
 from ml.synth.llm.openai_http import OpenAIGenerator
+from tests.support.ports import free_port
 from tests.support.synth import sample_settings
 
 
@@ -95,12 +95,6 @@ def test_refusal_is_not_retried():
     with pytest.raises(GeneratorError, match="HTTP 401") as err:
         client(server, sleeps).generate([Prompt("hi")], max_tokens=8)
     assert not isinstance(err.value, GeneratorUnavailableError) and len(server.requests) == 1 and sleeps == []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_connection_refused_is_retried_then_reported_unavailable():
