@@ -26,7 +26,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install models run replay bench-nightly up down serve lint test bench mlflow-ui clean
+.PHONY: install models run replay bench-nightly up down serve lint services test bench mlflow-ui clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,8 +79,12 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-## test: the linter, then the whole test suite
-test: lint models
+## services: what the tests use beyond the venv: PostgreSQL and Redis on 127.0.0.1 (started if down), docker-compose
+services:
+	tests/support/services.sh
+
+## test: the linter, then the whole test suite (the distributed-mode test uses PostgreSQL and Redis)
+test: lint models services
 	$(PY) -m pytest -q tests
 
 ## bench: every benchmark script (prints figures)
