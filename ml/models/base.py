@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ml.data.interactions import Interactions
 
@@ -55,7 +56,9 @@ class Recommender(ABC):
         from ml.eval.ranking import top_n  # local import: eval depends on nothing in models
 
         users = np.asarray(users, dtype=np.int64)
-        seen = history.csr(binary=True) if filter_already_liked_items else None
+        seen = None
+        if filter_already_liked_items:  # built once per history: batch serving calls this per chunk of customers
+            seen = self.__dict__.setdefault("_seen_cache", HistoryCache()).get(history, _binary_csr)
         ids, scores = [], []
         for start in range(0, len(users), self.batch_users):
             batch = users[start : start + self.batch_users]
@@ -95,6 +98,10 @@ class Recommender(ABC):
     @classmethod
     @abstractmethod
     def _load(cls, path: Path) -> Recommender: ...
+
+
+def _binary_csr(history: Interactions) -> sp.csr_matrix:
+    return history.csr(binary=True)
 
 
 class HistoryCache:
