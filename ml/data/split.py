@@ -65,10 +65,13 @@ def temporal_split(events: pd.DataFrame, cuts: Cuts) -> tuple[pd.DataFrame, pd.D
 def leave_one_out_split(events: pd.DataFrame, min_events: int = 3) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per user: last event -> test, second-to-last -> valid, the rest -> train (BERT4Rec protocol).
 
-    Users with fewer than ``min_events`` events stay entirely in train. Ties in time keep file order.
+    Users with fewer than ``min_events`` events stay entirely in train. Ties in time (the items of one
+    basket) are ordered by item id, the order :func:`ml.data.dataset.build_split` gives the training
+    sequences, so the held-out items come after the training items in the order the models learn from;
+    file order would hold out a pair whose order within the basket no training sequence shows.
     """
     ordered = events.reset_index(drop=True).reset_index(names="_order")
-    ordered = ordered.sort_values([C.USER, C.TIMESTAMP, "_order"], kind="stable")
+    ordered = ordered.sort_values([C.USER, C.TIMESTAMP, C.ITEM, "_order"], kind="stable")
     from_end = ordered.groupby(C.USER, sort=False).cumcount(ascending=False)
     size = ordered.groupby(C.USER, sort=False)[C.ITEM].transform("size")
     held = size >= min_events

@@ -81,10 +81,27 @@ def test_leave_one_out_holds_out_each_users_last_two_events():
     assert train[C.ITEM].tolist() == ["1", "2", "1", "2"]  # b has too few events to hold out
 
 
-def test_leave_one_out_breaks_timestamp_ties_by_file_order():
-    ev = pd.DataFrame({C.USER: ["a"] * 3, C.ITEM: ["x", "y", "z"], C.TIMESTAMP: pd.to_datetime([5, 5, 5], unit="s")})
+def test_leave_one_out_orders_a_baskets_items_by_item_id_not_by_file_order():
+    ev = pd.DataFrame({C.USER: ["a"] * 3, C.ITEM: ["z", "x", "y"], C.TIMESTAMP: pd.to_datetime([5, 5, 5], unit="s")})
     train, valid, test = leave_one_out_split(ev)
     assert (train[C.ITEM].tolist(), valid[C.ITEM].tolist(), test[C.ITEM].tolist()) == (["x"], ["y"], ["z"])
+
+
+def test_leave_one_out_holds_out_what_comes_last_in_the_training_sequences_order():
+    # one earlier order, then a basket of three in file order c, a, b: training sequences list a basket's
+    # items by item id, so the held-out pair is b (valid) then c (test), after a
+    ev = pd.DataFrame(
+        {
+            C.USER: ["u"] * 4 + ["v"] * 6,  # v makes every item known to training
+            C.ITEM: ["d", "c", "a", "b", "a", "b", "c", "d", "x", "y"],
+            C.TIMESTAMP: pd.to_datetime([1, 9, 9, 9, 1, 2, 3, 4, 5, 6], unit="s"),
+        }
+    )
+    data = build_split(ev, SplitSettings(kcore=1, min_user_train_items=1), protocol="leave-one-out")
+    u_train = data.train[data.train[C.USER] == "u"][C.ITEM].tolist()
+    assert u_train == ["d", "a"]
+    assert data.valid[data.valid[C.USER] == "u"][C.ITEM].tolist() == ["b"]
+    assert data.test[data.test[C.USER] == "u"][C.ITEM].tolist() == ["c"]
 
 
 def test_kcore_uses_training_data_only():
