@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ml.config import get_settings
+from ml.config import SPLIT_PROTOCOLS, get_settings
 from ml.errors import GateFailedError, InputDataError, SettingsError
 from ml.models.registry import ALL_MODELS
 
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("benchmark", help="fit and evaluate models on a protocol; write metrics and lists")
     _add_source_args(bench)
-    bench.add_argument("--protocol", choices=["temporal", "leave-one-out"], default="temporal")
+    bench.add_argument("--protocol", choices=list(SPLIT_PROTOCOLS), default="temporal")
     bench.add_argument(
         "--models", default="pop,rebuy,als,bert4rec,fusion", help=f"comma-separated, from {', '.join(ALL_MODELS)}"
     )

@@ -107,6 +107,11 @@ class CleaningSettings(BaseModel):
     non_product_pattern: str | None = None  # a regular expression matched against the whole item code
 
 
+# how a split holds data out (ml.data.dataset.build_split): global time cuts, or each user's last event
+# (leave-one-out, the ratings protocol) or last basket (leave-one-basket-out, for purchase data)
+SPLIT_PROTOCOLS = ("temporal", "leave-one-out", "leave-one-basket-out")
+
+
 class SplitSettings(BaseModel):
     """Leak-free global temporal split: train < validation_start <= valid < test_start <= test."""
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ml import columns as C
-from ml.config import SplitSettings
+from ml.config import SPLIT_PROTOCOLS, SplitSettings
 from ml.data import split as split_mod
 from ml.data.interactions import Interactions
 from ml.data.lake import write_json_atomic, write_parquet_atomic
@@ -120,6 +120,10 @@ class SplitData:
         return cls(**parts, user_ids=users, item_ids=items, info=info)
 
 
+LEAVE_OUT_UNITS = {"leave-one-out": "event", "leave-one-basket-out": "basket"}  # what each leave-out protocol holds out
+assert set(SPLIT_PROTOCOLS) == {"temporal", *LEAVE_OUT_UNITS}
+
+
 def _events(df: pd.DataFrame) -> pd.DataFrame:
     out = df[[c for c in EVENT_COLUMNS if c in df]].copy()
     if C.WEIGHT not in out:
@@ -135,7 +139,8 @@ def build_split(events: pd.DataFrame, cfg: SplitSettings, protocol: str = "tempo
     Args:
         events: interactions with user_id, item_id, timestamp[, weight].
         cfg: split settings (cuts, k-core, minimum history).
-        protocol: ``temporal`` (global time cuts) or ``leave-one-out``.
+        protocol: ``temporal`` (global time cuts), ``leave-one-out`` (each user's last event) or
+            ``leave-one-basket-out`` (each user's last basket: the protocol for purchase data).
         as_of: last day of available data (temporal only).
     Returns:
         SplitData whose ``info`` records the protocol, cuts and every count that was set aside.
@@ -157,10 +162,10 @@ def build_split(events: pd.DataFrame, cfg: SplitSettings, protocol: str = "tempo
                 events_before_window=int((train[C.TIMESTAMP] < window_start).sum()),
             )
             train = train[train[C.TIMESTAMP] >= window_start]
-    elif protocol == "leave-one-out":
-        train, valid, test = split_mod.leave_one_out_split(events)
+    elif protocol in LEAVE_OUT_UNITS:
+        train, valid, test = split_mod.leave_one_out_split(events, unit=LEAVE_OUT_UNITS[protocol])
     else:
-        raise ValueError(f"unknown protocol {protocol!r} (temporal or leave-one-out)")
+        raise ValueError(f"unknown protocol {protocol!r} (one of {', '.join(SPLIT_PROTOCOLS)})")
     train = split_mod.kcore_filter(train, cfg.kcore)
     known_users = pd.Index(pd.unique(train[C.USER]))
     known_items = pd.Index(pd.unique(train[C.ITEM]))

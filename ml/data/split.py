@@ -62,18 +62,31 @@ def temporal_split(events: pd.DataFrame, cuts: Cuts) -> tuple[pd.DataFrame, pd.D
     return train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def leave_one_out_split(events: pd.DataFrame, min_events: int = 3) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per user: last event -> test, second-to-last -> valid, the rest -> train (BERT4Rec protocol).
+def leave_one_out_split(
+    events: pd.DataFrame, min_events: int = 3, unit: str = "event"
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per user: the last event -> test, the one before -> valid, the rest -> train (BERT4Rec's protocol).
 
-    Users with fewer than ``min_events`` events stay entirely in train. Ties in time (the items of one
-    basket) are ordered by item id, the order :func:`ml.data.dataset.build_split` gives the training
-    sequences, so the held-out items come after the training items in the order the models learn from;
-    file order would hold out a pair whose order within the basket no training sequence shows.
+    ``unit="basket"`` holds out whole baskets instead (every event at the user's last timestamp -> test, at
+    the timestamp before -> valid): on purchase data the last two events are mostly two lines of one
+    invoice, and predicting one line of a basket from another rewards knowing the order the lines are
+    listed in, not what the customer buys next.
+
+    Users with fewer than ``min_events`` events (baskets) stay entirely in train. Ties in time (the items
+    of one basket) are ordered by item id, the order :func:`ml.data.dataset.build_split` gives the training
+    sequences, so the held-out items come after the training items in the order the models learn from.
     """
+    if unit not in ("event", "basket"):
+        raise ValueError(f"unknown hold-out unit {unit!r} (event or basket)")
     ordered = events.reset_index(drop=True).reset_index(names="_order")
     ordered = ordered.sort_values([C.USER, C.TIMESTAMP, C.ITEM, "_order"], kind="stable")
-    from_end = ordered.groupby(C.USER, sort=False).cumcount(ascending=False)
-    size = ordered.groupby(C.USER, sort=False)[C.ITEM].transform("size")
+    by_user = ordered.groupby(C.USER, sort=False)
+    if unit == "event":
+        from_end = by_user.cumcount(ascending=False)
+        size = by_user[C.ITEM].transform("size")
+    else:
+        from_end = by_user[C.TIMESTAMP].rank(method="dense", ascending=False).astype(int) - 1
+        size = by_user[C.TIMESTAMP].transform("nunique")
     held = size >= min_events
     test = ordered[held & (from_end == 0)]
     valid = ordered[held & (from_end == 1)]

@@ -53,7 +53,7 @@ def run_benchmark(
 
     Args:
         spec: the input events.
-        protocol: ``temporal`` (global time cuts from settings) or ``leave-one-out``.
+        protocol: ``temporal`` (global time cuts from settings), ``leave-one-out`` or ``leave-one-basket-out``.
         models: names from ``registry.ALL_MODELS``; ``fusion`` fuses the requested members it supports.
         out: output folder.
         settings: hyper-parameters, seed, split.

@@ -137,3 +137,28 @@ def test_training_window_drops_only_old_training_events():
 def test_cuts_are_a_value_object():
     c = Cuts(pd.Timestamp("2021-01-01"), pd.Timestamp("2021-02-01"), pd.Timestamp("2021-03-01"))
     assert c.validation_start < c.test_start < c.end
+
+
+def test_leave_one_basket_out_holds_out_each_users_last_two_baskets_whole():
+    # u: baskets at t=1 {a}, t=2 {b, c}, t=3 {d, e}; v has two baskets only and stays in training
+    ev = pd.DataFrame(
+        {
+            C.USER: ["u"] * 5 + ["v"] * 3,
+            C.ITEM: ["a", "c", "b", "e", "d", "a", "b", "c"],
+            C.TIMESTAMP: pd.to_datetime([1, 2, 2, 3, 3, 1, 1, 2], unit="s"),
+        }
+    )
+    train, valid, test = leave_one_out_split(ev, unit="basket")
+    assert sorted(test[C.ITEM]) == ["d", "e"] and set(test[C.USER]) == {"u"}
+    assert sorted(valid[C.ITEM]) == ["b", "c"] and set(valid[C.USER]) == {"u"}
+    assert sorted(train[train[C.USER] == "u"][C.ITEM]) == ["a"]
+    assert sorted(train[train[C.USER] == "v"][C.ITEM]) == ["a", "b", "c"]
+
+
+def test_build_split_knows_the_basket_protocol_and_refuses_an_unknown_one():
+    ev = _events()
+    data = build_split(ev, SplitSettings(kcore=1), protocol="leave-one-basket-out")
+    last = ev.groupby(C.USER)[C.TIMESTAMP].max()
+    assert (data.test[C.TIMESTAMP].to_numpy() == data.test[C.USER].map(last).to_numpy()).all()
+    with pytest.raises(ValueError, match="leave-one-basket-out"):
+        build_split(ev, SplitSettings(), protocol="leave-two-out")
