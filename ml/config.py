@@ -196,6 +196,9 @@ class Bert4RecSettings(BaseModel):
     # "init+augment" does both; "none" uses ids only. Without titles (e.g. a ratings file) the model uses
     # ids only either way. Measured: bench/bench_bert4rec_retail.py
     item_text: Literal["none", "augment", "init", "init+augment"] = "augment"
+    # train on each basket's items in a fresh random order every epoch (a basket's listing order says
+    # nothing about the next purchase, and a fixed order is learned instead)
+    shuffle_baskets: bool = False
     accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
 
 

@@ -63,13 +63,20 @@ class Interactions:
             m.data[:] = 1.0
         return m
 
-    def sequences(self) -> list[np.ndarray]:
-        """Each user's items in chronological order (ties keep input order); empty for no events."""
+    def sequences(self, with_times: bool = False) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each user's items in chronological order (ties keep input order); empty for no events.
+
+        With ``with_times``, also each user's timestamps, position by position (equal times: one basket).
+        """
         f = self.frame.sort_values([USER_IDX, TS], kind="stable")
         users = f[USER_IDX].to_numpy()
         items = f[ITEM_IDX].to_numpy()
         bounds = np.searchsorted(users, np.arange(self.n_users + 1))
-        return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+        seqs = [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+        if not with_times:
+            return seqs
+        ts = f[TS].to_numpy()
+        return seqs, [ts[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
 
     def users(self) -> np.ndarray:
         """Sorted distinct user indices that have at least one event."""

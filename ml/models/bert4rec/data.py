@@ -44,16 +44,45 @@ def prediction_tokens(history: np.ndarray, max_len: int, mask_id: int) -> np.nda
 
 
 class SequenceDataset(Dataset):
-    """Item sequences (any length), returned whole; cropping happens in the collator."""
+    """Item sequences (any length), returned whole; cropping happens in the collator.
 
-    def __init__(self, sequences: Sequence[np.ndarray]) -> None:
+    With ``times`` (each sequence's timestamps, position by position), the items of each basket (a run
+    of equal times) come in a fresh random order every time a sequence is read: the order in which a
+    basket's lines are listed carries no information about what is bought next, and a model trained on
+    one fixed order learns that order instead (on the bundled data, SASRec's validation fell from its
+    second epoch on while its training loss kept falling).
+    """
+
+    def __init__(self, sequences: Sequence[np.ndarray], times: Sequence[np.ndarray] | None = None, seed: int = 0):
         self.sequences = [np.asarray(s, np.int64) for s in sequences]
+        self._baskets = None
+        if times is not None:
+            if [len(t) for t in times] != [len(s) for s in self.sequences]:
+                raise ValueError("times must give one timestamp per item of each sequence")
+            self._baskets = [_basket_runs(np.asarray(t)) for t in times]
+        self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.sequences)
 
     def __getitem__(self, idx: int) -> np.ndarray:
-        return self.sequences[idx]
+        seq = self.sequences[idx]
+        if self._baskets is None or self._baskets[idx] is None:
+            return seq
+        seq = seq.copy()
+        for start, end in self._baskets[idx]:
+            seq[start:end] = seq[start:end][self._rng.permutation(end - start)]
+        return seq
+
+
+def _basket_runs(times: np.ndarray) -> list[tuple[int, int]] | None:
+    """``(start, end)`` of every run of two or more equal times; None when there is none."""
+    if len(times) < 2:
+        return None
+    starts = np.flatnonzero(np.r_[True, times[1:] != times[:-1]])
+    ends = np.r_[starts[1:], len(times)]
+    runs = [(int(a), int(b)) for a, b in zip(starts, ends) if b - a > 1]
+    return runs or None
 
 
 class MaskingCollator:

@@ -32,6 +32,7 @@ HPARAMS = (
     "hidden", "layers", "heads", "max_len", "mask_prob", "dropout", "attention_dropout", "batch_size", "lr",
     "weight_decay", "warmup_steps", "max_epochs", "patience", "seed", "crop", "val_max_users",
     "val_view", "max_minutes", "arm_factor", "arm_after_epochs", "precision", "text_dropout", "text_mode",
+    "shuffle_baskets",
 )  # fmt: skip
 TEXT_MODES = ("augment", "init", "init+augment")
 
@@ -139,6 +140,8 @@ class Bert4Rec(Recommender):
         text_mode: how ``item_text`` is used: ``"augment"`` (the frozen text vector through a learned
             projection, added to the id embedding), ``"init"`` (the id embeddings start from a PCA of
             the text vectors, :func:`text_pca`), or ``"init+augment"`` (both).
+        shuffle_baskets: read each training sequence with the items of every basket (equal timestamps)
+            in a fresh random order (:class:`SequenceDataset`), so that no listing order is learned.
     """
 
     name = "bert4rec"
@@ -177,6 +180,7 @@ class Bert4Rec(Recommender):
         item_text: np.ndarray | None = None,
         text_dropout: float = 0.3,
         text_mode: str = "augment",
+        shuffle_baskets: bool = False,
     ) -> None:
         self.hidden, self.layers, self.heads, self.max_len = hidden, layers, heads, max_len
         self.mask_prob, self.dropout, self.attention_dropout = mask_prob, dropout, attention_dropout
@@ -194,6 +198,7 @@ class Bert4Rec(Recommender):
         augment = self.item_text is not None and "augment" in text_mode
         self.text_dim = self.item_text.shape[1] if augment else 0
         self.text_dropout = text_dropout
+        self.shuffle_baskets = shuffle_baskets
         self.network: Bert4RecNetwork | None = None
         self.n_items = 0
         self.training_summary: dict[str, Any] = {}
@@ -267,7 +272,9 @@ class Bert4Rec(Recommender):
         if not self._use_cuda():
             torch.set_num_threads(self.num_threads or free_cpu_threads())
         self.n_items = train.n_items
-        seqs, histories, targets = validation_pairs(train.sequences(), valid)
+        sequences, times = train.sequences(with_times=True)
+        seqs, histories, targets = validation_pairs(sequences, valid)
+        times = [t[: len(s)] for s, t in zip(seqs, times) if len(s) > 0]  # validation_pairs keeps prefixes
         seqs = [s for s in seqs if len(s) > 0]
         if not seqs:
             raise ValueError(f"{self.name} needs at least one user with training events")
@@ -278,7 +285,7 @@ class Bert4Rec(Recommender):
         baseline = popularity_ndcg(seqs, histories, targets, self.n_items, self.val_view)
         lengths = np.minimum([len(s) for s in seqs], self.max_len)
         train_loader = DataLoader(
-            SequenceDataset(seqs),
+            SequenceDataset(seqs, times if self.shuffle_baskets else None, seed=self.seed),
             batch_sampler=LengthBucketBatchSampler(lengths, self.batch_size, shuffle=True, seed=self.seed),
             collate_fn=self._train_collator(),
             num_workers=self.num_workers,

@@ -15,6 +15,7 @@ from ml.models.bert4rec.data import (
     LengthBucketBatchSampler,
     MaskingCollator,
     NextItemCollator,
+    SequenceDataset,
     prediction_tokens,
 )
 from ml.models.bert4rec.lightning import discover_view, popularity_ndcg, set_metrics
@@ -329,3 +330,20 @@ def test_every_epoch_prints_one_progress_line(cycles, caplog):
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("bert4rec epoch")]
     assert [line.split(",")[0] for line in lines] == ["bert4rec epoch 1", "bert4rec epoch 2"]
     assert all("valid ndcg@10" in line and "seq/s" in line for line in lines)
+
+
+def test_basket_shuffle_permutes_items_only_within_equal_timestamps():
+    # baskets by time: [10, 11, 12] at t=1, [13] at t=2, [14, 15] at t=3
+    seq, times = np.array([10, 11, 12, 13, 14, 15]), np.array([1, 1, 1, 2, 3, 3])
+    data = SequenceDataset([seq], [times], seed=0)
+    seen = {tuple(data[0]) for _ in range(200)}
+    for drawn in seen:
+        assert sorted(drawn[:3]) == [10, 11, 12] and drawn[3] == 13 and sorted(drawn[4:]) == [14, 15]
+    assert len({d[:3] for d in seen}) == 6 and len({d[4:] for d in seen}) == 2  # every order occurs
+    assert tuple(data.sequences[0]) == (10, 11, 12, 13, 14, 15)  # the stored sequence is untouched
+    assert tuple(SequenceDataset([seq])[0]) == (10, 11, 12, 13, 14, 15)  # without times: as given
+
+
+def test_basket_shuffle_refuses_times_that_do_not_match_the_items():
+    with pytest.raises(ValueError, match="one timestamp per item"):
+        SequenceDataset([np.array([1, 2, 3])], [np.array([1, 1])])
