@@ -180,7 +180,7 @@ class Bert4Rec(Recommender):
         item_text: np.ndarray | None = None,
         text_dropout: float = 0.3,
         text_mode: str = "augment",
-        shuffle_baskets: bool = False,
+        shuffle_baskets: bool = True,
     ) -> None:
         self.hidden, self.layers, self.heads, self.max_len = hidden, layers, heads, max_len
         self.mask_prob, self.dropout, self.attention_dropout = mask_prob, dropout, attention_dropout
