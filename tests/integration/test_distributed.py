@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,10 +28,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support.ports import free_port
+from tests.support.local_stack import free_ports, services_cli, stack_env
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 PG = os.environ.get("RECO_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("RECO_TEST_REDIS", "redis://127.0.0.1:6379") + "/15"
 AIRFLOW_DB, MLFLOW_DB = "reco_airflow_test", "reco_mlflow_test"
@@ -79,47 +77,33 @@ class Cluster:
 
     def __init__(self, home: Path):
         self.home = home
-        self.ports = {"airflow": free_port(), "mlflow": free_port(), "docs": free_port()}
+        self.ports = free_ports()
         pg_host = PG.removeprefix("postgresql://")
         self.password = secrets.token_urlsafe(16)
         self.artifacts = home / "mlflow-server-artifacts"
-        self.env = {
-            **os.environ,
-            "RECO_PATHS__HOME": str(home),
-            "AIRFLOW_HOME": str(home / "airflow"),
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{pg_host}/{AIRFLOW_DB}",
-            "AIRFLOW__CELERY__BROKER_URL": REDIS,
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{pg_host}/{AIRFLOW_DB}",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the triggered run, no scheduled night
-            "AIRFLOW_PASSWORD_ADMIN": self.password,
-            "RECO_ORCHESTRATION__GPU_QUEUE": "gpu",
-            "RECO_TRACKING__TRACKING_URI": f"http://127.0.0.1:{self.ports['mlflow']}",
-            "RECO_TRACKING__SERVER_STORE_URI": f"postgresql+psycopg2://{pg_host}/{MLFLOW_DB}",
-            "RECO_TRACKING__SERVER_ARTIFACTS": str(self.artifacts),
-            "RECO_SOURCE__REPLAY": "false",
-            "RECO_EVAL__BOOTSTRAP_RESAMPLES": "200",
-            "RECO_UI_AIRFLOW_PORT": str(self.ports["airflow"]),
-            "RECO_UI_MLFLOW_PORT": str(self.ports["mlflow"]),
-            "RECO_UI_DOCS_PORT": str(self.ports["docs"]),
-        }
-        for key in ("RECO_TRACKING__UI_URL", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"):
-            self.env.pop(key, None)
-        self.env.pop("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", None)
+        self.env = stack_env(
+            home,
+            self.ports,
+            AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"postgresql+psycopg2://{pg_host}/{AIRFLOW_DB}",
+            AIRFLOW__CELERY__BROKER_URL=REDIS,
+            AIRFLOW__CELERY__RESULT_BACKEND=f"db+postgresql+psycopg2://{pg_host}/{AIRFLOW_DB}",
+            AIRFLOW__CELERY__WORKER_CONCURRENCY="2",
+            AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",  # only the triggered run, no scheduled night
+            AIRFLOW_PASSWORD_ADMIN=self.password,
+            RECO_ORCHESTRATION__GPU_QUEUE="gpu",
+            RECO_TRACKING__TRACKING_URI=f"http://127.0.0.1:{self.ports['mlflow']}",
+            RECO_TRACKING__SERVER_STORE_URI=f"postgresql+psycopg2://{pg_host}/{MLFLOW_DB}",
+            RECO_TRACKING__SERVER_ARTIFACTS=str(self.artifacts),
+            RECO_SOURCE__REPLAY="false",
+            RECO_EVAL__BOOTSTRAP_RESAMPLES="200",
+        )
         self.up = None
         self.run_id = None
         self.run_state = None
 
     def cli(self, command: str, timeout: float = 420) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "ml.pipeline.local_services", command],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return services_cli(self.env, command, timeout)
 
     def rest(self, method: str, path: str, body: dict | None = None) -> dict:
         if not hasattr(self, "_token"):

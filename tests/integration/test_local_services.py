@@ -9,10 +9,8 @@ process it started (children included) is left.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,10 +19,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.ports import free_port
+from tests.support.local_stack import free_ports, services_cli, stack_env
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer", "mlflow", "docs"]
 PARSE_BUDGET_S = 90
 
@@ -33,29 +30,11 @@ class Stack:
     def __init__(self, home: Path):
         self.home = home
         self.services = home / "services"
-        self.ports = {"airflow": free_port(), "mlflow": free_port(), "docs": free_port()}
-        self.env = {
-            **os.environ,
-            "RECO_PATHS__HOME": str(home),
-            "AIRFLOW_HOME": str(home / "airflow"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
-            "RECO_UI_AIRFLOW_PORT": str(self.ports["airflow"]),
-            "RECO_UI_MLFLOW_PORT": str(self.ports["mlflow"]),
-            "RECO_UI_DOCS_PORT": str(self.ports["docs"]),
-        }
-        for key in ("RECO_TRACKING__UI_URL", "RECO_TRACKING__TRACKING_URI", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"):
-            self.env.pop(key, None)
-        self.env.pop("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", None)
+        self.ports = free_ports()
+        self.env = stack_env(home, self.ports)
 
     def cli(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "ml.pipeline.local_services", command],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return services_cli(self.env, command, timeout)
 
     def pids(self) -> dict[str, int]:
         return {n: int((self.services / f"{n}.pid").read_text()) for n in COMPONENTS}
