@@ -12,6 +12,7 @@ USER_IDX = "user_idx"
 ITEM_IDX = "item_idx"
 TS = "ts"  # int64: nanoseconds since epoch, or any integer order
 W = "weight"
+CONTEXT = "context_only"  # optional bool column: an event that is read as history but is never a training target
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,9 @@ class Interactions:
     """Interactions over a fixed universe of ``n_users`` users and ``n_items`` items.
 
     ``frame`` has columns ``user_idx`` (int32), ``item_idx`` (int32), ``ts`` (int64) and
-    ``weight`` (float32); one row per event, in no particular order.
+    ``weight`` (float32); one row per event, in no particular order. An optional bool column
+    ``context_only`` marks events that models read as history but never learn to predict (prepended
+    synthetic pseudo-history); a frame without it has none.
     """
 
     frame: pd.DataFrame
@@ -68,15 +71,29 @@ class Interactions:
 
         With ``with_times``, also each user's timestamps, position by position (equal times: one basket).
         """
+        seqs, ts, _ = self._ordered()
+        return (seqs, ts) if with_times else seqs
+
+    def context_masks(self) -> list[np.ndarray] | None:
+        """Per user, position by position as in :meth:`sequences`, True where the event is context only.
+
+        None when no event is (the frame has no ``context_only`` column, or it is all False).
+        """
+        _, _, context = self._ordered()
+        return context
+
+    def _ordered(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
         f = self.frame.sort_values([USER_IDX, TS], kind="stable")
         users = f[USER_IDX].to_numpy()
-        items = f[ITEM_IDX].to_numpy()
         bounds = np.searchsorted(users, np.arange(self.n_users + 1))
-        seqs = [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
-        if not with_times:
-            return seqs
-        ts = f[TS].to_numpy()
-        return seqs, [ts[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+
+        def split(values: np.ndarray) -> list[np.ndarray]:
+            return [values[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+
+        context = None
+        if CONTEXT in f and f[CONTEXT].fillna(False).astype(bool).any():
+            context = split(f[CONTEXT].fillna(False).to_numpy(bool))
+        return split(f[ITEM_IDX].to_numpy()), split(f[TS].to_numpy()), context
 
     def users(self) -> np.ndarray:
         """Sorted distinct user indices that have at least one event."""
@@ -86,7 +103,10 @@ class Interactions:
         """Union of two event sets over the same universe."""
         if (self.n_users, self.n_items) != (other.n_users, other.n_items):
             raise ValueError("cannot concatenate interactions over different universes")
-        return Interactions(pd.concat([self.frame, other.frame], ignore_index=True), self.n_users, self.n_items)
+        frame = pd.concat([self.frame, other.frame], ignore_index=True)
+        if CONTEXT in frame:
+            frame[CONTEXT] = frame[CONTEXT].fillna(False).astype(bool)
+        return Interactions(frame, self.n_users, self.n_items)
 
     def select_users(self, users: np.ndarray) -> Interactions:
         """Only the events of the given user indices."""

@@ -43,8 +43,19 @@ def prediction_tokens(history: np.ndarray, max_len: int, mask_id: int) -> np.nda
     return np.append(kept + 1, mask_id)
 
 
+def split_entry(entry) -> tuple[np.ndarray, np.ndarray]:
+    """A dataset entry as ``(items, context mask)``: a bare item array has no context-only position."""
+    if isinstance(entry, tuple):
+        return np.asarray(entry[0], np.int64), np.asarray(entry[1], bool)
+    seq = np.asarray(entry, np.int64)
+    return seq, np.zeros(len(seq), bool)
+
+
 class SequenceDataset(Dataset):
     """Item sequences (any length), returned whole; cropping happens in the collator.
+
+    With ``context`` (per sequence, True at positions that are context only: prepended synthetic
+    pseudo-history), an entry is ``(items, mask)``; the collators never take a loss on those positions.
 
     With ``times`` (each sequence's timestamps, position by position), the items of each basket (a run
     of equal times) come in a fresh random order every time a sequence is read: the order in which a
@@ -53,8 +64,19 @@ class SequenceDataset(Dataset):
     second epoch on while its training loss kept falling).
     """
 
-    def __init__(self, sequences: Sequence[np.ndarray], times: Sequence[np.ndarray] | None = None, seed: int = 0):
+    def __init__(
+        self,
+        sequences: Sequence[np.ndarray],
+        times: Sequence[np.ndarray] | None = None,
+        seed: int = 0,
+        context: Sequence[np.ndarray] | None = None,
+    ):
         self.sequences = [np.asarray(s, np.int64) for s in sequences]
+        self.context = None
+        if context is not None:
+            if [len(c) for c in context] != [len(s) for s in self.sequences]:
+                raise ValueError("context must give one flag per item of each sequence")
+            self.context = [np.asarray(c, bool) for c in context]
         self._baskets = None
         if times is not None:
             if [len(t) for t in times] != [len(s) for s in self.sequences]:
@@ -65,14 +87,16 @@ class SequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.sequences)
 
-    def __getitem__(self, idx: int) -> np.ndarray:
+    def __getitem__(self, idx: int) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         seq = self.sequences[idx]
-        if self._baskets is None or self._baskets[idx] is None:
-            return seq
-        seq = seq.copy()
-        for start, end in self._baskets[idx]:
-            seq[start:end] = seq[start:end][self._rng.permutation(end - start)]
-        return seq
+        ctx = self.context[idx] if self.context is not None else None
+        if self._baskets is not None and self._baskets[idx] is not None:
+            order = np.arange(len(seq))
+            for start, end in self._baskets[idx]:
+                order[start:end] = start + self._rng.permutation(end - start)
+            seq = seq[order]
+            ctx = ctx[order] if ctx is not None else None
+        return seq if ctx is None else (seq, ctx)
 
 
 def _basket_runs(times: np.ndarray) -> list[tuple[int, int]] | None:
@@ -118,25 +142,30 @@ class MaskingCollator:
             self._worker_seeded = info.seed
         return self._rng
 
-    def _window(self, seq: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if len(seq) <= self.max_len:
-            return seq
-        end = len(seq) if self.crop == "last" else int(rng.integers(self.max_len, len(seq) + 1))
-        return seq[end - self.max_len : end]
+    def _window(self, n: int, rng: np.random.Generator) -> slice:
+        if n <= self.max_len:
+            return slice(0, n)
+        end = n if self.crop == "last" else int(rng.integers(self.max_len, n + 1))
+        return slice(end - self.max_len, end)
 
-    def __call__(self, sequences: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        """Collate a list of item sequences.
+    def __call__(self, sequences: Sequence) -> dict[str, torch.Tensor]:
+        """Collate a list of item sequences (arrays, or ``(items, context mask)`` pairs).
+
+        Context-only positions are never masked, so they carry no loss; a sequence with a learnable
+        position gets at least one mask there.
 
         Returns:
             ``input_ids``, ``attention_mask`` and ``labels``, each ``(batch, length)`` int64.
         """
         rng = self._generator()
-        tokens = pad_right([self._window(s, rng) + 1 for s in sequences], PAD_ID)
+        entries = [split_entry(e) for e in sequences]
+        windows = [self._window(len(seq), rng) for seq, _ in entries]
+        tokens = pad_right([seq[w] + 1 for (seq, _), w in zip(entries, windows)], PAD_ID)
         real = tokens != PAD_ID
-        masked = (rng.random(tokens.shape) < self.mask_prob) & real
-        lengths = real.sum(1)
-        for row in np.flatnonzero(~masked.any(1) & (lengths > 0)):
-            masked[row, rng.integers(lengths[row])] = True
+        learnable = real & ~pad_right([ctx[w] for (_, ctx), w in zip(entries, windows)], 0).astype(bool)
+        masked = (rng.random(tokens.shape) < self.mask_prob) & learnable
+        for row in np.flatnonzero(~masked.any(1) & learnable.any(1)):
+            masked[row, np.flatnonzero(learnable[row])[rng.integers(learnable[row].sum())]] = True
         labels = np.where(masked, tokens - 1, IGNORE)
         inputs = np.where(masked, self.mask_id, tokens)
         return {
@@ -178,27 +207,35 @@ class CausalCollator:
         self.start_id = n_items + 1
         self._rng = np.random.default_rng(seed)
 
-    def _window(self, tokens: np.ndarray) -> np.ndarray:
+    def _window(self, n: int) -> slice:
         span = self.max_len + 1
-        if len(tokens) <= span:
-            return tokens
-        end = len(tokens) if self.crop == "last" else int(self._rng.integers(span, len(tokens) + 1))
-        return tokens[end - span : end]
+        if n <= span:
+            return slice(0, n)
+        end = n if self.crop == "last" else int(self._rng.integers(span, n + 1))
+        return slice(end - span, end)
 
-    def __call__(self, sequences: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        """Collate item sequences (each at least one item long).
+    def __call__(self, sequences: Sequence) -> dict[str, torch.Tensor]:
+        """Collate item sequences (each at least one item long; arrays, or ``(items, context mask)`` pairs).
+
+        A position whose next token is context only (prepended pseudo-history) carries no loss.
 
         Returns:
             ``input_ids``, ``attention_mask`` and ``labels``, each ``(batch, length)`` int64.
         """
-        windows = [self._window(np.append(np.int64(self.start_id), np.asarray(s, np.int64) + 1)) for s in sequences]
-        inputs = pad_right([w[:-1] for w in windows], PAD_ID)
-        targets = pad_right([w[1:] for w in windows], PAD_ID)
+        tokens, context = [], []
+        for seq, ctx in map(split_entry, sequences):
+            full = np.append(np.int64(self.start_id), seq + 1)
+            w = self._window(len(full))
+            tokens.append(full[w])
+            context.append(np.append(False, ctx)[w])
+        inputs = pad_right([t[:-1] for t in tokens], PAD_ID)
+        targets = pad_right([t[1:] for t in tokens], PAD_ID)
+        no_loss = pad_right([c[1:] for c in context], 0).astype(bool)
         real = inputs != PAD_ID
         return {
             "input_ids": torch.from_numpy(inputs),
             "attention_mask": torch.from_numpy(real.astype(np.int64)),
-            "labels": torch.from_numpy(np.where(real, targets - 1, IGNORE)),
+            "labels": torch.from_numpy(np.where(real & ~no_loss, targets - 1, IGNORE)),
         }
 
 

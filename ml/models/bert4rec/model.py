@@ -273,8 +273,11 @@ class Bert4Rec(Recommender):
             torch.set_num_threads(self.num_threads or free_cpu_threads())
         self.n_items = train.n_items
         sequences, times = train.sequences(with_times=True)
+        context = train.context_masks()  # prepended pseudo-history: read as input, never a target
         seqs, histories, targets = validation_pairs(sequences, valid)
         times = [t[: len(s)] for s, t in zip(seqs, times) if len(s) > 0]  # validation_pairs keeps prefixes
+        if context is not None:
+            context = [c[: len(s)] for s, c in zip(seqs, context) if len(s) > 0]
         seqs = [s for s in seqs if len(s) > 0]
         if not seqs:
             raise ValueError(f"{self.name} needs at least one user with training events")
@@ -285,7 +288,7 @@ class Bert4Rec(Recommender):
         baseline = popularity_ndcg(seqs, histories, targets, self.n_items, self.val_view)
         lengths = np.minimum([len(s) for s in seqs], self.max_len)
         train_loader = DataLoader(
-            SequenceDataset(seqs, times if self.shuffle_baskets else None, seed=self.seed),
+            SequenceDataset(seqs, times if self.shuffle_baskets else None, seed=self.seed, context=context),
             batch_sampler=LengthBucketBatchSampler(lengths, self.batch_size, shuffle=True, seed=self.seed),
             collate_fn=self._train_collator(),
             num_workers=self.num_workers,

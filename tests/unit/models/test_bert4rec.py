@@ -347,3 +347,18 @@ def test_basket_shuffle_permutes_items_only_within_equal_timestamps():
 def test_basket_shuffle_refuses_times_that_do_not_match_the_items():
     with pytest.raises(ValueError, match="one timestamp per item"):
         SequenceDataset([np.array([1, 2, 3])], [np.array([1, 1])])
+
+
+def test_context_positions_are_never_masked():
+    from ml.models.bert4rec.data import IGNORE
+
+    seq, context = np.array([3, 4, 5, 6]), np.array([True, True, False, False])
+    collator = MaskingCollator(n_items=N_ITEMS, max_len=8, mask_prob=1.0, seed=0)
+    batch = collator([(seq, context)])
+    # every learnable position is masked (mask_prob 1), the two context positions stay as they are
+    assert batch["input_ids"][0].tolist() == [4, 5, N_ITEMS + 1, N_ITEMS + 1]
+    assert batch["labels"][0].tolist() == [IGNORE, IGNORE, 5, 6]
+    low = MaskingCollator(n_items=N_ITEMS, max_len=8, mask_prob=0.01, seed=0)
+    for _ in range(20):  # the forced mask of a sequence lands on a learnable position
+        labels = low([(seq, context)])["labels"][0].tolist()
+        assert labels[:2] == [IGNORE, IGNORE] and any(x != IGNORE for x in labels[2:])

@@ -122,3 +122,37 @@ def test_text_init_starts_the_id_embeddings_from_the_text():
     assert model.network.text_dim == 0
     with pytest.raises(ValueError, match="text_mode must be one of"):
         SASRec(text_mode="titles")
+
+
+def test_prepended_context_positions_carry_no_loss():
+    # items 5, 6 are pseudo-history (context only), then the real 7, 8: [START] 5 6 7 8 -> targets 5 6 7 8
+    batch = CausalCollator(N_ITEMS, max_len=8)([(np.array([5, 6, 7, 8]), np.array([True, True, False, False]))])
+    assert batch["input_ids"][0].tolist() == [N_ITEMS + 1, 6, 7, 8]
+    # predicting 5 (after START) and 6 (after 5) is not learned; 7 after 6 and 8 after 7 are
+    assert batch["labels"][0].tolist() == [IGNORE, IGNORE, 7, 8]
+
+
+def test_fits_with_prepended_pseudo_history_from_synthetic_events():
+    import pandas as pd
+
+    from ml.data.interactions import CONTEXT, Interactions
+    from ml.models.augmented import AugmentedHistory
+
+    train, valid = cycle_walks(n_users=40)
+    first = train.frame.sort_values("ts").groupby("user_idx").first()
+    extra = pd.DataFrame(
+        {
+            "user_idx": first.index.to_numpy(np.int32),
+            "item_idx": ((first["item_idx"] - 1) % N_ITEMS).to_numpy(np.int32),  # the cycle's previous item
+            "ts": (first["ts"] - 1).to_numpy(np.int64),
+            "weight": np.float32(0.5),
+            CONTEXT: True,
+        }
+    )
+    model = AugmentedHistory(
+        SASRec(hidden=16, layers=1, heads=1, max_len=20, max_epochs=2, batch_size=16, num_threads=1, seed=0),
+        Interactions(extra, train.n_users, train.n_items),
+    )
+    model.fit(train, valid)
+    assert model.training_summary["extra_events"] == 40 and len(model.training_summary["epochs"]) == 2
+    assert model.recommend(np.arange(5), train, n=3)[0].shape == (5, 3)
