@@ -334,6 +334,26 @@ class ServeSettings(BaseModel):
     port: int = 5001
 
 
+class StrategySettings(BaseModel):
+    """Where synthetic events go (``ml.synth.strategies``) and the ablation that measures them (``synth-ablation``)."""
+
+    short_max_items: int = 3  # pseudo-prior and appended serve customers with 1..this many distinct training items
+    per_user: int = 3  # synthetic items per short customer (the synthetic share)
+    candidates: int = 10  # candidates per customer that the language model re-ranks
+    cold_max_buyers: int = 5  # item-side serves products with 1..this many buyers before the cut
+    buyers_per_item: int = 5  # synthetic buyers per cold product
+    text_neighbours: int = 10  # text-nearest warm products whose buyers are a cold product's candidates
+    weight: float = 0.5  # confidence weight of a synthetic event (times its own confidence in (0, 1])
+    # the ablation: arms (ml.synth.strategies.ARMS), models (fusion fuses the cheap members) and model seeds
+    ablation_arms: list[str] = Field(
+        default_factory=lambda: ["real", "prior", "prior_llm", "random_prior", "item", "random_item", "appended"]
+    )
+    ablation_models: list[str] = Field(default_factory=lambda: ["als", "text_knn", "fusion"])
+    ablation_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    # the earliest reported cuts on which the arm is chosen (validation); the later ones confirm it once (test)
+    validation_share: float = 0.5
+
+
 class SynthSettings(BaseModel):
     """Language-model synthesis of training data (``ml.synth``): generator, budgets, quality gate."""
 
@@ -390,6 +410,7 @@ class SynthSettings(BaseModel):
     adapt: Literal["auto", "on", "off"] = "auto"  # auto: only when a GPU is present; used only if it measures better
     adapt_steps: int = 200  # optimizer steps of 8 examples (~8 s each on one CPU thread)
     adapt_lr: float = 5e-5
+    strategies: StrategySettings = Field(default_factory=StrategySettings)
 
 
 class _TomlSource(PydanticBaseSettingsSource):

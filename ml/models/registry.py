@@ -142,6 +142,7 @@ MODELS: dict[str, ModelSpec] = {
             task="bert4rec",  # the sequence-model task (the DAG's train_bert4rec, in the gpu pool)
             settings_section="sasrec",
             fusion_member=True,
+            synthetic_variant=True,
             uses_item_text=True,
             refit=False,
             logs_curves=True,

@@ -150,12 +150,13 @@ class PriorCache:
     Args:
         generator: a scoring generator.
         store: the file to read cached scores from and :meth:`save` them to (None: this run only).
+        prompt: the history-free template (the next-purchase one, or the earlier-purchase one).
     """
 
-    def __init__(self, generator: Generator, store: Path | None = None):
+    def __init__(self, generator: Generator, store: Path | None = None, prompt: str = "next_purchase_prior"):
         self.generator = generator
         self.store = store
-        self.prefix = prompts.load("next_purchase_prior").render()
+        self.prefix = prompts.load(prompt).render()
         self._scores: dict[str, float] = {}
         if store is not None and store.exists():
             cached = pd.read_parquet(store)
@@ -185,7 +186,7 @@ class PriorCache:
         return {"prior_cached": self.loaded, "prior_computed": self.computed}
 
 
-def prior_store(settings: Settings, generator: Generator) -> Path | None:
+def prior_store(settings: Settings, generator: Generator, prompt: str = "next_purchase_prior") -> Path | None:
     """The prior-score file of this generator and prior prompt under ``<home>/cache/synth_prior`` (None: not cacheable).
 
     Only generators with a ``fingerprint`` (model weights, dtype, device kind) get a store, so a changed
@@ -194,7 +195,7 @@ def prior_store(settings: Settings, generator: Generator) -> Path | None:
     fingerprint = getattr(generator, "fingerprint", None)
     if fingerprint is None:
         return None
-    tag = prompts.load("next_purchase_prior").tag.replace("@", "-v")
+    tag = prompts.load(prompt).tag.replace("@", "-v")
     return settings.paths.cache / "synth_prior" / f"{fingerprint}-{tag}.parquet"
 
 
