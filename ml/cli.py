@@ -1,4 +1,4 @@
-"""Command line: ``python -m ml data prepare | benchmark | backtest | tune | synth | promote ...``."""
+"""Command line: ``python -m ml data prepare | benchmark | backtest | tune | synth | synth-ablation | promote``."""
 
 from __future__ import annotations
 
@@ -267,23 +267,26 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--by", help="who moves it (default: the login name)")
     promote.set_defaults(func=cmd_promote)
 
+    from ml.pipeline.ablation_command import add_parser as add_ablation
     from ml.pipeline.synth_command import add_parser as add_synth
 
     add_synth(sub)
+    add_ablation(sub)
     return parser
 
 
 def _show_progress() -> None:
-    """Training progress (one line per BERT4Rec epoch) on stderr; other libraries stay at warnings."""
+    """Progress on stderr (one line per sequence-model epoch, per ablation cut); other libraries stay at warnings."""
     import logging
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    progress = logging.getLogger("ml.models.bert4rec")
-    if not progress.handlers:
-        progress.addHandler(handler)
-    progress.setLevel(logging.INFO)
-    progress.propagate = False
+    for name in ("ml.models.bert4rec", "ml.pipeline.synth_ablation"):
+        progress = logging.getLogger(name)
+        if not progress.handlers:
+            progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
+        progress.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:

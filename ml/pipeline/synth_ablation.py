@@ -1,0 +1,363 @@
+"""``python -m ml synth-ablation``: what each synthesis strategy is worth, on the rolling backtest.
+
+At every cut of ``settings.eval.backtest`` each arm (``ml.synth.strategies.ARMS``) synthesizes once
+from that cut's training window (never from its horizon), and the same models are trained on real
+data plus that arm's events, once per model seed; the real-only arm is the baseline. Models that
+take synthetic data are those the registry gives a synthetic variant; the cheap fusion members
+(popularity, re-buy) and the content-kNN control are fitted once per cut on real data. Fusion fuses
+``pop_recent``, ``rebuy`` and the arm's ALS with weights chosen, per arm and seed, on the previous
+cut's horizon (an extra warm-up cut is fitted for them), exactly as the backtest does.
+
+Decide what counts before looking: the primary endpoint is fusion's discover Recall@10 for known
+customers with 1..3 items (``short``). The arm is chosen on the earliest ``validation_share`` of the
+reported cuts (largest primary delta over real only, above zero), then confirmed once on the later
+cuts. The cold-item slice is compared in absolute terms with the content-kNN control (``text_knn``).
+
+Writes, under ``out``::
+
+    ablation.json          the rows: arm x baseline arm x model x slice x metric, with intervals (ml.eval.ablation)
+    ablation_summary.json  settings, cuts, synthetic counts, timings, the decision on validation and its test check
+    ablation.md            the table (primary endpoint first)
+    ablation.png           primary-endpoint deltas with intervals, validation and test
+    user_metrics.parquet   one row per (cut, arm, seed, model, view, truth, user)
+    synthetic.parquet      every synthetic event with its lineage (cut, arm, strategy, generator, prompt, confidence)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml import columns as C
+from ml.config import Settings
+from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX
+from ml.data.lake import write_json_atomic, write_parquet_atomic
+from ml.data.rolling import EventLog, build_cut, item_known_from, rolling_cuts
+from ml.eval.ablation import choose_arm, compare_arms, primary, seed_means
+from ml.models import registry
+from ml.models.fusion import Fusion
+from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut
+from ml.synth.strategies import ARMS, CONFIDENCE, CONTROLS, REAL, StrategyInputs, as_interactions, synthesize_arm
+
+log = logging.getLogger(__name__)
+PRIMARY = {"model": registry.FUSION, "metric": "recall@10", "slice": "discover/short"}
+COLD_CONTROL = "text_knn"  # the content-kNN control of the cold-item slice
+FUSED = ("pop_recent", "rebuy", "als")  # fusion's members in the ablation (the cheap ones, every cut)
+
+
+def check_request(arms: list[str], models: list[str], seeds: list[int]) -> None:
+    """Refuse unknown arms or models, an ablation without the real-only arm, and no seeds.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; choose from {list(ARMS)}")
+    if REAL not in arms:
+        raise ValueError(f"the ablation needs the {REAL!r} arm: every other arm is compared with it")
+    bad = [m for m in models if m not in registry.ALL_MODELS]
+    if bad:
+        raise ValueError(f"unknown models {bad}; choose from {list(registry.ALL_MODELS)}")
+    if not seeds:
+        raise ValueError("the ablation needs at least one seed")
+
+
+def takes_synthetic(key: str) -> bool:
+    """Whether ``key`` is trained on real + synthetic data in a synthetic arm (the registry's synthetic variants)."""
+    return key != registry.FUSION and registry.spec(key).synthetic_variant
+
+
+def baseline_pairs(arms: list[str]) -> list[tuple[str, str]]:
+    """(arm, baseline arm) pairs: every arm against real only, and against each of its controls that ran."""
+    pairs = [(a, REAL) for a in arms if a != REAL]
+    pairs += [(a, c) for a in arms for c in CONTROLS.get(a, ()) if c in arms]
+    return pairs
+
+
+def run_ablation(
+    events: pd.DataFrame,
+    catalog: pd.DataFrame | None,
+    settings: Settings,
+    out: Path,
+    arms: list[str] | None = None,
+    models: list[str] | None = None,
+    seeds: list[int] | None = None,
+    generator=None,
+) -> dict:
+    """Run the ablation (see the module doc); write and return the summary document.
+
+    Args:
+        events: cleaned interactions (user_id, item_id, timestamp, weight), raw ids.
+        catalog: the item catalog (titles: the language model, item-side text and content-kNN need them).
+        arms, models, seeds: default ``settings.synth.strategies.ablation_*``.
+        generator: a scoring generator for the language-model arms (None: the configured embedded model,
+            loaded only when an arm needs it).
+    """
+    st = settings.synth.strategies
+    arms = list(arms or st.ablation_arms)
+    models = list(models or st.ablation_models)
+    seeds = list(seeds if seeds is not None else st.ablation_seeds)
+    check_request(arms, models, seeds)
+    started = time.perf_counter()
+    out = Path(out)
+    cfg = settings.eval.backtest
+    event_log = EventLog.of(events)
+    cuts = rolling_cuts(event_log.end, cfg.span_days, cfg.step_days, cfg.horizon_days)
+    warmup = [cuts[0] - pd.Timedelta(days=cfg.horizon_days)] if registry.FUSION in models else []
+    known_from = item_known_from(events, catalog)
+    trained = [m for m in models if m != registry.FUSION]
+    fitted_keys = list(dict.fromkeys(trained + (list(FUSED) if registry.FUSION in models else [])))
+    vectors = _vectors(known_from.index, catalog, settings, arms, fitted_keys)
+    titles = _titles(catalog)
+    slow_cuts = set(cuts[-cfg.slow_cuts :]) if cfg.slow_cuts > 0 else set()
+    rerank, owned_generator = _reranker(arms, settings, generator)
+    rows, synthetic, counts = [], [], []
+    timing = {"synthesis_seconds": {a: 0.0 for a in arms}, "fit_seconds": {}, "score_seconds": 0.0}
+    weights: dict[tuple[str, int], dict] = {}
+    try:
+        for cut in warmup + cuts:
+            reported = cut not in warmup
+            data = build_cut(event_log, cut, cfg.horizon_days, settings.split.window_days, known_from)
+            scorer = CutScorer(data, settings)
+            inputs = StrategyInputs(
+                train=data.train,
+                cut_ns=data.cut.value,
+                buyers_before=data.buyers_before,
+                item_text=None if vectors is None else vectors.reindex(data.item_ids).fillna(0.0).to_numpy(np.float32),
+                titles=None if titles is None else titles.reindex(data.item_ids).fillna("").to_numpy(object),
+            )
+            made: dict[str, pd.DataFrame] = {}
+            for arm in arms:
+                t0 = time.perf_counter()
+                if arm not in made:
+                    made[arm] = synthesize_arm(ARMS[arm], inputs, st, made, rerank, seed=settings.synth.seed)
+                timing["synthesis_seconds"][arm] += time.perf_counter() - t0
+                counts.append(_count(str(cut.date()), arm, made[arm]))
+                if reported and len(made[arm]):
+                    synthetic.append(_lineage(made[arm], data, arm, str(cut.date()), rerank))
+            log.info(
+                "cut %s%s: synthetic events %s (%.0f s so far)",
+                cut.date(),
+                "" if reported else " (warm-up)",
+                {a: len(made[a]) for a in arms},
+                time.perf_counter() - started,
+            )
+            keys = [k for k in fitted_keys if not registry.spec(k).slow or cut in slow_cuts]
+            shared = {}  # real-only models that no arm changes: fitted once per cut
+            for key in keys:
+                if not takes_synthetic(key):
+                    shared[key], fit_s = fit_at_cut(key, data, settings, vectors)
+                    _add(timing["fit_seconds"], key, fit_s)
+            for arm in arms:
+                extra = as_interactions(made[arm], data.n_users, data.n_items) if len(made[arm]) else None
+                for seed in seeds:
+                    seeded = settings.with_overrides({"models": {"seed": seed}})
+                    fitted = dict(shared)
+                    for key in keys:
+                        if takes_synthetic(key):
+                            fitted[key], fit_s = fit_at_cut(key, data, seeded, vectors, extra)
+                            _add(timing["fit_seconds"], key, fit_s)
+                    if reported:
+                        t0 = time.perf_counter()
+                        rows += _score(
+                            scorer, fitted, [k for k in trained if k in fitted], arm, seed, seed == seeds[0], shared
+                        )
+                        if registry.FUSION in models and (arm, seed) in weights:
+                            fusion = {
+                                v: Fusion({m: fitted[m] for m in FUSED}, weights=w, members_fitted=True)
+                                for v, w in weights[(arm, seed)].items()
+                            }
+                            rows += _tag(scorer.score(registry.FUSION, fusion)[1], arm, seed)
+                        timing["score_seconds"] += time.perf_counter() - t0
+                    if registry.FUSION in models and cut != cuts[-1]:
+                        members = {m: fitted[m] for m in FUSED}
+                        weights[(arm, seed)] = _choose_fusion_weights(members, scorer, settings.models.fusion.grid)
+    finally:
+        if owned_generator is not None:
+            owned_generator.close()
+    user_metrics = pd.concat(rows, ignore_index=True)
+    write_parquet_atomic(user_metrics, out / "user_metrics.parquet")
+    if synthetic:
+        write_parquet_atomic(pd.concat(synthetic, ignore_index=True), out / "synthetic.parquet")
+    doc = summarize(user_metrics, settings, arms, models, seeds, [str(c.date()) for c in cuts])
+    write_json_atomic(doc.pop("rows"), out / "ablation.json")
+    doc.update(
+        warmup_cuts=[str(c.date()) for c in warmup],
+        synthetic_counts=counts,
+        timing={
+            "synthesis_seconds": {a: round(v, 1) for a, v in timing["synthesis_seconds"].items()},
+            "fit_seconds": {k: round(v, 1) for k, v in timing["fit_seconds"].items()},
+            "score_seconds": round(timing["score_seconds"], 1),
+        },
+        elapsed_seconds=round(time.perf_counter() - started, 1),
+    )
+    write_json_atomic(doc, out / "ablation_summary.json")
+    return doc
+
+
+def summarize(
+    user_metrics: pd.DataFrame,
+    settings: Settings,
+    arms: list[str],
+    models: list[str],
+    seeds: list[int],
+    cuts: list[str],
+) -> dict:
+    """The rows (every phase) and the decision: the arm chosen on validation cuts, checked once on test cuts."""
+    st = settings.synth.strategies
+    metrics, edges = settings.eval.compare_metrics, settings.eval.history_buckets
+    n_valid = max(1, int(round(len(cuts) * st.validation_share))) if len(cuts) > 1 else 0
+    phases = {"validation": cuts[:n_valid], "test": cuts[n_valid:], "all": cuts}
+    means = seed_means(user_metrics, metrics)
+    options = dict(n_resamples=settings.eval.bootstrap_resamples, random_state=settings.models.seed)
+    scored = [m for m in models if m in set(user_metrics["model"])]
+    rows = []
+    for arm, base in baseline_pairs(arms):
+        for model in scored:
+            if model == COLD_CONTROL:
+                continue  # a real-only control: every arm scores it alike
+            for phase, phase_cuts in phases.items():
+                if not phase_cuts:
+                    continue
+                views = ("discover", "repeat") if phase == "all" else ("discover",)
+                rows += compare_arms(
+                    means, arm, base, model, metrics, edges, st.short_max_items, seeds,
+                    cuts=phase_cuts, phase=phase, views=views, **options,
+                )  # fmt: skip
+    if COLD_CONTROL in scored:  # the cold-item slice against the content-kNN control, in absolute terms
+        for arm in arms:
+            for model in scored:
+                if model == COLD_CONTROL:
+                    continue
+                for r in compare_arms(
+                    means, arm, REAL, model, metrics, edges, st.short_max_items, seeds,
+                    baseline_model=COLD_CONTROL, views=("discover",), **options,
+                ):  # fmt: skip
+                    if r["slice"].endswith("/cold_items"):
+                        rows.append({**r, "baseline_arm": "content_knn"})
+    valid_rows = [r for r in rows if r["phase"] == "validation"]
+    chosen = choose_arm(valid_rows, **PRIMARY) if valid_rows else None
+    test_rows = primary([r for r in rows if r["phase"] == "test"], **PRIMARY)
+    decision = {
+        "primary_endpoint": PRIMARY,
+        "validation_cuts": phases["validation"],
+        "test_cuts": phases["test"],
+        "chosen_arm": chosen,
+        "validation": primary(valid_rows, **PRIMARY),
+        "test": test_rows.get(chosen) if chosen else None,
+    }
+    goal = None
+    if chosen and decision["test"]:
+        t = decision["test"]
+        goal = bool((t["relative"] or 0) >= 0.05 and t["ci_low"] > 0)
+    decision["goal_met_on_test"] = goal
+    return {
+        "settings": {
+            "strategies": st.model_dump(),
+            "backtest": settings.eval.backtest.model_dump(),
+            "window_days": settings.split.window_days,
+        },
+        "arms": arms,
+        "models": models,
+        "seeds": seeds,
+        "cuts": cuts,
+        "decision": decision,
+        "rows": rows,
+    }
+
+
+def _score(
+    scorer: CutScorer, fitted: dict, trained: list[str], arm: str, seed: int, first_seed: bool, shared: dict
+) -> list:
+    """User-metric rows of the trained models; a real-only model (``shared``) only once, under the real arm."""
+    rows = []
+    for key in trained:
+        if key in shared and not (arm == REAL and first_seed):
+            continue
+        rows += _tag(scorer.score(key, dict.fromkeys(("repeat", "discover"), fitted[key]))[1], arm, seed)
+    return rows
+
+
+def _tag(frames: list[pd.DataFrame], arm: str, seed: int) -> list[pd.DataFrame]:
+    return [f.assign(arm=arm, seed=seed) for f in frames]
+
+
+def _add(acc: dict, key: str, seconds: float) -> None:
+    acc[key] = acc.get(key, 0.0) + seconds
+
+
+def _count(cut: str, arm: str, events: pd.DataFrame) -> dict:
+    return {
+        "cut": cut,
+        "arm": arm,
+        "events": len(events),
+        "users": int(events[USER_IDX].nunique()) if len(events) else 0,
+        "items": int(events[ITEM_IDX].nunique()) if len(events) else 0,
+        "context_only": int(events[CONTEXT].sum()) if len(events) else 0,
+    }
+
+
+def _lineage(events: pd.DataFrame, data, arm: str, cut: str, rerank) -> pd.DataFrame:
+    """Synthetic events with raw ids and where they came from."""
+    spec = ARMS[arm]
+    generator = getattr(getattr(rerank, "generator", None), "name", None) if spec.language_model else None
+    prompt = None
+    if spec.language_model and rerank is not None:
+        prompt = rerank.prompt_tags["prior" if spec.strategy == "pseudo_prior" else "next"]
+    return pd.DataFrame(
+        {
+            "cut": cut,
+            "arm": arm,
+            "strategy": spec.strategy,
+            C.USER: data.user_ids[events[USER_IDX].to_numpy()],
+            C.ITEM: data.item_ids[events[ITEM_IDX].to_numpy()],
+            C.TIMESTAMP: pd.to_datetime(events[TS].to_numpy()),
+            C.WEIGHT: events["weight"].to_numpy(np.float32),
+            CONFIDENCE: events[CONFIDENCE].to_numpy(np.float32),
+            CONTEXT: events[CONTEXT].to_numpy(bool),
+            "generator": generator or "none",
+            "prompt": prompt or "none",
+        }
+    )
+
+
+def _vectors(item_ids, catalog, settings: Settings, arms: list[str], keys: list[str]) -> pd.DataFrame | None:
+    """Unit-norm title vectors of every item (a frame indexed by item id) when an arm or a model reads them."""
+    item_side = {a for a, spec in ARMS.items() if spec.strategy == "item_side"}
+    needs = any(a in item_side or ARMS[a].mimics in item_side for a in arms)
+    needs = needs or any(registry.reads_item_text(k, settings.models) for k in keys)
+    if catalog is None or not needs:
+        return None
+    from ml.text.encoder import TitleEncoder
+    from ml.text.items import item_text_vectors
+
+    ids = np.asarray(item_ids, dtype=str)
+    vectors = item_text_vectors(ids, catalog, encoder=TitleEncoder.from_settings(settings))
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return pd.DataFrame(vectors / np.where(norms > 0, norms, 1.0), index=ids)
+
+
+def _titles(catalog: pd.DataFrame | None) -> pd.Series | None:
+    if catalog is None or C.TITLE not in catalog:
+        return None
+    cat = catalog.drop_duplicates(C.ITEM)
+    return pd.Series(cat[C.TITLE].astype(str).to_numpy(), index=cat[C.ITEM].astype(str).to_numpy())
+
+
+def _reranker(arms: list[str], settings: Settings, generator):
+    """The language-model re-ranker when an arm needs one: ``(reranker or None, generator to close or None)``."""
+    if not any(ARMS[a].language_model for a in arms):
+        return None, None
+    from ml.synth.rerank import LanguageModelReranker
+
+    owned = None
+    if generator is None:
+        from ml.synth.llm.factory import make_generator
+
+        generator = owned = make_generator(settings)
+    return LanguageModelReranker(generator, settings), owned
