@@ -8,9 +8,11 @@ Three ways to get next purchases from the same model for the same users (30 by d
   parsed and validated;
 * free text: "name the product they buy next", matched to a catalog title (the naive baseline).
 
-Also prints choice accuracy on held-out real next purchases (hit@3 / MRR vs baselines).
+Also prints choice accuracy on held-out real next purchases (hit@3 / MRR vs baselines), and item
+enrichment seconds for the most popular items uncached (an empty cache) next to the same run again
+fully cached (every item answered by the cache: no model call, so about nothing).
 
-    python bench/bench_synth.py [--users 30] [--threads 1,2] [--lake PATH] [--accuracy-users 60]
+    python bench/bench_synth.py [--users 30] [--threads 1,2] [--lake PATH] [--accuracy-users 60] [--enrich-items 10]
 
 Prints figures only (target: >= 10 accepted synthetic interactions/s with likelihood scoring on 2 cores).
 Rates exclude model loading, title embeddings and one warm-up call. Likelihood scoring is measured
@@ -100,6 +102,29 @@ def likelihood_rate(tasks, gen, settings, data, catalog) -> dict:
     }
 
 
+def enrichment_seconds(catalog, gen, settings, n_items: int) -> dict:
+    """Wall seconds of :func:`ml.synth.enrichment.enrich_items` for ``n_items`` items, uncached then fully cached.
+
+    ``settings``' home must be an empty temporary folder (the cache lies under it).
+    """
+    from ml import columns as C
+    from ml.synth.enrichment import enrich_items
+
+    s = settings.with_overrides({"synth": {"enrich_max_items": n_items}})
+    order = [C.POPULARITY, C.ITEM] if C.POPULARITY in catalog else [C.ITEM]
+    # only these items: the full catalog would make the second run enrich the next n_items (not a cached run)
+    top = catalog.sort_values(order, ascending=[False, True][-len(order) :], kind="stable").head(n_items)
+    out = {}
+    for label in ("uncached", "cached"):
+        t = time.perf_counter()
+        _, report = enrich_items(top, gen, s)
+        out[label] = {
+            "seconds": round(time.perf_counter() - t, 3),
+            **{k: report[k] for k in ("attempted", "ok", "from_cache")},
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=30)
@@ -110,6 +135,9 @@ def main() -> None:
         "--lake", type=Path, help="an existing lake (default: prepare the bundled data into a temp folder)"
     )
     parser.add_argument("--accuracy-users", type=int, default=60)
+    parser.add_argument(
+        "--enrich-items", type=int, default=10, help="items to enrich uncached, then again cached (0: skip)"
+    )
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
@@ -173,8 +201,19 @@ def main() -> None:
         "accepted_per_s": round(c["accepted"] / seconds, 3),
     }
     naive = free_text(tonight, gen, index, max_tokens=24)
+    enrichment = None
+    if args.enrich_items:
+        with tempfile.TemporaryDirectory(prefix="bench-enrich-") as tmp:
+            enrichment = enrichment_seconds(
+                catalog, gen, settings.with_overrides({"paths": {"home": tmp}}), args.enrich_items
+            )
 
-    print(json.dumps({"likelihood": likelihood, "structured_json": structured, "free_text": naive}, indent=2))
+    print(
+        json.dumps(
+            {"likelihood": likelihood, "structured_json": structured, "free_text": naive, "enrichment": enrichment},
+            indent=2,
+        )
+    )
     print(f"{'method':<40}{'accepted/s':>12}{'validity':>10}{'prior cached/computed':>24}")
     for name, r in likelihood.items():
         print(
@@ -186,6 +225,13 @@ def main() -> None:
         f"{structured['validity_rate']:>10.2f}"
     )
     print(f"{f'free text, {max(threads)} thread(s)':<40}{naive['valid_per_s']:>12.2f}{naive['validity_rate']:>10.2f}")
+    if enrichment:
+        cold, warm = enrichment["uncached"], enrichment["cached"]
+        print(f"{'item enrichment':<40}{'uncached s':>12}{'cached s':>10}{'items new/from cache':>24}")
+        print(
+            f"{f'{args.enrich_items} items, {max(threads)} thread(s)':<40}{cold['seconds']:>12.2f}"
+            f"{warm['seconds']:>10.3f}{cold['attempted']:>14}/{warm['from_cache']}"
+        )
 
     if args.accuracy_users:
         t = time.perf_counter()

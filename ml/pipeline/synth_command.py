@@ -91,7 +91,7 @@ def run(args) -> int:
         "interactions": {
             k: r["interactions"][k] for k in ("generated", "accepted", "rejected", "validity_rate", "accepted_per_s")
         },
-        "items": {k: r["items"][k] for k in ("attempted", "ok", "rejected", "from_cache")},
+        "items": {k: r["items"][k] for k in ("attempted", "ok", "rejected", "from_cache", "not_enriched_yet")},
         "kl_popularity": r["distribution"]["kl_popularity"],
         "kl_category": r["distribution"]["kl_category"],
         "gate": r["gate"]["success"],

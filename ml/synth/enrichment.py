@@ -12,7 +12,10 @@ never guessed or repaired.
 
 Enrichment is bounded (``synth.enrich_max_items`` per run, most popular items first) and cached in
 ``<home>/synth/item_attributes.parquet`` per (item_id, title, prompt_version, generator), so a
-nightly run only enriches items it has not seen.
+nightly run only enriches items it has not seen. The budget counts *new* items: until the whole
+catalog is cached (the report's ``not_enriched_yet`` is 0) every run still enriches up to that many
+items beside the cached ones (``attempted`` next to ``from_cache``). Items the cache answers never
+reach the model; a run with nothing new makes no model call at all.
 """
 
 from __future__ import annotations
@@ -204,6 +207,7 @@ def enrich_items(
         settings.synth.enrich_max_items
     )
     started = time.perf_counter()
+    # only what the cache cannot answer goes to the model (enrich_batch makes no call for an empty list)
     attrs, status, _ = enrich_batch(todo[C.TITLE].tolist(), generator, settings.synth.enrich_max_tokens)
     elapsed = time.perf_counter() - started
     new = pd.DataFrame(
@@ -238,6 +242,14 @@ def enrich_items(
         "items_per_s": round(len(new) / elapsed, 3) if elapsed > 0 and len(new) else None,
         "prompt_version": tag,
     }
+    log.info(
+        "item enrichment: %d new items enriched in %.1f s, %d from the cache, %d not enriched yet (budget %d per run)",
+        report["attempted"],
+        elapsed,
+        report["from_cache"],
+        report["not_enriched_yet"],
+        settings.synth.enrich_max_items,
+    )
     return result, report
 
 

@@ -110,6 +110,46 @@ def test_runs_are_bounded_by_popularity_and_the_cache_makes_reruns_free(tmp_path
     assert cache_path(settings).exists()
 
 
+class RecordingEnricher(FakeEnricher):
+    """:class:`FakeEnricher` that also records every scoring call by the title in its prefix."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scored: list[str] = []
+
+    def score(self, prefix, continuations):
+        self.scored.append(prefix.rsplit("Product: ", 1)[1].split("\n", 1)[0])
+        return super().score(prefix, continuations)
+
+
+def test_only_uncached_items_reach_the_model_and_a_fully_cached_run_makes_no_model_call(tmp_path):
+    items = catalog(("CANDLE ONE", 1), ("CANDLE TWO", 5), ("CANDLE THREE", 3))
+    answers = {t.lower(): " candle\nDescription: A scented candle in a glass." for t in items[C.TITLE]}
+    settings = sample_settings(tmp_path, enrich_max_items=2)
+    first = RecordingEnricher("lighting and candles", answers)
+    _, r1 = enrich_items(items, first, settings)
+    # the content-free calibration title once, then one scoring call and one answer per new item
+    assert first.scored == ["n/a", "candle two", "candle three"]
+    assert first.generated == ["candle two", "candle three"]
+    second = RecordingEnricher("lighting and candles", answers)
+    _, r2 = enrich_items(items, second, settings)
+    assert second.scored == ["n/a", "candle one"] and second.generated == ["candle one"]
+    assert (r2["attempted"], r2["from_cache"], r2["not_enriched_yet"]) == (1, 2, 0)
+    cached = RecordingEnricher("lighting and candles", answers)
+    frame, r3 = enrich_items(items, cached, settings)
+    assert cached.scored == [] and cached.generated == []  # the cache answered everything: no model call
+    assert (r3["attempted"], r3["ok"], r3["rejected"], r3["from_cache"], r3["not_enriched_yet"]) == (0, 0, {}, 3, 0)
+    assert r3["items_per_s"] is None
+    assert frame[C.ITEM].tolist() == ["i0", "i1", "i2"] and (frame["status"] == "ok").all()
+    assert frame[C.CATEGORY].tolist() == ["lighting and candles"] * 3
+    # a zero budget over a partly cached catalog answers from the cache and calls nothing either
+    unseen = catalog(("CANDLE ONE", 1), ("CANDLE TWO", 5), ("CANDLE THREE", 3), ("CANDLE FOUR", 9))
+    idle = RecordingEnricher("lighting and candles", answers)
+    frame0, r4 = enrich_items(unseen, idle, sample_settings(tmp_path, enrich_max_items=0))
+    assert idle.scored == [] and idle.generated == []
+    assert (r4["attempted"], r4["from_cache"], r4["not_enriched_yet"], len(frame0)) == (0, 3, 1, 3)
+
+
 @pytest.mark.parametrize(
     "text,ok",
     [
