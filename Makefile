@@ -84,9 +84,9 @@ lint: $(VENV)/.installed
 services:
 	tests/support/services.sh
 
-## test: the linter, then the whole test suite (the distributed-mode test uses PostgreSQL and Redis)
+## test: the linter, then the whole test suite on two workers, one test file each (the distributed-mode test uses PostgreSQL and Redis)
 test: lint models services
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 ## bench: every benchmark script (prints figures)
 bench: $(HOME_DIR)/airflow/airflow.db models

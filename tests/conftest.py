@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_HOME = ROOT / "var" / "test"
+# one home per pytest-xdist worker (make test runs two): each has its own Airflow metadata DB
+TEST_HOME = ROOT / "var" / "test" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 # Airflow reads its configuration at import: set it before any test imports airflow.
 os.environ["AIRFLOW_HOME"] = str(TEST_HOME / "airflow")
