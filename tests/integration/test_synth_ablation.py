@@ -18,7 +18,11 @@ def ablation(tmp_path_factory):
     out = tmp_path_factory.mktemp("ablation")
     events, catalog = bundled_events()
     settings = sample_settings(out / "home").with_overrides(
-        {"eval": {"backtest": {"span_days": 14}, "bootstrap_resamples": 200}}
+        {
+            "eval": {"backtest": {"span_days": 14}, "bootstrap_resamples": 200},
+            # three candidates per customer keep the language model's share of the run to about 40 s
+            "synth": {"strategies": {"candidates": 3}},
+        }
     )
     doc = run_ablation(events, catalog, settings, out, ARMS, ["als", "text_knn", "fusion"], [0, 1], shared_generator())
     return out, doc
