@@ -19,10 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ml.eval.backtest import ALL, COLD, COLD_SLICE, slice_masks
-from ml.eval.compare import compare
+from ml.eval.backtest import compare_paired
 
-SHORT = "short"
 ROW_FIELDS = (
     "arm",
     "baseline_arm",
@@ -49,16 +47,6 @@ def seed_means(user_metrics: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFra
     """One row per (arm, model, cut, view, truth, user): each metric averaged over the seeds run."""
     keys = ["arm", "model", *KEY, "new_customer", "history_items"]
     return user_metrics.groupby(keys, sort=False, as_index=False)[list(metrics)].mean()
-
-
-def slices_of(rows: pd.DataFrame, bucket_edges: Sequence[int], short_max_items: int):
-    """(slice, rows) pairs: the backtest's slices of the ``all`` rows, ``short``, then ``cold_items``."""
-    every = rows[rows["truth"] == ALL]
-    for name, mask in slice_masks(every, bucket_edges).items():
-        yield name, every[mask]
-    short = ~every["new_customer"].to_numpy(bool) & (every["history_items"].to_numpy() <= short_max_items)
-    yield SHORT, every[short & (every["history_items"].to_numpy() >= 1)]
-    yield COLD_SLICE, rows[rows["truth"] == COLD]
 
 
 def compare_arms(
@@ -91,47 +79,40 @@ def compare_arms(
     left = sel[(sel["arm"] == baseline_arm) & (sel["model"] == baseline_model)]
     right = sel[(sel["arm"] == arm) & (sel["model"] == model)]
     paired = left.merge(right[KEY + list(metrics)], on=KEY, suffixes=("_a", "_b"))
-    rows = []
-    for view in views:
-        frame = paired[paired["view"] == view]
-        for name, part in slices_of(frame, bucket_edges, short_max_items):
-            if not len(part):
-                continue
-            for metric in metrics:
-                c = compare(
-                    part[f"{metric}_a"],
-                    part[f"{metric}_b"],
-                    a=f"{baseline_arm}/{baseline_model}",
-                    b=f"{arm}/{model}",
-                    metric=metric,
-                    slice=f"{view}/{name}",
-                    clusters=part["user_id"].to_numpy(),
-                    seeds=list(seeds),
-                    n_resamples=n_resamples,
-                    random_state=random_state,
-                )
-                rows.append(
-                    {
-                        "arm": arm,
-                        "baseline_arm": baseline_arm,
-                        "model": model,
-                        "baseline_model": baseline_model,
-                        "phase": phase,
-                        "slice": c.slice,
-                        "metric": metric,
-                        "baseline": c.a_value,
-                        "value": c.b_value,
-                        "delta": c.delta,
-                        "relative": c.relative,
-                        "ci_low": c.ci_low,
-                        "ci_high": c.ci_high,
-                        "p_value": c.p_value,
-                        "n_users": c.n_users,
-                        "seeds": list(seeds),
-                        "cuts": int(part["cut"].nunique()),
-                    }
-                )
-    return rows
+    pairs = compare_paired(
+        paired,
+        f"{baseline_arm}/{baseline_model}",
+        f"{arm}/{model}",
+        metrics,
+        bucket_edges,
+        n_resamples,
+        random_state,
+        views=views,
+        short_max_items=short_max_items,
+        seeds=seeds,
+    )
+    return [
+        {
+            "arm": arm,
+            "baseline_arm": baseline_arm,
+            "model": model,
+            "baseline_model": baseline_model,
+            "phase": phase,
+            "slice": c.slice,
+            "metric": c.metric,
+            "baseline": c.a_value,
+            "value": c.b_value,
+            "delta": c.delta,
+            "relative": c.relative,
+            "ci_low": c.ci_low,
+            "ci_high": c.ci_high,
+            "p_value": c.p_value,
+            "n_users": c.n_users,
+            "seeds": list(seeds),
+            "cuts": cuts,
+        }
+        for c, cuts in pairs
+    ]
 
 
 def primary(rows: list[dict], model: str, metric: str, slice: str) -> dict[str, dict]:

@@ -23,10 +23,11 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from ml.eval.compare import compare, mean_interval
+from ml.eval.compare import Comparison, compare, mean_interval
 from ml.eval.protocol import bucket_names
 
 ALL, COLD = "all", "cold"
+SHORT = "short"  # known customers with few items (the synthesis ablation's primary population)
 BASE_SLICES = ("overall", "known", "new_customers")
 COLD_SLICE = "cold_items"
 
@@ -67,12 +68,61 @@ def slice_masks(rows: pd.DataFrame, bucket_edges: Sequence[int]) -> dict[str, np
     return user_slices(rows["new_customer"].to_numpy(bool), rows["history_items"].to_numpy(), bucket_edges)
 
 
-def _rows_by_slice(frame: pd.DataFrame, bucket_edges: Sequence[int]):
-    """(slice, rows) for every slice of one model and view: the ``all`` slices, then ``cold_items``."""
+def rows_by_slice(frame: pd.DataFrame, bucket_edges: Sequence[int], short_max_items: int | None = None):
+    """(slice, rows) for every slice of one model and view: the ``all`` slices, then ``cold_items``.
+
+    With ``short_max_items``, a ``short`` slice (known customers with 1..that many items) comes
+    before ``cold_items``.
+    """
     every = frame[frame["truth"] == ALL]
     for name, mask in slice_masks(every, bucket_edges).items():
         yield name, every[mask]
+    if short_max_items is not None:
+        items = every["history_items"].to_numpy()
+        yield SHORT, every[~every["new_customer"].to_numpy(bool) & (items >= 1) & (items <= short_max_items)]
     yield COLD_SLICE, frame[frame["truth"] == COLD]
+
+
+def compare_paired(
+    paired: pd.DataFrame,
+    a: str,
+    b: str,
+    metrics: Sequence[str],
+    bucket_edges: Sequence[int],
+    n_resamples: int,
+    random_state: int = 0,
+    *,
+    views: Sequence[str] | None = None,
+    short_max_items: int | None = None,
+    seeds: Sequence[int] = (),
+) -> list[tuple[Comparison, int]]:
+    """B against A per view, slice and metric over paired user rows (``<metric>_a``, ``<metric>_b``).
+
+    Customers are the clusters. ``views``: only these, in this order (default: every view present).
+    Returns:
+        ``(comparison, cuts)`` pairs, skipping empty slices.
+    """
+    by_view = dict(tuple(paired.groupby("view", sort=False)))
+    out = []
+    for view in by_view if views is None else [v for v in views if v in by_view]:
+        for name, rows in rows_by_slice(by_view[view], bucket_edges, short_max_items):
+            if not len(rows):
+                continue
+            for metric in metrics:
+                record = compare(
+                    rows[f"{metric}_a"],
+                    rows[f"{metric}_b"],
+                    a=a,
+                    b=b,
+                    metric=metric,
+                    slice=f"{view}/{name}",
+                    clusters=rows["user_id"].to_numpy(),
+                    seeds=list(seeds),
+                    n_resamples=n_resamples,
+                    random_state=random_state,
+                )
+                out.append((record, int(rows["cut"].nunique())))
+    return out
 
 
 def aggregate(
@@ -94,7 +144,7 @@ def aggregate(
     out: dict = {}
     for (model, view), frame in user_metrics.groupby(["model", "view"], sort=False):
         view_doc = out.setdefault(model, {}).setdefault(view, {})
-        for name, rows in _rows_by_slice(frame, bucket_edges):
+        for name, rows in rows_by_slice(frame, bucket_edges):
             cell: dict = {"users": int(rows["user_id"].nunique()), "rows": len(rows)}
             for metric in metrics:
                 mean, low, high = mean_interval(rows[metric], rows["user_id"], n_resamples, random_state)
@@ -137,22 +187,5 @@ def compare_models(
     left = user_metrics.loc[user_metrics["model"] == a, cols]
     right = user_metrics.loc[user_metrics["model"] == b, key + list(metrics)]
     paired = left.merge(right, on=key, suffixes=("_a", "_b"))
-    records = []
-    for view, frame in paired.groupby("view", sort=False):
-        for name, rows in _rows_by_slice(frame, bucket_edges):
-            if not len(rows):
-                continue
-            for metric in metrics:
-                record = compare(
-                    rows[f"{metric}_a"],
-                    rows[f"{metric}_b"],
-                    a=a,
-                    b=b,
-                    metric=metric,
-                    slice=f"{view}/{name}",
-                    clusters=rows["user_id"].to_numpy(),
-                    n_resamples=n_resamples,
-                    random_state=random_state,
-                )
-                records.append({**record.to_dict(), "cuts": int(rows["cut"].nunique())})
-    return records
+    pairs = compare_paired(paired, a, b, metrics, bucket_edges, n_resamples, random_state)
+    return [{**record.to_dict(), "cuts": cuts} for record, cuts in pairs]

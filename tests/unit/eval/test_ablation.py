@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from ml.eval.ablation import ROW_FIELDS, SHORT, choose_arm, compare_arms, seed_means, slices_of
+from ml.eval.ablation import ROW_FIELDS, choose_arm, compare_arms, seed_means
+from ml.eval.backtest import SHORT, rows_by_slice
 
 
 def _rows(arm: str, seed: int, recall_a: float, recall_b: float, cut: str = "c1") -> list[dict]:
@@ -54,7 +55,7 @@ def test_short_slice_leaves_out_new_customers_and_longer_histories():
             "history_items": [1, 3, 2, 4, 0],
         }
     )
-    short = dict(slices_of(frame, [1, 2, 4], 3))[SHORT]
+    short = dict(rows_by_slice(frame, [1, 2, 4], 3))[SHORT]
     assert short.index.tolist() == [0, 1]
 
 
