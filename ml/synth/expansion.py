@@ -166,7 +166,11 @@ class PriorCache:
 
     def get(self, candidates: list[Candidate]) -> np.ndarray:
         """Prior scores of ``candidates`` (the missing ones are scored in one call)."""
-        texts = [continuation(c.title) for c in candidates]
+        return self.of_titles([c.title for c in candidates])
+
+    def of_titles(self, titles: list[str]) -> np.ndarray:
+        """Prior scores of ``titles`` as order lines (the missing ones are scored in one call)."""
+        texts = [continuation(t) for t in titles]
         missing = [t for t in dict.fromkeys(texts) if t not in self._scores]
         if missing:
             self._scores.update(zip(missing, map(float, self.generator.score(self.prefix, missing))))

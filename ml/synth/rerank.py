@@ -63,17 +63,9 @@ class LanguageModelReranker:
                 requests.append((template.render(**values), [continuation(titles[i]) for i in lists.items[n]]))
             conds = score_many(self.generator, requests)
             for n, cond in zip(chunk, conds):
-                cands = [_Title(titles[i]) for i in lists.items[n]]
-                out.append(np.asarray(cond, np.float64) - prior.get(cands))
+                out.append(np.asarray(cond, np.float64) - prior.of_titles([titles[i] for i in lists.items[n]]))
         prior.save()
         return out
-
-
-class _Title:
-    """The one field :class:`PriorCache` reads of a candidate."""
-
-    def __init__(self, title: str):
-        self.title = title
 
 
 def customer_orders(frame: pd.DataFrame, users, titles: np.ndarray, newest_first: bool) -> dict[int, list[dict]]:

@@ -89,10 +89,15 @@ def test_category_that_contradicts_strong_title_keywords_is_rejected(tmp_path):
     }
 
 
-def test_runs_are_bounded_by_popularity_and_the_cache_makes_reruns_free(tmp_path):
+def three_candles(tmp_path):
+    """Three candles (popularity 1, 5, 3), a valid answer for each, and a budget of two new items per run."""
     items = catalog(("CANDLE ONE", 1), ("CANDLE TWO", 5), ("CANDLE THREE", 3))
     answers = {t.lower(): " candle\nDescription: A scented candle in a glass." for t in items[C.TITLE]}
-    settings = sample_settings(tmp_path, enrich_max_items=2)
+    return items, answers, sample_settings(tmp_path, enrich_max_items=2)
+
+
+def test_runs_are_bounded_by_popularity_and_the_cache_makes_reruns_free(tmp_path):
+    items, answers, settings = three_candles(tmp_path)
     gen = FakeEnricher("lighting and candles", answers)
     first, r1 = enrich_items(items, gen, settings)
     assert gen.generated == ["candle two", "candle three"] and r1["not_enriched_yet"] == 1
@@ -123,9 +128,7 @@ class RecordingEnricher(FakeEnricher):
 
 
 def test_only_uncached_items_reach_the_model_and_a_fully_cached_run_makes_no_model_call(tmp_path):
-    items = catalog(("CANDLE ONE", 1), ("CANDLE TWO", 5), ("CANDLE THREE", 3))
-    answers = {t.lower(): " candle\nDescription: A scented candle in a glass." for t in items[C.TITLE]}
-    settings = sample_settings(tmp_path, enrich_max_items=2)
+    items, answers, settings = three_candles(tmp_path)
     first = RecordingEnricher("lighting and candles", answers)
     _, r1 = enrich_items(items, first, settings)
     # the content-free calibration title once, then one scoring call and one answer per new item
