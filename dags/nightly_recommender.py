@@ -38,6 +38,7 @@ from airflow.sdk import Param, dag, task
 from ml.models.registry import BASE_MODELS
 from ml.pipeline.assets import CHAMPION, CLEAN_INTERACTIONS
 from ml.pipeline.placement import gpu_task
+from ml.synth.arms import nightly_choices
 
 GPU = gpu_task()  # pool and Celery queue of GPU work (RECO_ORCHESTRATION__GPU_QUEUE)
 
@@ -70,6 +71,12 @@ def _nightly_models() -> list[str]:
     from ml.config import get_settings
 
     return list(get_settings().models.nightly)
+
+
+def _nightly_strategy() -> str:
+    from ml.config import get_settings
+
+    return get_settings().synth.strategies.nightly
 
 
 @dag(
@@ -149,7 +156,16 @@ def _nightly_models() -> list[str]:
             True,
             type="boolean",
             title="Synthesize training data",
-            description="Generate synthetic purchases for sparse users with the language model.",
+            description="Synthesize training data (the strategy below); models also train on real data only.",
+            section=SYNTHESIS,
+        ),
+        "synth_strategy": Param(
+            _nightly_strategy(),
+            type="string",
+            enum=nightly_choices(),
+            title="Synthesis strategy",
+            description="prior: pseudo-history before short histories (chosen by the ablation); item: buyers for new "
+            "products; appended: next purchases; _llm: re-ranked by the language model; expansion: its own picks.",
             section=SYNTHESIS,
         ),
         "synth_backend": Param(

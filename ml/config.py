@@ -344,6 +344,12 @@ class StrategySettings(BaseModel):
     buyers_per_item: int = 5  # synthetic buyers per cold product
     text_neighbours: int = 10  # text-nearest warm products whose buyers are a cold product's candidates
     weight: float = 0.5  # confidence weight of a synthetic event (times its own confidence in (0, 1])
+    # what the nightly run synthesizes: an arm of ml.synth.strategies.ARMS (not a random control), or
+    # "expansion" (the language model's next purchases for sparse users, ml.synth.expansion). Chosen by the
+    # ablation's rule on its validation cuts (fusion discover Recall@10, customers with 1..3 items): "prior",
+    # +0.0098 [-0.0051, +0.0485]; its test check was -0.0148 [-0.0741, +0.0000] (README, "What synthesis is
+    # worth"), so synthetic data reaches the served model only where it wins validation and promotion
+    nightly: str = "prior"
     # the ablation: arms (ml.synth.strategies.ARMS), models (fusion fuses the cheap members) and model seeds
     ablation_arms: list[str] = Field(
         default_factory=lambda: ["real", "prior", "prior_llm", "random_prior", "item", "random_item", "appended"]
@@ -393,7 +399,8 @@ class SynthSettings(BaseModel):
     max_per_user: int = 3  # cap of synthetic interactions per user
     # embedded: drop picks whose PMI (nats) is below this (history makes them less likely); HTTP picks score 1/rank
     min_score: float = 0.0
-    # weight of a synthetic interaction in training (a real purchase of 1 unit weighs 1.0, more units more)
+    # weight of an expansion interaction in training (a real purchase of 1 unit weighs 1.0, more units more; the
+    # gate refuses more than 1.0); the strategies weigh theirs by synth.strategies.weight x confidence
     weight: float = 1.0
     # item enrichment
     enrich_max_items: int = 200  # items enriched per run (most popular first); cached ones are free

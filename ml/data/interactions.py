@@ -30,13 +30,16 @@ class Interactions:
     n_items: int
 
     @classmethod
-    def from_arrays(cls, users, items, ts=None, weight=None, *, n_users: int, n_items: int) -> Interactions:
+    def from_arrays(
+        cls, users, items, ts=None, weight=None, context=None, *, n_users: int, n_items: int
+    ) -> Interactions:
         """Build from parallel arrays.
 
         Args:
             users, items: integer indices (< n_users, < n_items).
             ts: integer timestamps or order (default: position).
             weight: confidence per event (default 1.0).
+            context: ``context_only`` flag per event (default: no such column).
             n_users, n_items: size of the universe.
         Returns:
             Interactions.
@@ -48,6 +51,8 @@ class Interactions:
         if len(users) and (users.min() < 0 or users.max() >= n_users or items.min() < 0 or items.max() >= n_items):
             raise ValueError("user or item index outside the universe")
         frame = pd.DataFrame({USER_IDX: users, ITEM_IDX: items, TS: ts, W: weight})
+        if context is not None:
+            frame[CONTEXT] = np.asarray(context, dtype=bool)
         return cls(frame, n_users, n_items)
 
     def __len__(self) -> int:

@@ -23,6 +23,7 @@ PARAM_SETTINGS: dict[str, str] = {
     "bert_item_text": "models.bert4rec.item_text",
     "seed": "models.seed",
     "synth_backend": "synth.backend",
+    "synth_strategy": "synth.strategies.nightly",
     "synth_max_per_user": "synth.max_per_user",
     "top_k": "serve.top_k",
     "promotion_margin": "promotion.margin",

@@ -22,7 +22,6 @@ import pandas as pd
 from ml import columns as C
 from ml.config import Settings
 from ml.data.dataset import SplitData
-from ml.data.interactions import Interactions
 from ml.data.rolling import DAY, CutData, EventLog, build_cut, item_known_from
 from ml.eval.protocol import VIEWS
 from ml.models import registry
@@ -32,7 +31,7 @@ from ml.pipeline.backtest import fit_at_cut, item_vectors
 from ml.pipeline.evaluation import evaluate_models
 from ml.pipeline.layout import RunFolder
 from ml.pipeline.promotion import settings_for
-from ml.pipeline.training import fit_fusion, fit_model, item_text_for
+from ml.pipeline.training import fit_fusion, fit_model, item_text_for, synthetic_over
 
 
 class SmokeCheckError(RuntimeError):
@@ -78,22 +77,6 @@ def full_data(events: pd.DataFrame, catalog: pd.DataFrame | None, as_of, window_
     return build_cut(EventLog.of(events), cut, 0, window_days, item_known_from(events, catalog))
 
 
-def _synthetic_events(data: CutData, synthetic: pd.DataFrame, weight: float) -> Interactions:
-    """Gated synthetic interactions over the refit's universe (their users and items all exist there)."""
-    users = pd.Index(data.user_ids).get_indexer(synthetic[C.USER].astype(str))
-    items = pd.Index(data.item_ids).get_indexer(synthetic[C.ITEM].astype(str))
-    keep = (users >= 0) & (items >= 0)
-    ts = pd.to_datetime(synthetic[C.TIMESTAMP]).to_numpy("datetime64[ns]").astype(np.int64)
-    return Interactions.from_arrays(
-        users[keep],
-        items[keep],
-        ts[keep],
-        np.full(int(keep.sum()), weight, np.float32),
-        n_users=data.n_users,
-        n_items=data.n_items,
-    )
-
-
 def refit(
     config: dict,
     data: CutData,
@@ -115,7 +98,7 @@ def refit(
     if any(registry.is_synthetic(k) for k in keys):
         if synthetic is None:
             raise ValueError(f"{config['model']} needs today's gated synthetic interactions")
-        extra = _synthetic_events(data, synthetic, cfg_settings.synth.weight)
+        extra = synthetic_over(synthetic, data.user_ids, data.item_ids, cfg_settings.synth.weight, drop_unknown=True)
     fitted: dict[str, Recommender] = {
         k: fit_at_cut(k, data, cfg_settings, vectors, extra if registry.is_synthetic(k) else None)[0] for k in keys
     }

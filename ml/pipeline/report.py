@@ -27,7 +27,8 @@ def summary_text(results: dict) -> str:
         rep = synth.get("report") or {}
         line = f"synthesis: {synth['status']}"
         if synth["status"] == "ok":
-            line += f", {rep.get('accepted')} accepted of {rep.get('generated')} proposed"
+            strategy = f" by strategy {rep['strategy']}" if rep.get("strategy") else ""
+            line += f", {rep.get('accepted')} accepted of {rep.get('generated')} proposed{strategy}"
         elif synth.get("reason"):
             line += f" ({synth['reason']})"
         if gate is not None and synth["status"] == "ok":

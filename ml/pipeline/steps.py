@@ -156,6 +156,7 @@ def synthesize_step(settings: Settings, as_of, enabled: bool = True) -> dict:
     lake.write_json_atomic({"status": "ok"}, layout.synthetic_status)
     inter = result.report["interactions"]
     summary = {k: inter.get(k) for k in ("generated", "accepted", "validity_rate", "acceptance_rate", "accepted_per_s")}
+    summary["strategy"] = result.report.get("strategy")
     return {
         "status": "ok",
         "path": str(layout.synthetic),
@@ -189,7 +190,11 @@ def gate_synthetic_step(settings: Settings, as_of, synth: dict, parent_run_id: s
             parent_run_id,
             metrics=metrics,
             artifacts=[report] if report and report.exists() else [],
-            tags={"synthetic_status": status, "synthetic_failures": "; ".join(outcome["failures"])[:4000]},
+            tags={
+                "synthetic_status": status,
+                "synthetic_strategy": str(synth.get("report", {}).get("strategy") or "none"),
+                "synthetic_failures": "; ".join(outcome["failures"])[:4000],
+            },
         )
     return outcome
 

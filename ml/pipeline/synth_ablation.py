@@ -41,7 +41,8 @@ from ml.eval.ablation import choose_arm, compare_arms, primary, seed_means
 from ml.models import registry
 from ml.models.fusion import Fusion
 from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut
-from ml.synth.strategies import ARMS, CONFIDENCE, CONTROLS, REAL, StrategyInputs, as_interactions, synthesize_arm
+from ml.synth.arms import ARMS, CONTROLS, REAL
+from ml.synth.strategies import CONFIDENCE, StrategyInputs, as_interactions, synthesize_arm
 
 log = logging.getLogger(__name__)
 PRIMARY = {"model": registry.FUSION, "metric": "recall@10", "slice": "discover/short"}

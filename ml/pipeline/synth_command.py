@@ -31,7 +31,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="only use events up to this day (YYYY-MM-DD)")
     p.add_argument("--backend", choices=["embedded", "openai"], help="generator (default: settings synth.backend)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--max-users", type=int, help="synthesize for at most this many sparse users (seeded sample)")
+    p.add_argument(
+        "--strategy",
+        help="what to synthesize: an arm of ml.synth.strategies or 'expansion' (default: synth.strategies.nightly)",
+    )
+    p.add_argument("--max-users", type=int, help="expansion only: at most this many sparse users (seeded sample)")
     p.add_argument("--seed", type=int, help="seed (default: settings synth.seed)")
     p.add_argument("--enrich-max-items", type=int, help="items to enrich in this run (default: settings)")
     p.set_defaults(func=run)
@@ -67,6 +71,8 @@ def run(args) -> int:
         "seed": args.seed,
         "enrich_max_items": args.enrich_max_items,
     }
+    if args.strategy:
+        overrides["strategies"] = {"nightly": args.strategy}
     settings = get_settings().with_overrides({"synth": overrides})
     data, catalog = _split_and_catalog(args, settings)
     try:

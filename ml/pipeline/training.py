@@ -19,7 +19,7 @@ import pandas as pd
 from ml import columns as C
 from ml.config import Settings
 from ml.data.dataset import SplitData
-from ml.data.interactions import Interactions
+from ml.data.interactions import CONTEXT, Interactions
 from ml.data.lake import write_json_atomic
 from ml.eval.evaluate import evaluate
 from ml.eval.protocol import VIEWS, users_with_truth, view_truths
@@ -114,19 +114,44 @@ def fit_model(
 
 
 def synthetic_events(data: SplitData, synthetic: pd.DataFrame, weight: float) -> Interactions:
-    """Gated synthetic interactions as events over the split's vocabulary, each of weight ``weight``.
+    """Gated synthetic interactions as events over the split's vocabulary (see :func:`synthetic_over`).
 
     Raises:
         ValueError: a row names an unknown user or item, or is dated at or after the training cut.
     """
-    extra = (
-        synthetic[[C.USER, C.ITEM, C.TIMESTAMP]]
-        .astype({C.USER: str, C.ITEM: str})
-        .assign(**{C.WEIGHT: np.float32(weight)})
-    )
-    if (pd.to_datetime(extra[C.TIMESTAMP]) >= data.training_cut).any():
+    if (pd.to_datetime(synthetic[C.TIMESTAMP]) >= data.training_cut).any():
         raise ValueError("synthetic interactions at or after the training cut: gate them first")
-    return data.to_interactions(extra)  # refuses users or items outside the vocabulary
+    return synthetic_over(synthetic, data.user_ids, data.item_ids, weight)
+
+
+def synthetic_over(
+    synthetic: pd.DataFrame, user_ids, item_ids, weight: float, drop_unknown: bool = False
+) -> Interactions:
+    """Gated synthetic interactions (raw ids) as events over a universe of ``user_ids`` x ``item_ids``.
+
+    Each row keeps its own ``weight`` and ``context_only`` flag; a file without them (written before
+    the strategies) weighs every row ``weight`` and has no context-only rows.
+
+    Args:
+        drop_unknown: leave out rows whose user or item is outside the universe (else refuse them).
+    Raises:
+        ValueError: a row outside the universe when ``drop_unknown`` is False.
+    """
+    users = pd.Index(np.asarray(user_ids, dtype=str)).get_indexer(synthetic[C.USER].astype(str))
+    items = pd.Index(np.asarray(item_ids, dtype=str)).get_indexer(synthetic[C.ITEM].astype(str))
+    keep = (users >= 0) & (items >= 0)
+    if not drop_unknown and not keep.all():
+        raise ValueError(f"{int((~keep).sum())} synthetic rows name a user or item outside the dataset vocabulary")
+    w = (
+        synthetic[C.WEIGHT].to_numpy(np.float32)
+        if C.WEIGHT in synthetic
+        else np.full(len(synthetic), weight, np.float32)
+    )
+    context = synthetic[CONTEXT].to_numpy(bool) if CONTEXT in synthetic else np.zeros(len(synthetic), bool)
+    ts = pd.to_datetime(synthetic[C.TIMESTAMP]).to_numpy("datetime64[ns]").astype(np.int64)
+    return Interactions.from_arrays(
+        users[keep], items[keep], ts[keep], w[keep], context[keep], n_users=len(user_ids), n_items=len(item_ids)
+    )
 
 
 def validation_metrics(model: Recommender, data: SplitData) -> dict:

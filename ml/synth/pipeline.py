@@ -1,8 +1,10 @@
 """``synthesize``: the synthesis stage the DAG calls, from a real split and the catalog to gated-ready frames.
 
-Order: enrich items (bounded, cached) -> expand sparse users (propose, filter) -> user profiles ->
-distribution report. :func:`ml.synth.quality.gate_synthetic` then decides whether the synthetic
-interactions may join training.
+Order: enrich items (bounded, cached) -> synthetic interactions from the nightly strategy
+(``synth.strategies.nightly``: an arm of :mod:`ml.synth.strategies`, by default the prepended
+pseudo-history the ablation chose, or the language model's next-purchase expansion) -> filter ->
+user profiles -> distribution report. :func:`ml.synth.quality.gate_synthetic` then decides whether
+the synthetic interactions may join training.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import pandas as pd
 from ml import columns as C
 from ml.config import Settings
 from ml.data.dataset import SplitData
+from ml.data.interactions import CONTEXT
 from ml.data.lake import write_json_atomic, write_parquet_atomic
 from ml.synth import prompts
+from ml.synth.arms import EXPANSION, check_nightly
 from ml.synth.candidates import CandidateIndex
 from ml.synth.enrichment import ATTRIBUTE_COLUMNS, category_of, enrich_items
 from ml.synth.expansion import plan_users, propose
@@ -27,6 +31,7 @@ from ml.synth.llm.base import Generator
 from ml.synth.llm.factory import make_generator
 from ml.synth.profiles import build_profiles
 from ml.synth.quality import SYNTHETIC_COLUMNS, count_reasons, distribution_report, eligible_items, filter_proposals
+from ml.synth.strategy_proposals import needs_item_text, strategy_proposals, uses_language_model
 from ml.text.encoder import TitleEncoder
 
 log = logging.getLogger(__name__)
@@ -75,7 +80,7 @@ def synthesize(
     encoder: TitleEncoder | None = None,
     use_text_neighbours: bool = True,
 ) -> SynthResult:
-    """Synthesize interactions for sparse users, enrich items and profile users.
+    """Synthesize interactions with the nightly strategy, enrich items and profile users.
 
     Args:
         data: the real temporal split (only ``train`` is read for generation).
@@ -83,30 +88,48 @@ def synthesize(
         settings: ``settings.synth`` drives everything.
         backend: a generator; None builds the one configured (the embedded model by default).
         encoder: title encoder for text neighbours; None: all-MiniLM-L6-v2 on the configured device.
-        use_text_neighbours: False draws candidates from co-purchases (and popularity) only.
+        use_text_neighbours: False draws the expansion's candidates from co-purchases (and popularity) only.
     Returns:
         A :class:`SynthResult` (not yet gated: call :func:`ml.synth.quality.gate_synthetic`).
     """
     s = settings.synth
+    strategy = s.strategies.nightly
+    check_nightly(strategy)
     started = time.perf_counter()
     generator, adaptation = (backend, None) if backend is not None else build_generator(settings, data, catalog)
     try:
         t0 = time.perf_counter()
         items, enrich_report = enrich_items(catalog, generator, settings)
         t1 = time.perf_counter()
-        if use_text_neighbours and encoder is None:
-            encoder = TitleEncoder.from_settings(settings, threads=s.torch_threads)
-        index = CandidateIndex(data.train, catalog, encoder if use_text_neighbours else None)
-        tasks, user_info = plan_users(data, catalog, index, settings)
-        t2 = time.perf_counter()
-        proposals, prompt_version, propose_info = propose(tasks, generator, settings)
+        if strategy == EXPANSION:
+            if use_text_neighbours and encoder is None:
+                encoder = TitleEncoder.from_settings(settings, threads=s.torch_threads)
+            index = CandidateIndex(data.train, catalog, encoder if use_text_neighbours else None)
+            tasks, user_info = plan_users(data, catalog, index, settings)
+            n_candidates = len(index)
+            t2 = time.perf_counter()
+            proposals, prompt_version, propose_info = propose(tasks, generator, settings)
+            proposals = proposals.assign(
+                generator=generator.name,
+                prompt_version=prompt_version,
+                **{C.WEIGHT: np.float32(s.weight), CONTEXT: False},
+            )
+        else:
+            vectors = _item_vectors(data, catalog, settings, encoder) if needs_item_text(strategy) else None
+            t2 = time.perf_counter()
+            proposals, prompt_version, user_info = strategy_proposals(
+                data, catalog, settings, strategy, generator if uses_language_model(strategy) else None, vectors
+            )
+            propose_info, n_candidates = {}, len(eligible_items(data, catalog))
         t3 = time.perf_counter()
     finally:
         if backend is None:
             generator.close()
     cut = data.training_cut
+    # the gate's lower bound: the window start, or the first training event where the split has no window
+    start = data.window_start if data.window_start is not None else data.train[C.TIMESTAMP].min()
     flagged = filter_proposals(
-        proposals, data.train, eligible_items(data, catalog), cut, s.min_score, s.max_per_user, data.window_start
+        proposals, data.train, eligible_items(data, catalog), cut, s.min_score, s.max_per_user, start
     )
     counts = count_reasons(flagged)
     accepted = flagged[flagged["reject_reason"].isna()]
@@ -117,10 +140,12 @@ def synthesize(
                 C.ITEM: accepted[C.ITEM].astype(str).to_numpy(),
                 C.TIMESTAMP: pd.to_datetime(accepted[C.TIMESTAMP]).astype("datetime64[ns]").to_numpy(),
                 C.SOURCE: "synthetic",
-                "generator": generator.name,
-                "prompt_version": prompt_version,
+                "generator": accepted["generator"].astype(str).to_numpy(),
+                "prompt_version": accepted["prompt_version"].astype(str).to_numpy(),
                 "seed": np.int64(s.seed),
                 C.SCORE: accepted[C.SCORE].astype(float).to_numpy(),
+                C.WEIGHT: accepted[C.WEIGHT].astype(np.float32).to_numpy(),
+                CONTEXT: accepted[CONTEXT].astype(bool).to_numpy(),
             },
             columns=SYNTHETIC_COLUMNS,
         )
@@ -148,6 +173,7 @@ def synthesize(
             "all": prompts.registry(),
         },
         "training_cut": str(cut),
+        "strategy": strategy,
         "users": user_info,
         "interactions": {
             **counts,
@@ -161,7 +187,7 @@ def synthesize(
         "items": enrich_report,
         "profiles": {"users": len(profiles), "buyer_types": profiles["buyer_type"].value_counts().to_dict()},
         "adaptation": adaptation,
-        "distribution": distribution_report(interactions, data.train, len(index), category_of(items), s.seed),
+        "distribution": distribution_report(interactions, data.train, n_candidates, category_of(items), s.seed),
         "timings_s": {
             "enrich": round(t1 - t0, 2),
             "candidates": round(t2 - t1, 2),
@@ -171,6 +197,16 @@ def synthesize(
     }
     log.info("synthesis: %s generated, %s accepted (%s)", generated, counts["accepted"], counts["rejected"])
     return SynthResult(interactions, rejected, items[ATTRIBUTE_COLUMNS], profiles, report)
+
+
+def _item_vectors(data: SplitData, catalog: pd.DataFrame, settings: Settings, encoder) -> np.ndarray:
+    """Unit-norm title vectors over the split's items (the item-side strategy's neighbours)."""
+    from ml.text.items import item_text_vectors
+
+    encoder = encoder or TitleEncoder.from_settings(settings, threads=settings.synth.torch_threads)
+    vectors = item_text_vectors(np.asarray(data.item_ids, dtype=str), catalog, encoder=encoder)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def build_generator(settings: Settings, data: SplitData, catalog: pd.DataFrame) -> tuple[Generator, dict | None]:

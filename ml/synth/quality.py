@@ -19,6 +19,7 @@ import pandas as pd
 
 from ml import columns as C
 from ml.config import Settings
+from ml.data.interactions import CONTEXT
 from ml.errors import GateFailedError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,11 @@ REJECT_REASONS = (
     "low_score",
     "over_cap",
 )
-SYNTHETIC_COLUMNS = [C.USER, C.ITEM, C.TIMESTAMP, C.SOURCE, "generator", "prompt_version", "seed", C.SCORE]
+# lineage (source, generator, prompt_version, seed, score), then how the row is trained on: its weight and
+# whether it is context only (read as history, never a training target)
+SYNTHETIC_COLUMNS = [
+    C.USER, C.ITEM, C.TIMESTAMP, C.SOURCE, "generator", "prompt_version", "seed", C.SCORE, C.WEIGHT, CONTEXT,
+]  # fmt: skip
 POPULARITY_BINS = 10
 MIN_ROWS_FOR_DISTRIBUTIONS = 20  # below this, distribution checks are reported but not enforced
 
@@ -51,7 +56,8 @@ def filter_proposals(
     """Fill ``reject_reason`` for every proposal that must not be used (first reason in ``REJECT_REASONS``).
 
     Args:
-        proposals: rows of user_id, item_id, timestamp, score, rank[, reject_reason].
+        proposals: rows of user_id, item_id, timestamp, score, rank[, context_only][, reject_reason]; a
+            ``context_only`` row must lie before the user's first real purchase, any other after the last.
         train: real training interactions.
         eligible_items: item ids that may be synthesized (catalog items of the vocabulary).
         cut: first instant synthetic data may not reach.
@@ -79,8 +85,12 @@ def filter_proposals(
         "unknown_item",
     )
     ts = pd.to_datetime(out[C.TIMESTAMP])
-    last = train.groupby(train[C.USER].astype(str))[C.TIMESTAMP].max()
-    outside = (ts >= cut) | ts.isna() | (ts <= out[C.USER].astype(str).map(last))
+    by_user = train.groupby(train[C.USER].astype(str))[C.TIMESTAMP]
+    users = out[C.USER].astype(str)
+    # a purchase goes after the user's last real one; prepended pseudo-history (context_only) before the first
+    prior = out[CONTEXT].astype(bool) if CONTEXT in out else pd.Series(False, index=out.index)
+    misplaced = np.where(prior, ts >= users.map(by_user.min()), ts <= users.map(by_user.max()))
+    outside = (ts >= cut) | ts.isna() | misplaced
     if window_start is not None:
         outside |= ts < window_start
     flag(outside, "outside_window")

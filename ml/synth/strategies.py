@@ -19,7 +19,7 @@ returns synthetic events over the same universe, each with a confidence in (0, 1
 * ``random`` -- the control: the same users, the same counts, dates and flags as the arm it mimics,
   with items drawn uniformly from the catalog the shop knew at the cut.
 
-The one list of arms (:data:`ARMS`) names each strategy with and without the language model.
+The one list of arms (:data:`ml.synth.arms.ARMS`) names each strategy with and without the language model.
 """
 
 from __future__ import annotations
@@ -33,50 +33,11 @@ import scipy.sparse as sp
 
 from ml.config import StrategySettings
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, Interactions, W
+from ml.synth.arms import ARMS, Arm
 
 MINUTE = 60 * 10**9  # ns
 CONFIDENCE = "confidence"
 EVENT_COLUMNS = [USER_IDX, ITEM_IDX, TS, W, CONTEXT, CONFIDENCE]
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One arm of the ablation.
-
-    Attributes:
-        name: its key in tables, ``ablation.json`` and settings.
-        strategy: ``pseudo_prior`` | ``item_side`` | ``appended`` | ``random``.
-        language_model: candidates re-ranked by the embedded language model (PMI).
-        mimics: for ``random``: the arm whose users, counts and positions it copies.
-    """
-
-    name: str
-    strategy: str
-    language_model: bool = False
-    mimics: str | None = None
-
-
-REAL = "real"
-ARMS: dict[str, Arm] = {
-    a.name: a
-    for a in (
-        Arm(REAL, "none"),
-        Arm("prior", "pseudo_prior"),
-        Arm("prior_llm", "pseudo_prior", language_model=True),
-        Arm("random_prior", "random", mimics="prior"),
-        Arm("item", "item_side"),
-        Arm("random_item", "random", mimics="item"),
-        Arm("appended", "appended"),
-        Arm("appended_llm", "appended", language_model=True),
-    )
-}
-# what each arm is compared with besides real only: its controls (random catalog, no language model)
-CONTROLS: dict[str, tuple[str, ...]] = {
-    "prior": ("random_prior",),
-    "prior_llm": ("random_prior", "prior"),
-    "item": ("random_item",),
-    "appended_llm": ("appended",),
-}
 
 
 @dataclass

@@ -118,6 +118,7 @@ def test_trigger_form_has_typed_params(dag):
         "seed",
         "synthesis",
         "synth_backend",
+        "synth_strategy",
         "synth_max_per_user",
         "backtest",
         "top_k",
@@ -131,6 +132,8 @@ def test_trigger_form_has_typed_params(dag):
         *("newest", "text_knn", "markov", "item_knn"),  # the controls
     ]
     assert models.value == ["pop", "pop_recent", "rebuy", "als"]  # models.nightly: BERT4Rec when chosen
+    strategy = params.get_param("synth_strategy")
+    assert strategy.value == "prior" and "random_prior" not in strategy.schema["enum"]  # a control is no strategy
     from ml.pipeline.airflow_params import PARAM_SETTINGS
 
     read_by_tasks = {"as_of", "models", "synthesis", "backtest"}  # the rest override settings

@@ -67,8 +67,12 @@ def test_synth_command_writes_outputs_and_a_report_that_counts_them(lake, tmp_pa
     syn = pd.read_parquet(out / "synthetic_interactions.parquet")
     rejected = pd.read_parquet(out / "synthetic_rejected.parquet")
     assert counts["generated"] == len(syn) + len(rejected)
-    assert list(syn.columns) == [C.USER, C.ITEM, C.TIMESTAMP, C.SOURCE, "generator", "prompt_version", "seed", C.SCORE]
+    lineage = [C.USER, C.ITEM, C.TIMESTAMP, C.SOURCE, "generator", "prompt_version", "seed", C.SCORE]
+    assert list(syn.columns) == [*lineage, C.WEIGHT, "context_only"]
     assert (syn["seed"] == 3).all() and len(syn) == counts["accepted"]
+    # the default strategy: pseudo-history before each customer's first order, context only, no language model
+    assert report["strategy"] == "prior" and syn["context_only"].all()
+    assert (syn["generator"] == "reverse-basket-transitions").all() and (syn["prompt_version"] == "none").all()
     assert '"gate": true' in capsys.readouterr().out
 
 
@@ -96,6 +100,8 @@ def test_unreachable_server_exits_4(lake, tmp_path, monkeypatch, capsys):
                 str(lake),
                 "--backend",
                 "openai",
+                "--strategy",
+                "expansion",
                 "--out",
                 str(tmp_path / "o"),
                 "--max-users",

@@ -91,6 +91,7 @@ def test_structured_choices_from_the_server_are_validated_and_counted(server, tm
         n_text=4,
         concurrency=2,
         seed=1,
+        strategies={"nightly": "expansion"},  # the language model's own picks, through the server
     )
     gen = OpenAIGenerator.from_settings(settings)
     result = synthesize(data, catalog, settings, backend=gen, use_text_neighbours=False)

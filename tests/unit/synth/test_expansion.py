@@ -14,12 +14,14 @@ from ml.synth.pipeline import FILES, synthesize
 from ml.synth.quality import SYNTHETIC_COLUMNS, eligible_items, gate_synthetic
 from tests.support.synth import INJECTION, bundled_sample, sample_settings, shared_encoder, shared_generator
 
+EXPANSION = {"strategies": {"nightly": "expansion"}}  # these tests read the expansion's synthetic interactions
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One synthesis run on real sparse users (12 of them, 2 items enriched)."""
     data, catalog = bundled_sample()
-    settings = sample_settings(tmp_path_factory.mktemp("synth"), max_users=12, enrich_max_items=2, seed=5)
+    settings = sample_settings(tmp_path_factory.mktemp("synth"), max_users=12, enrich_max_items=2, seed=5, **EXPANSION)
     return (
         data,
         catalog,
@@ -75,6 +77,7 @@ def test_every_accepted_interaction_is_a_real_item_inside_the_training_window(ru
     assert (syn[C.TIMESTAMP] > syn[C.USER].map(last)).all()
     assert (syn[C.SOURCE] == "synthetic").all() and (syn["generator"] == "embedded:SmolLM2-135M-Instruct").all()
     assert (syn["prompt_version"] == "next_purchase_score@1").all() and (syn["seed"] == 5).all()
+    assert (syn[C.WEIGHT] == 1.0).all() and not syn["context_only"].any()
     assert syn.groupby(C.USER).size().max() <= 3
 
 
@@ -93,7 +96,7 @@ def test_report_counts_match_the_files_written(run):
 
 def test_same_seed_same_data_other_seed_other_data(tmp_path):
     data, catalog = bundled_sample()
-    settings = sample_settings(tmp_path, max_users=5, seed=5)
+    settings = sample_settings(tmp_path, max_users=5, seed=5, **EXPANSION)
 
     def once(s):
         return synthesize(data, catalog, s, backend=shared_generator(), encoder=shared_encoder()).interactions
@@ -109,7 +112,8 @@ def test_gated_result_joins_training_without_changing_vocabulary_or_evaluation(r
     assert gate_synthetic(result, data, catalog, settings)["success"]
     extra = synthetic_events(data, result.interactions, weight=0.5)
     assert len(extra) == len(result.interactions) and (extra.n_users, extra.n_items) == (data.n_users, data.n_items)
-    assert set(extra.frame["weight"]) == {0.5}
+    assert set(extra.frame["weight"]) == {1.0}  # each row's own weight (synth.weight), not the fallback
+    assert not extra.frame["context_only"].any()  # expansion rows are training targets
     paths = result.save(tmp_path)
     assert set(paths) == set(FILES) and all(
         pd.read_parquet(paths[k]) is not None for k in ("interactions", "items", "profiles")
@@ -121,7 +125,7 @@ def test_hostile_titles_do_not_change_what_is_produced_beyond_the_schema(tmp_pat
     hostile = catalog.copy()
     top = hostile.sort_values(C.POPULARITY, ascending=False)[C.ITEM].head(40)
     hostile.loc[hostile[C.ITEM].isin(top), C.TITLE] = INJECTION
-    settings = sample_settings(tmp_path, max_users=6, enrich_max_items=2, seed=3)
+    settings = sample_settings(tmp_path, max_users=6, enrich_max_items=2, seed=3, **EXPANSION)
     result = synthesize(data, hostile, settings, backend=shared_generator(), use_text_neighbours=False)
     assert set(result.interactions[C.ITEM]) <= eligible_items(data, hostile)
     assert gate_synthetic(result, data, hostile, settings)["success"]

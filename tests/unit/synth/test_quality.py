@@ -103,6 +103,8 @@ def clean_synthetic(data) -> pd.DataFrame:
             "prompt_version": "next_purchase_score@1",
             "seed": np.int64(1),
             C.SCORE: 1.0,
+            C.WEIGHT: np.float32(1.0),
+            "context_only": False,
         }
     )
 
@@ -125,6 +127,13 @@ def corrupt(kind: str, frame: pd.DataFrame, data) -> pd.DataFrame:
         out.loc[0, C.ITEM] = data.train.loc[data.train[C.USER] == user, C.ITEM].iloc[0]
     elif kind == "no_lineage":
         out.loc[1, "generator"] = None
+    elif kind == "heavier_than_a_purchase":
+        out.loc[0, C.WEIGHT] = np.float32(1.5)
+    elif kind == "zero_weight":
+        out.loc[0, C.WEIGHT] = np.float32(0.0)
+    elif kind == "no_placement":
+        out["context_only"] = out["context_only"].astype(object)
+        out.loc[0, "context_only"] = None
     return out
 
 
@@ -148,6 +157,9 @@ def test_gate_passes_clean_synthetic_data(tmp_path):
         ("cap_exceeded", "column='user_synthetic_count'"),
         ("duplicates_real", "column='duplicates_real'"),
         ("no_lineage", "column='generator'"),
+        ("heavier_than_a_purchase", "column='weight'"),
+        ("zero_weight", "column='weight'"),
+        ("no_placement", "column='context_only'"),
     ],
 )
 def test_gate_fails_on_corrupted_synthetic_data_and_says_why(tmp_path, kind, expected):

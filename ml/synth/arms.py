@@ -1,0 +1,66 @@
+"""The one list of synthesis arms (strategies with and without the language model, and their controls).
+
+Kept free of heavy imports, so that the DAG file can offer them in its trigger form; what each
+strategy does is :mod:`ml.synth.strategies`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXPANSION = "expansion"  # the language model's next purchases for sparse users (ml.synth.expansion)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the ablation.
+
+    Attributes:
+        name: its key in tables, ``ablation.json`` and settings.
+        strategy: ``pseudo_prior`` | ``item_side`` | ``appended`` | ``random``.
+        language_model: candidates re-ranked by the embedded language model (PMI).
+        mimics: for ``random``: the arm whose users, counts and positions it copies.
+    """
+
+    name: str
+    strategy: str
+    language_model: bool = False
+    mimics: str | None = None
+
+
+REAL = "real"
+ARMS: dict[str, Arm] = {
+    a.name: a
+    for a in (
+        Arm(REAL, "none"),
+        Arm("prior", "pseudo_prior"),
+        Arm("prior_llm", "pseudo_prior", language_model=True),
+        Arm("random_prior", "random", mimics="prior"),
+        Arm("item", "item_side"),
+        Arm("random_item", "random", mimics="item"),
+        Arm("appended", "appended"),
+        Arm("appended_llm", "appended", language_model=True),
+    )
+}
+# what each arm is compared with besides real only: its controls (random catalog, no language model)
+CONTROLS: dict[str, tuple[str, ...]] = {
+    "prior": ("random_prior",),
+    "prior_llm": ("random_prior", "prior"),
+    "item": ("random_item",),
+    "appended_llm": ("appended",),
+}
+
+
+def nightly_choices() -> list[str]:
+    """What ``synth.strategies.nightly`` may name: the expansion, or an arm that is not a control."""
+    return [EXPANSION] + [a.name for a in ARMS.values() if a.strategy not in ("none", "random")]
+
+
+def check_nightly(name: str) -> None:
+    """Refuse a nightly strategy that is unknown, the real-only arm or a random control.
+
+    Raises:
+        ValueError: naming the setting and the valid choices.
+    """
+    if name not in nightly_choices():
+        raise ValueError(f"synth.strategies.nightly = {name!r}: choose one of {nightly_choices()}")
