@@ -66,7 +66,7 @@ def _request(args, check) -> tuple[list[str], list[tuple[str, str]]] | None:
 def cmd_benchmark(args) -> int:
     """Fit and evaluate the chosen models; print the NDCG@10 table."""
     from ml.pipeline.benchmark import check_request, run_benchmark
-    from ml.pipeline.report import bucket_table, comparison_table, metrics_table
+    from ml.pipeline.report import bucket_table, comparison_table, metrics_table, training_table
 
     overrides = {"models": {"seed": args.seed, "bert4rec": {"max_epochs": args.max_epochs}}}
     settings = get_settings().with_overrides(overrides)
@@ -80,6 +80,8 @@ def cmd_benchmark(args) -> int:
     print(metrics_table(doc, "ndcg@10"))
     print(metrics_table(doc, "recall@10"))
     print(bucket_table(doc, "ndcg@10"))
+    if training := training_table(doc):
+        print(training)
     if doc["comparisons"]:
         print(comparison_table(doc["comparisons"]))
     print(f"wrote {args.out}/metrics.json, recommendations.parquet, ground_truth.parquet ({doc['elapsed_seconds']} s)")

@@ -184,8 +184,9 @@ class Bert4RecSettings(BaseModel):
     batch_size: int = 128
     lr: float = 1e-3
     max_epochs: int = 200
-    # epochs without validation NDCG@10 improvement before stopping, counted only once the model
-    # has left its popularity plateau (1.5x popularity on validation); 20 as the replications
+    # epochs without validation NDCG@10 improvement before stopping, counted only once the model has left its
+    # popularity plateau (1.5x popularity on validation, or an epoch's training loss 5% under the loss of
+    # predicting item frequencies; no fixed epoch arms it); 20 as the replications
     patience: int = 20
     max_minutes: float | None = 60.0  # wall-time cap per training (best epoch kept); None = no cap
     # validation view that early stopping and the kept checkpoint follow: "repeat" ranks every item,

@@ -26,6 +26,13 @@ from ml.models import registry
 from ml.pipeline.layout import RunFolder
 from ml.pipeline.training import load_final
 
+# what the metrics document keeps of an epoch-trained model's summary (the sequence models): throughput,
+# how training ended, and time-to-quality
+TRAINING_FACTS = (
+    "epochs_run", "best_epoch", "stopped_by", "early_stopping_armed_epoch", "early_stopping_armed_by",
+    "sequences_per_s", "train_seconds", "best_elapsed_seconds", "seconds_to_95pct_of_best", "device",
+)  # fmt: skip
+
 
 def evaluate_models(
     keys: list[str],
@@ -87,6 +94,7 @@ def evaluate_models(
             "fit_seconds": fit.get("fit_seconds"),
             "refit_seconds": fit.get("refit_seconds"),
             "valid": fit.get("valid"),
+            "training": {k: v for k, v in (fit.get("summary") or {}).items() if k in TRAINING_FACTS} or None,
             "views": {},
         }
         for view, exclude_seen in VIEWS.items():

@@ -178,6 +178,27 @@ def metrics_table(doc: dict, metric: str = "ndcg@10") -> str:
     return "\n".join(lines)
 
 
+def training_table(doc: dict) -> str | None:
+    """How the epoch-trained models trained: epochs, the best one, what ended training, throughput and the
+    seconds to reach 95% of the best validation NDCG@10 (None when no model reports epochs)."""
+    rows = {name: e["training"] for name, e in doc["models"].items() if e.get("training")}
+    if not rows:
+        return None
+    head = ("epochs", "best", "stopped_by", "armed_at", "seq/s", "train_s", "best_s", "to_95%_s")
+    lines = ["training (time-to-quality: seconds to 95% of the best validation NDCG@10)"]
+    lines.append(f"{'model':<11}" + "".join(f"{h:>15}" for h in head))
+    for name, t in rows.items():
+        armed = t.get("early_stopping_armed_epoch")
+        cells = (
+            t.get("epochs_run"), t.get("best_epoch"), t.get("stopped_by"),
+            "-" if armed is None else f"{armed} ({t.get('early_stopping_armed_by') or '?'})"[:14],
+            t.get("sequences_per_s"), t.get("train_seconds"), t.get("best_elapsed_seconds"),
+            t.get("seconds_to_95pct_of_best"),
+        )  # fmt: skip
+        lines.append(f"{name:<11}" + "".join(f"{'-' if c is None else c!s:>15}" for c in cells))
+    return "\n".join(lines)
+
+
 def backtest_table(doc: dict, metric: str = "ndcg@10") -> str:
     """Backtest aggregate per model and view: ``metric`` pooled over cuts with its 95% cluster interval, per slice.
 

@@ -101,21 +101,52 @@ def popularity_ndcg(
     return total / max(rows, 1)
 
 
+def time_to_quality(epochs: list[dict], metric: str = VAL_METRIC, share: float = 0.95) -> dict | None:
+    """The first epoch whose ``metric`` reached ``share`` of its best value over ``epochs``.
+
+    Args:
+        epochs: per-epoch rows with ``epoch``, ``elapsed_seconds`` and (when validated) ``metric``.
+    Returns:
+        ``{"epoch", "elapsed_seconds"}``, or None when no epoch was validated.
+    """
+    scored = [e for e in epochs if metric in e]
+    if not scored:
+        return None
+    best = max(e[metric] for e in scored)
+    first = next(e for e in scored if e[metric] >= share * best)
+    return {"epoch": first["epoch"], "elapsed_seconds": first["elapsed_seconds"]}
+
+
+def popularity_loss(train_seqs: list[np.ndarray], n_items: int) -> float:
+    """Cross-entropy (nats) of predicting every training item by its training frequency: the loss level of
+    the popularity plateau (a model that ignores the sequence and predicts item frequencies reaches it).
+
+    Args:
+        train_seqs: training sequences (item indices).
+        n_items: catalog size.
+    """
+    counts = np.bincount(np.concatenate([*train_seqs, np.empty(0, np.int64)]), minlength=n_items).astype(float)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
 class PlateauAwareEarlyStopping(EarlyStopping):
-    """Early stopping that starts counting patience once the metric exceeds ``arm_above``, or at
-    epoch ``arm_after_epochs`` at the latest.
+    """Early stopping that counts patience only once the model has left the popularity plateau.
 
     BERT4Rec first sits for tens of epochs on a plateau where it predicts popularity (attention has
-    not yet learned to use positions); plain patience stops it there. Set ``arm_above`` a clear
-    margin over the popularity baseline. On data where the model never gets that far ahead of
-    popularity (retail baskets), the fallback arms it anyway, so training does not run to the time
-    cap; leaving a plateau later still sets a new best and resets patience.
+    not yet learned to use positions); plain patience stops it there. The model has left it when
+    either its validation metric exceeds ``arm_above`` (a clear margin over the popularity
+    baseline: ``margin_over_popularity``) or its mean training loss over an epoch has fallen below
+    ``arm_below_loss`` (under the popularity plateau's own loss, :func:`popularity_loss`: it
+    predicts better than item frequencies, ``loss_below_popularity``). On retail baskets the model
+    never gets far ahead of popularity on validation, but its loss leaves the plateau within a few
+    epochs, so patience arms there instead of training running to the time cap. No epoch count arms it.
     """
 
-    def __init__(self, arm_above: float, arm_after_epochs: int | None = None, **kwargs) -> None:
+    def __init__(self, arm_above: float, arm_below_loss: float | None = None, **kwargs) -> None:
         super().__init__(check_on_train_epoch_end=False, **kwargs)
         self.arm_above = arm_above
-        self.arm_after_epochs = arm_after_epochs
+        self.arm_below_loss = arm_below_loss
         self.armed_epoch: int | None = None
         self.armed_by: str | None = None
 
@@ -124,10 +155,11 @@ class PlateauAwareEarlyStopping(EarlyStopping):
             value = trainer.callback_metrics.get(self.monitor)
             if value is None or trainer.sanity_checking:
                 return
+            loss = getattr(pl_module, "epoch_loss", None)
             if float(value) >= self.arm_above:
                 self.armed_by = "margin_over_popularity"
-            elif self.arm_after_epochs is not None and trainer.current_epoch >= self.arm_after_epochs:
-                self.armed_by = "epoch_fallback"
+            elif self.arm_below_loss is not None and loss is not None and loss <= self.arm_below_loss:
+                self.armed_by = "loss_below_popularity"
             else:
                 return
             self.armed_epoch = trainer.current_epoch
@@ -163,6 +195,15 @@ class Bert4RecModule(pl.LightningModule):
         self.val_view = val_view
         self.seen_sequences = 0
         self._seen_masked = torch.zeros((), dtype=torch.int64)  # a tensor: no device sync per step
+        self._loss_sum, self._loss_steps = torch.zeros(()), 0
+
+    @property
+    def epoch_loss(self) -> float | None:
+        """Mean training loss of the current epoch's steps so far (None before the first step)."""
+        return float(self._loss_sum) / self._loss_steps if self._loss_steps else None
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._loss_steps = torch.zeros((), device=self.device), 0
 
     @property
     def seen_masked(self) -> int:
@@ -181,6 +222,8 @@ class Bert4RecModule(pl.LightningModule):
         loss, n_masked = self.masked_loss(batch)
         self.seen_sequences += batch["input_ids"].shape[0]
         self._seen_masked = self._seen_masked.to(n_masked.device) + n_masked
+        self._loss_sum = self._loss_sum.to(loss.device) + loss.detach().float()
+        self._loss_steps += 1
         self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=batch["input_ids"].shape[0])
         return loss
 

@@ -18,7 +18,13 @@ from ml.models.bert4rec.data import (
     SequenceDataset,
     prediction_tokens,
 )
-from ml.models.bert4rec.lightning import discover_view, popularity_ndcg, set_metrics
+from ml.models.bert4rec.lightning import (
+    discover_view,
+    popularity_loss,
+    popularity_ndcg,
+    set_metrics,
+    time_to_quality,
+)
 from ml.models.bert4rec.model import Bert4Rec, validation_pairs
 from ml.models.bert4rec.network import Bert4RecNetwork
 
@@ -274,7 +280,7 @@ def test_popularity_baseline_ranks_by_training_frequency():
 
 def test_early_stopping_waits_until_the_model_beats_popularity():
     train, valid = cycle_walks(n_users=60)
-    never_armed = small_model(max_epochs=8, patience=1, arm_factor=100.0, arm_after_epochs=None).fit(train, valid)
+    never_armed = small_model(max_epochs=8, patience=1, arm_factor=100.0, arm_loss_margin=None).fit(train, valid)
     assert never_armed.training_summary["epochs_run"] == 8
     assert never_armed.training_summary["early_stopping_armed_epoch"] is None
     armed = small_model(max_epochs=8, patience=1, arm_factor=0.0).fit(train, valid)
@@ -282,12 +288,44 @@ def test_early_stopping_waits_until_the_model_beats_popularity():
     assert armed.training_summary["early_stopping_armed_by"] == "margin_over_popularity"
 
 
-def test_early_stopping_arms_by_epoch_when_the_model_never_gets_ahead_of_popularity():
+def test_popularity_loss_is_the_cross_entropy_of_item_frequencies():
+    # items 0, 0, 1: p = (2/3, 1/3); -(2/3 ln 2/3 + 1/3 ln 1/3) = 0.636514...
+    assert popularity_loss([np.array([0, 0]), np.array([1])], n_items=5) == pytest.approx(0.6365141682948128)
+    assert popularity_loss([np.array([3, 3, 3])], n_items=5) == pytest.approx(0.0)
+
+
+def test_early_stopping_arms_once_the_training_loss_leaves_the_popularity_plateau():
     train, valid = cycle_walks(n_users=60)
-    model = small_model(max_epochs=8, patience=1, arm_factor=100.0, arm_after_epochs=3, lr=0.0).fit(train, valid)
+    # never ahead of popularity by the (impossible) margin, but the walks are learnable: the loss falls below
+    model = small_model(max_epochs=30, patience=1, arm_factor=100.0).fit(train, valid)
     summary = model.training_summary
-    assert (summary["early_stopping_armed_epoch"], summary["early_stopping_armed_by"]) == (3, "epoch_fallback")
-    assert summary["stopped_by"] == "early_stopping" and summary["epochs_run"] == 5  # armed at 3, no gain at 4
+    assert summary["early_stopping_armed_by"] == "loss_below_popularity"
+    armed = summary["early_stopping_armed_epoch"]
+    assert summary["epochs"][armed]["train_loss_epoch"] < summary["popularity_loss"]
+    assert summary["stopped_by"] == "early_stopping" and summary["epochs_run"] < 30
+    # a model that learns nothing never leaves the plateau: no epoch count arms patience, the caps end it
+    stuck = small_model(max_epochs=6, patience=1, arm_factor=100.0, lr=0.0).fit(train, valid)
+    assert stuck.training_summary["early_stopping_armed_epoch"] is None
+    assert (stuck.training_summary["stopped_by"], stuck.training_summary["epochs_run"]) == ("max_epochs", 6)
+
+
+def test_time_to_quality_is_the_first_epoch_within_95_percent_of_the_best():
+    epochs = [
+        {"epoch": 0, "elapsed_seconds": 5.0, "val_ndcg@10": 0.10},
+        {"epoch": 1, "elapsed_seconds": 10.0},  # not validated
+        {"epoch": 2, "elapsed_seconds": 15.0, "val_ndcg@10": 0.19},  # 0.95 x 0.20 = 0.19: reached
+        {"epoch": 3, "elapsed_seconds": 20.0, "val_ndcg@10": 0.20},
+        {"epoch": 4, "elapsed_seconds": 25.0, "val_ndcg@10": 0.18},
+    ]
+    assert time_to_quality(epochs) == {"epoch": 2, "elapsed_seconds": 15.0}
+    assert time_to_quality(epochs, share=1.0) == {"epoch": 3, "elapsed_seconds": 20.0}
+    assert time_to_quality([{"epoch": 0, "elapsed_seconds": 1.0}]) is None
+
+
+def test_the_training_summary_reports_time_to_quality(trained):
+    summary = trained.training_summary
+    assert summary["epoch_to_95pct_of_best"] <= summary["best_epoch"]
+    assert 0 < summary["seconds_to_95pct_of_best"] <= summary["best_elapsed_seconds"]
 
 
 @pytest.mark.parametrize(("load", "expected"), [(1.0, 2), (1.4, 2), (2.0, 1), (3.5, 1)])

@@ -27,3 +27,30 @@ def test_cold_item_comparisons_use_the_cold_truth_and_its_users():
     overall = judge.compare("a", "b", "discover", "overall", "ndcg@10")
     # a: 1, 1, 0; b: 1/log2(3), 1/log2(3), 1 -> delta = (2 * 0.6309 + 1 - 2) / 3
     assert overall["n_users"] == 3 and overall["delta"] == pytest.approx((2 / np.log2(3) - 1) / 3)
+
+
+def test_the_training_table_shows_how_each_epoch_trained_model_ended():
+    from ml.pipeline.report import training_table
+
+    doc = {
+        "models": {
+            "pop": {"training": None},
+            "sasrec": {
+                "training": {
+                    "epochs_run": 12,
+                    "best_epoch": 7,
+                    "stopped_by": "early_stopping",
+                    "early_stopping_armed_epoch": 0,
+                    "early_stopping_armed_by": "margin_over_popularity",
+                    "sequences_per_s": 410.5,
+                    "train_seconds": 88.2,
+                    "best_elapsed_seconds": 61.0,
+                    "seconds_to_95pct_of_best": 33.5,
+                }
+            },
+        }
+    }
+    lines = training_table(doc).splitlines()
+    assert len(lines) == 3 and lines[2].split()[:4] == ["sasrec", "12", "7", "early_stopping"]
+    assert lines[2].split()[-4:] == ["410.5", "88.2", "61.0", "33.5"]
+    assert training_table({"models": {"pop": {"training": None}}}) is None
