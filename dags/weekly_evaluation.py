@@ -7,6 +7,12 @@ model, BERT4Rec included (on its `eval.backtest.slow_cuts` last cuts), over the 
 run cleaned. Its figures and intervals are logged to an MLflow run of their own (tag
 `weekly_backtest`) and written to `runs/<day>/backtest_weekly/`.
 
+Then it runs the synthesis ablation (`python -m ml synth-ablation`, settings `synth.strategies.ablation_*`)
+on the same cuts: every strategy against real only and its controls, with paired intervals, the arm
+chosen on the earlier cuts and its check on the later ones (`runs/<day>/synth_ablation_weekly/`, an
+MLflow run tagged `ablation`). The nightly strategy (`synth.strategies.nightly`) is a reviewed setting:
+the task's result says whether the ablation still chooses it. About an hour on 2 CPU cores.
+
 It reads the lake as the nightly `clean` task left it; trigger it by hand with an as-of date to
 backtest an earlier day.
 """
@@ -50,7 +56,16 @@ def weekly_evaluation():
         run = run_context(params, context.get("logical_date"), context.get("run_after"), context.get("run_id"))
         return weekly_backtest_step(run.settings, run.as_of, run.run_id)
 
-    backtest_all_models()
+    @task(**gpu_task(), execution_timeout=timedelta(hours=3))
+    def synthesis_ablation(params=None, **context) -> dict:
+        """Every synthesis strategy against real only and its controls on the same cuts, logged to MLflow."""
+        from ml.pipeline.airflow_params import run_context
+        from ml.pipeline.steps import weekly_ablation_step
+
+        run = run_context(params, context.get("logical_date"), context.get("run_after"), context.get("run_id"))
+        return weekly_ablation_step(run.settings, run.as_of, run.run_id)
+
+    backtest_all_models() >> synthesis_ablation()
 
 
 weekly_evaluation()

@@ -54,20 +54,32 @@ def run(args) -> int:
     spec = SourceSpec(events=tuple(args.events), catalog=args.catalog) if args.events else SourceSpec.bundled(settings)
     cleaned = prepare_events(spec, settings, as_of=args.as_of)
     doc = run_ablation(cleaned.interactions, cleaned.catalog, settings, args.out, arms, models, seeds)
-    rows = json.loads((Path(args.out) / "ablation.json").read_text())
-    table = ablation_table(rows, doc)
-    (Path(args.out) / "ablation.md").write_text(table)
-    plot = plot_primary(rows, doc, Path(args.out) / "ablation.png")
+    table, run_id = report_ablation(doc, Path(args.out), settings, track=not args.no_mlflow)
     print(table)
-    if not args.no_mlflow:
-        from ml.tracking.runs import log_ablation
-
-        run_id = log_ablation(settings, doc, [Path(args.out) / n for n in ("ablation.json", "ablation.md")] + [plot])
+    if run_id:
         print(f"MLflow run {run_id}")
     print(
         f"wrote {args.out}/ablation.json, ablation_summary.json, ablation.md, ablation.png ({doc['elapsed_seconds']} s)"
     )
     return 0
+
+
+def report_ablation(doc: dict, out: Path, settings, track: bool = True, run_name: str | None = None):
+    """Write ``ablation.md`` and ``ablation.png`` for a finished ablation in ``out``; log them to MLflow.
+
+    Returns:
+        ``(table text, MLflow run id or None)``.
+    """
+    rows = json.loads((out / "ablation.json").read_text())
+    table = ablation_table(rows, doc)
+    (out / "ablation.md").write_text(table)
+    plot = plot_primary(rows, doc, out / "ablation.png")
+    run_id = None
+    if track:
+        from ml.tracking.runs import log_ablation
+
+        run_id = log_ablation(settings, doc, [out / "ablation.json", out / "ablation.md", plot], run_name)
+    return table, run_id
 
 
 def _cell(r: dict) -> str:
@@ -132,6 +144,7 @@ def plot_primary(rows: list[dict], doc: dict, path: Path) -> Path:
     arms = sorted({r["arm"] for r in prim})
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(arms) + 2))
     for offset, (phase, color) in enumerate((("validation", "tab:blue"), ("test", "tab:orange"))):
+        labelled = False  # one legend entry per phase, on its first point
         for y, arm in enumerate(arms):
             r = next((r for r in prim if r["arm"] == arm and r["phase"] == phase), None)
             if r is None:
@@ -139,12 +152,16 @@ def plot_primary(rows: list[dict], doc: dict, path: Path) -> Path:
             yy = y + (offset - 0.5) * 0.3
             ax.errorbar(
                 r["delta"], yy, xerr=[[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]], fmt="o", color=color,
-                label=phase if y == 0 else None,
+                label=None if labelled else phase,
             )  # fmt: skip
+            labelled = True
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(range(len(arms)), arms)
     ax.set_xlabel(f"{p['model']} {p['metric']} on {p['slice']}: arm - real only (95% CI)")
-    ax.legend(loc="best")
+    if prim:
+        ax.legend(loc="best")
+    else:  # no short customer had a discovery on these cuts: say so instead of an empty chart
+        ax.text(0.5, 0.5, "no primary-endpoint rows", transform=ax.transAxes, ha="center")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,11 @@ class RunFolder:
         """The weekly DAG's backtest of every model (same layout as :attr:`backtest`)."""
         return self.root / "backtest_weekly"
 
+    @property
+    def weekly_ablation(self) -> Path:
+        """The weekly DAG's synthesis ablation (``ablation.json``, ``ablation_summary.json``, ``ablation.md``, ...)."""
+        return self.root / "synth_ablation_weekly"
+
 
 @dataclass(frozen=True)
 class Layout:

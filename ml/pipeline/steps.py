@@ -437,6 +437,42 @@ def weekly_backtest_step(settings: Settings, as_of, key: str) -> dict:
     return backtest_step(settings, as_of, run_id, models=models, out=Layout.of(settings, as_of).run.weekly_backtest)
 
 
+def weekly_ablation_step(settings: Settings, as_of, key: str) -> dict:
+    """The weekly DAG's synthesis ablation (``synth.strategies.ablation_*``) on the lake up to ``as_of``.
+
+    Writes ``runs/<as_of>/synth_ablation_weekly/`` (replaced on a rerun) and logs the table and plot to an
+    MLflow run of its own. The nightly strategy stays ``synth.strategies.nightly``: the returned decision
+    says whether the ablation still chooses it.
+
+    Args:
+        key: the Airflow DAG-run id (names the MLflow run).
+    Returns:
+        ``{"path", "chosen_arm", "nightly", "test", "goal_met_on_test", "mlflow_run_id", "elapsed_seconds"}``.
+    """
+    import shutil
+
+    from ml.data.prepare import read_lake_catalog
+    from ml.pipeline.ablation_command import report_ablation
+    from ml.pipeline.synth_ablation import run_ablation
+
+    layout = Layout.of(settings, as_of)
+    out = layout.run.weekly_ablation
+    if out.exists():
+        shutil.rmtree(out)
+    doc = run_ablation(read_lake_interactions(layout.lake, as_of), read_lake_catalog(layout.lake), settings, out)
+    _, run_id = report_ablation(doc, out, settings, run_name=f"weekly synth-ablation {key}")
+    decision = doc["decision"]
+    return {
+        "path": str(out),
+        "chosen_arm": decision["chosen_arm"],
+        "nightly": settings.synth.strategies.nightly,
+        "test": decision["test"],
+        "goal_met_on_test": decision["goal_met_on_test"],
+        "mlflow_run_id": run_id,
+        "elapsed_seconds": doc["elapsed_seconds"],
+    }
+
+
 def evaluate_step(
     settings: Settings,
     as_of,

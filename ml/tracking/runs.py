@@ -182,7 +182,7 @@ def log_search(settings: Settings, name: str, trials: list[dict], best: dict, ar
         return parent.info.run_id
 
 
-def log_ablation(settings: Settings, doc: dict, artifacts: list[Path]) -> str:
+def log_ablation(settings: Settings, doc: dict, artifacts: list[Path], run_name: str | None = None) -> str:
     """Record a synthesis ablation as one run: its settings, the primary endpoint per arm and phase, the files.
 
     Returns:
@@ -193,7 +193,7 @@ def log_ablation(settings: Settings, doc: dict, artifacts: list[Path]) -> str:
     metrics = {f"validation/{arm}/delta": row["delta"] for arm, row in d["validation"].items()}
     if d.get("test"):
         metrics.update({f"test/{d['chosen_arm']}/{k}": d["test"][k] for k in ("delta", "ci_low", "ci_high")})
-    with mlflow.start_run(run_name=f"synth-ablation {doc['cuts'][0]}..{doc['cuts'][-1]}") as run:
+    with mlflow.start_run(run_name=run_name or f"synth-ablation {doc['cuts'][0]}..{doc['cuts'][-1]}") as run:
         mlflow.set_tags({"ablation": "synthesis", "chosen_arm": str(d["chosen_arm"])})
         mlflow.log_params(flat_params({"arms": doc["arms"], "models": doc["models"], "seeds": doc["seeds"]}))
         mlflow.log_params(flat_params({"strategies": doc["settings"]["strategies"]}))

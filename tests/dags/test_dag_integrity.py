@@ -72,11 +72,15 @@ def test_assets_clean_interactions_and_champion_feed_a_downstream_dag(dagbag, da
 def test_the_weekly_dag_backtests_every_model_on_its_own_schedule(dagbag):
     weekly = dagbag.dags["weekly_evaluation"]
     assert weekly.schedule == "0 5 * * 0" and weekly.catchup is False
-    assert [t.task_id for t in weekly.tasks] == ["backtest_all_models"]
+    assert [t.task_id for t in weekly.tasks] == ["backtest_all_models", "synthesis_ablation"]
     assert weekly.get_task("backtest_all_models").pool == "gpu"
+    assert weekly.get_task("synthesis_ablation").upstream_task_ids == {"backtest_all_models"}
 
 
-GPU_TASKS = {"nightly_recommender": {"synthesize", "train_bert4rec"}, "weekly_evaluation": {"backtest_all_models"}}
+GPU_TASKS = {
+    "nightly_recommender": {"synthesize", "train_bert4rec"},
+    "weekly_evaluation": {"backtest_all_models", "synthesis_ablation"},
+}
 
 
 def test_gpu_work_runs_in_the_gpu_pool_and_by_default_in_the_default_queue(dagbag):

@@ -78,3 +78,20 @@ def test_command_refuses_unknown_arms_before_reading_data(tmp_path, capsys):
     assert main(["synth-ablation", "--out", str(tmp_path), "--arms", "real,bogus"]) == 2
     assert "unknown arms ['bogus']" in capsys.readouterr().out
     assert main(["synth-ablation", "--out", str(tmp_path), "--arms", "prior"]) == 2
+
+
+def test_the_report_writes_the_table_and_plot_and_logs_one_mlflow_run(ablation):
+    import mlflow
+
+    from ml.pipeline.ablation_command import report_ablation
+
+    out, doc = ablation
+    settings = sample_settings(out / "home")
+    table, run_id = report_ablation(doc, out, settings, run_name="weekly synth-ablation test")
+    assert (out / "ablation.md").read_text() == table and (out / "ablation.png").stat().st_size > 0
+    assert table.splitlines()[0].startswith(f"# Synthesis ablation: {len(doc['cuts'])} cuts")
+    run = mlflow.get_run(run_id)
+    assert run.info.run_name == "weekly synth-ablation test" and run.data.tags["ablation"] == "synthesis"
+    assert run.data.tags["chosen_arm"] == str(doc["decision"]["chosen_arm"])
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    assert {"ablation.json", "ablation.md", "ablation.png"} <= logged
