@@ -1,4 +1,5 @@
-"""Command line: ``python -m ml data prepare | benchmark | backtest | tune | synth | synth-ablation | promote``."""
+"""Command line: ``python -m ml data prepare | benchmark | backtest | tune | synth | enrich-backfill | synth-ablation |
+promote``."""
 
 from __future__ import annotations
 
@@ -270,9 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     promote.set_defaults(func=cmd_promote)
 
     from ml.pipeline.ablation_command import add_parser as add_ablation
+    from ml.pipeline.enrich_command import add_parser as add_enrich
     from ml.pipeline.synth_command import add_parser as add_synth
 
     add_synth(sub)
+    add_enrich(sub)
     add_ablation(sub)
     return parser
 

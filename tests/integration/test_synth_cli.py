@@ -113,3 +113,28 @@ def test_unreachable_server_exits_4(lake, tmp_path, monkeypatch, capsys):
         == 4
     )
     assert "unavailable after 2 attempt(s)" in capsys.readouterr().err
+
+
+def test_backfill_enriches_the_catalog_chunk_by_chunk_and_resumes(tmp_path):
+    from ml.pipeline.enrich_command import backfill
+    from ml.synth.enrichment import cache_path
+    from tests.support.synth import sample_settings, shared_generator
+
+    _, catalog = bundled_sample()
+    five = catalog.sort_values(C.ITEM).head(5)
+    settings = sample_settings(tmp_path)
+    lines = []
+    first = backfill(five, shared_generator(), settings, chunk=2, max_minutes=0, progress=lines.append)
+    assert (first["chunks"], first["enriched"], first["remaining"], first["from_cache_before"]) == (1, 2, 3, 0)
+    assert len(pd.read_parquet(cache_path(settings))) == 2  # the chunk is cached as soon as it is done
+    rest = backfill(five, shared_generator(), settings, chunk=2, progress=lines.append)
+    assert (rest["chunks"], rest["enriched"], rest["remaining"], rest["from_cache_before"]) == (2, 3, 0, 2)
+    assert rest["ok"] + sum(rest["rejected"].values()) == 3 and len(lines) == 3 and "0 left" in lines[-1]
+    again = backfill(five, shared_generator(), settings, chunk=2)
+    assert (again["chunks"], again["enriched"], again["remaining"]) == (0, 0, 0)  # a finished backfill costs nothing
+
+
+def test_backfill_command_exits_5_while_products_remain(lake, capsys):
+    assert main(["enrich-backfill", "--lake", str(lake), "--chunk", "1", "--max-minutes", "0"]) == 5
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["enriched"] == 1 and doc["remaining"] > 0
