@@ -404,7 +404,9 @@ class SynthSettings(BaseModel):
     # gate refuses more than 1.0); the strategies weigh theirs by synth.strategies.weight x confidence
     weight: float = 1.0
     # item enrichment
-    enrich_max_items: int = 200  # items enriched per run (most popular first); cached ones are free
+    # new items enriched per run (most popular first; cached ones are free): about 2 s each on one core here,
+    # so 60 keep synthesis within its 3 minutes a night; `python -m ml enrich-backfill` does the rest of a catalog
+    enrich_max_items: int = 60
     enrich_max_tokens: int = 48
     # distribution gate (synthetic vs real training data)
     # KL(synthetic || real) over item-popularity deciles, nats (bundled data: 0.45; a real sample: 0.006)
@@ -462,6 +464,20 @@ class Settings(BaseSettings):
     ):
         """Order: run overrides > environment > TOML file > defaults."""
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    def without_time_caps(self) -> Settings:
+        """A copy whose epoch-trained models (every ``models`` section with ``max_minutes``) have no wall-time cap.
+
+        Epochs and early stopping then bound them, so two runs train alike however loaded the machine
+        is: what a comparison of runs (seeds, ablation arms) needs. A time cap makes the arm that ran
+        on a busier moment train fewer epochs.
+        """
+        out = self.model_copy(deep=True)
+        for name in type(out.models).model_fields:
+            section = getattr(out.models, name)
+            if hasattr(section, "max_minutes"):
+                section.max_minutes = None
+        return out
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> Settings:
         """Return a copy with nested overrides (e.g. DAG-run params) applied.

@@ -103,8 +103,8 @@ def run_seeded_benchmark(
     Each model's metrics are reported as mean and standard deviation over the seeds; each (A, B)
     comparison pairs every user's metric averaged over the seeds, so a difference that one lucky
     seed makes does not decide it. Training that is capped by wall time is not comparable between
-    two runs, so BERT4Rec's ``max_minutes`` cap is lifted here: its epochs (``max_epochs``, early
-    stopping) bound it, and the same seed gives the same model.
+    two runs, so the sequence models' ``max_minutes`` caps are lifted here: their epochs (``max_epochs``,
+    early stopping) bound them, and the same seed gives the same model.
 
     Returns:
         ``{"seeds", "protocol", "models": {key: {view: {segment: {metric: {"mean", "sd", "values"}}}}},
@@ -114,8 +114,7 @@ def run_seeded_benchmark(
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"--seeds needs distinct seeds, got {seeds}")
     started = time.perf_counter()
-    settings = settings.model_copy(deep=True)
-    settings.models.bert4rec.max_minutes = None
+    settings = settings.without_time_caps()
     prepared = prepare_split(spec, settings, protocol)
     out = Path(out)
     docs, frames = {}, []

@@ -99,6 +99,10 @@ def run_ablation(
         generator: a scoring generator for the language-model arms (None: the configured embedded model,
             loaded only when an arm needs it).
     """
+    # arms are compared run against run: wall-time caps would train an arm that ran at a busier moment for fewer
+    # epochs (measured: SASRec under a 2.5-minute cap trained 10 to 14 epochs per arm over two cuts), so epochs
+    # and early stopping bound the sequence models here (cap them with models.<name>.max_epochs)
+    settings = settings.without_time_caps()
     st = settings.synth.strategies
     arms = list(arms or st.ablation_arms)
     models = list(models or st.ablation_models)

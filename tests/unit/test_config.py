@@ -2,7 +2,7 @@
 
 import pytest
 
-from ml.config import get_settings
+from ml.config import Settings, get_settings
 from ml.errors import SettingsError
 
 
@@ -72,3 +72,11 @@ def test_the_command_line_reports_bad_settings_without_a_traceback(monkeypatch, 
     monkeypatch.setenv("RECO_SPLIT__TEST_DAYS", "-")
     assert main(["data", "prepare", "--out", str(tmp_path / "out")]) == 2
     assert "split.test_days" in capsys.readouterr().err
+
+
+def test_without_time_caps_lifts_every_sequence_models_wall_time_cap_and_nothing_else():
+    s = Settings().with_overrides({"models": {"sasrec": {"max_minutes": 2.5, "max_epochs": 4}}})
+    lifted = s.without_time_caps()
+    assert lifted.models.bert4rec.max_minutes is None and lifted.models.sasrec.max_minutes is None
+    assert lifted.models.sasrec.max_epochs == 4 and lifted.models.als == s.models.als
+    assert s.models.sasrec.max_minutes == 2.5  # the original is untouched
