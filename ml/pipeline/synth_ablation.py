@@ -42,7 +42,7 @@ from ml.models import registry
 from ml.models.fusion import Fusion
 from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut
 from ml.synth.arms import ARMS, CONTROLS, REAL
-from ml.synth.strategies import CONFIDENCE, StrategyInputs, as_interactions, synthesize_arm
+from ml.synth.strategies import CONFIDENCE, StrategyInputs, as_interactions, item_titles, synthesize_arm
 
 log = logging.getLogger(__name__)
 PRIMARY = {"model": registry.FUSION, "metric": "recall@10", "slice": "discover/short"}
@@ -118,7 +118,6 @@ def run_ablation(
     trained = [m for m in models if m != registry.FUSION]
     fitted_keys = list(dict.fromkeys(trained + (list(FUSED) if registry.FUSION in models else [])))
     vectors = _vectors(known_from.index, catalog, settings, arms, fitted_keys)
-    titles = _titles(catalog)
     slow_cuts = set(cuts[-cfg.slow_cuts :]) if cfg.slow_cuts > 0 else set()
     rerank, owned_generator = _reranker(arms, settings, generator)
     rows, synthetic, counts = [], [], []
@@ -134,7 +133,7 @@ def run_ablation(
                 cut_ns=data.cut.value,
                 buyers_before=data.buyers_before,
                 item_text=None if vectors is None else vectors.reindex(data.item_ids).fillna(0.0).to_numpy(np.float32),
-                titles=None if titles is None else titles.reindex(data.item_ids).fillna("").to_numpy(object),
+                titles=item_titles(catalog, data.item_ids),
             )
             made: dict[str, pd.DataFrame] = {}
             for arm in arms:
@@ -342,16 +341,7 @@ def _vectors(item_ids, catalog, settings: Settings, arms: list[str], keys: list[
     from ml.text.items import item_text_vectors
 
     ids = np.asarray(item_ids, dtype=str)
-    vectors = item_text_vectors(ids, catalog, encoder=TitleEncoder.from_settings(settings))
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return pd.DataFrame(vectors / np.where(norms > 0, norms, 1.0), index=ids)
-
-
-def _titles(catalog: pd.DataFrame | None) -> pd.Series | None:
-    if catalog is None or C.TITLE not in catalog:
-        return None
-    cat = catalog.drop_duplicates(C.ITEM)
-    return pd.Series(cat[C.TITLE].astype(str).to_numpy(), index=cat[C.ITEM].astype(str).to_numpy())
+    return pd.DataFrame(item_text_vectors(ids, catalog, encoder=TitleEncoder.from_settings(settings)), index=ids)
 
 
 def _reranker(arms: list[str], settings: Settings, generator):

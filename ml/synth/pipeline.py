@@ -30,7 +30,14 @@ from ml.synth.expansion import plan_users, propose
 from ml.synth.llm.base import Generator
 from ml.synth.llm.factory import make_generator
 from ml.synth.profiles import build_profiles
-from ml.synth.quality import SYNTHETIC_COLUMNS, count_reasons, distribution_report, eligible_items, filter_proposals
+from ml.synth.quality import (
+    SYNTHETIC_COLUMNS,
+    count_reasons,
+    distribution_report,
+    eligible_items,
+    filter_proposals,
+    window_floor,
+)
 from ml.synth.strategy_proposals import needs_item_text, strategy_proposals, uses_language_model
 from ml.text.encoder import TitleEncoder
 
@@ -95,6 +102,7 @@ def synthesize(
     s = settings.synth
     strategy = s.strategies.nightly
     check_nightly(strategy)
+    eligible = eligible_items(data, catalog)
     started = time.perf_counter()
     generator, adaptation = (backend, None) if backend is not None else build_generator(settings, data, catalog)
     try:
@@ -120,17 +128,13 @@ def synthesize(
             proposals, prompt_version, user_info = strategy_proposals(
                 data, catalog, settings, strategy, generator if uses_language_model(strategy) else None, vectors
             )
-            propose_info, n_candidates = {}, len(eligible_items(data, catalog))
+            propose_info, n_candidates = {}, len(eligible)
         t3 = time.perf_counter()
     finally:
         if backend is None:
             generator.close()
     cut = data.training_cut
-    # the gate's lower bound: the window start, or the first training event where the split has no window
-    start = data.window_start if data.window_start is not None else data.train[C.TIMESTAMP].min()
-    flagged = filter_proposals(
-        proposals, data.train, eligible_items(data, catalog), cut, s.min_score, s.max_per_user, start
-    )
+    flagged = filter_proposals(proposals, data.train, eligible, cut, s.min_score, s.max_per_user, window_floor(data))
     counts = count_reasons(flagged)
     accepted = flagged[flagged["reject_reason"].isna()]
     interactions = (
@@ -200,13 +204,11 @@ def synthesize(
 
 
 def _item_vectors(data: SplitData, catalog: pd.DataFrame, settings: Settings, encoder) -> np.ndarray:
-    """Unit-norm title vectors over the split's items (the item-side strategy's neighbours)."""
+    """Unit-length title vectors over the split's items (the item-side strategy's neighbours)."""
     from ml.text.items import item_text_vectors
 
     encoder = encoder or TitleEncoder.from_settings(settings, threads=settings.synth.torch_threads)
-    vectors = item_text_vectors(np.asarray(data.item_ids, dtype=str), catalog, encoder=encoder)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    return item_text_vectors(np.asarray(data.item_ids, dtype=str), catalog, encoder=encoder)
 
 
 def build_generator(settings: Settings, data: SplitData, catalog: pd.DataFrame) -> tuple[Generator, dict | None]:

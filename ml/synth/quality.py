@@ -266,7 +266,7 @@ def gate_synthetic(result, data, catalog: pd.DataFrame, settings: Settings, run_
     cut = data.training_cut
     eligible = eligible_items(data, catalog)
     synthetic = result.interactions
-    window_start = data.window_start if data.window_start is not None else train[C.TIMESTAMP].min()
+    window_start = window_floor(data)
     params = {
         "catalog_items": sorted(eligible),
         "known_users": sorted(map(str, data.user_ids)),
@@ -310,6 +310,12 @@ def shorten_lists(text: str, max_chars: int = 120) -> str:
 
 
 _LIST = re.compile(r"\[[^\[\]]*\]")
+
+
+def window_floor(data) -> pd.Timestamp:
+    """The first instant synthetic data may take: the training window's start, or the first training event
+    where the split has no window (what the filter and the gate both hold it to)."""
+    return data.window_start if data.window_start is not None else data.train[C.TIMESTAMP].min()
 
 
 def eligible_items(data, catalog: pd.DataFrame) -> set[str]:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ml import columns as C
 from ml.config import StrategySettings
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, Interactions, W
 from ml.synth.arms import ARMS, Arm
@@ -57,6 +58,19 @@ class StrategyInputs:
     buyers_before: np.ndarray
     item_text: np.ndarray | None = None
     titles: np.ndarray | None = None
+
+
+def item_titles(catalog: pd.DataFrame | None, item_ids) -> np.ndarray | None:
+    """Each item's catalog title in ``item_ids`` order ("" where it has none): :attr:`StrategyInputs.titles`.
+
+    Returns:
+        An object array, or None when there is no catalog or it has no titles.
+    """
+    if catalog is None or C.TITLE not in catalog:
+        return None
+    cat = catalog.drop_duplicates(C.ITEM)
+    titles = pd.Series(cat[C.TITLE].astype(str).to_numpy(), index=cat[C.ITEM].astype(str).to_numpy())
+    return titles.reindex(np.asarray(item_ids, dtype=str)).fillna("").to_numpy(object)
 
 
 def empty_events() -> pd.DataFrame:

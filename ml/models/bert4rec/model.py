@@ -291,6 +291,7 @@ class Bert4Rec(Recommender):
             histories, targets = [histories[i] for i in pick], [targets[i] for i in pick]
 
         baseline = popularity_ndcg(seqs, histories, targets, self.n_items, self.val_view)
+        plateau_loss = popularity_loss(seqs, self.n_items)
         lengths = np.minimum([len(s) for s in seqs], self.max_len)
         train_loader = DataLoader(
             SequenceDataset(seqs, times if self.shuffle_baskets else None, seed=self.seed, context=context),
@@ -329,7 +330,6 @@ class Bert4Rec(Recommender):
                     dirpath=ckpt_dir, filename="best", monitor=VAL_METRIC, mode="max", save_top_k=1,
                     save_weights_only=True,
                 )  # fmt: skip
-                plateau_loss = popularity_loss(seqs, self.n_items)
                 stopper = PlateauAwareEarlyStopping(
                     arm_above=self.arm_factor * baseline,
                     arm_below_loss=None if self.arm_loss_margin is None else (1 - self.arm_loss_margin) * plateau_loss,
@@ -361,7 +361,7 @@ class Bert4Rec(Recommender):
         self.network = module.network.cpu().eval()
         self.training_summary = self._summary(clock.epochs, stopper, trainer, len(seqs), len(targets))
         self.training_summary[f"popularity_{VAL_METRIC}"] = round(float(baseline), 5)
-        self.training_summary["popularity_loss"] = round(popularity_loss(seqs, self.n_items), 5)
+        self.training_summary["popularity_loss"] = round(plateau_loss, 5)
         return self
 
     def _summary(self, epochs: list[dict], stopper, trainer, n_train: int, n_valid: int) -> dict[str, Any]:
