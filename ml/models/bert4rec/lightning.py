@@ -138,9 +138,10 @@ class PlateauAwareEarlyStopping(EarlyStopping):
     either its validation metric exceeds ``arm_above`` (a clear margin over the popularity
     baseline: ``margin_over_popularity``) or its mean training loss over an epoch has fallen below
     ``arm_below_loss`` (under the popularity plateau's own loss, :func:`popularity_loss`: it
-    predicts better than item frequencies, ``loss_below_popularity``). On retail baskets the model
-    never gets far ahead of popularity on validation, but its loss leaves the plateau within a few
-    epochs, so patience arms there instead of training running to the time cap. No epoch count arms it.
+    predicts better than item frequencies, ``loss_below_popularity``). Where a model never gets that
+    far ahead of popularity on validation (retail baskets in their listing order did not), its loss
+    still says it has left the plateau, so training does not run to the time cap; no epoch count
+    arms it. (On the bundled data with shuffled baskets BERT4Rec cleared the margin at epoch 8.)
     """
 
     def __init__(self, arm_above: float, arm_below_loss: float | None = None, **kwargs) -> None:

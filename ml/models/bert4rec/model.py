@@ -116,8 +116,8 @@ class Bert4Rec(Recommender):
         arm_factor: see ``patience``.
         arm_loss_margin: patience also starts counting once an epoch's mean training loss is this
             fraction below the popularity plateau's loss (:func:`~ml.models.bert4rec.lightning.popularity_loss`):
-            the model then predicts better than item frequencies, although on retail baskets it never
-            gets ``arm_factor`` x ahead of popularity on validation (None: only that margin arms it).
+            the model then predicts better than item frequencies even where it never gets
+            ``arm_factor`` x ahead of popularity on validation (None: only that margin arms it).
         seed: seeds weights, masking, cropping and batch order.
         crop: window of sequences longer than ``max_len``: ``"last"`` (as the replications; it
             scored higher than ``"random"`` windows in our runs) or ``"random"`` each epoch.
