@@ -2,8 +2,9 @@
 
 Writes ``synthetic_interactions.parquet``, ``items_enriched.parquet``, ``user_profiles.parquet``,
 ``synthetic_rejected.parquet`` and ``synth_report.json`` (counts, rates, KL values, throughput and
-the gate's verdict) into ``--out``. Exit status: 0 when the gate passed, 3 when it failed (the
-files are still written, the report says why), 4 when the generator was unavailable.
+the gate's verdict) into ``--out``. Exit status: 0 when the gate passed, 2 for an unknown strategy,
+3 when the gate failed (the files are still written, the report says why), 4 when the generator was
+unavailable.
 """
 
 from __future__ import annotations
@@ -56,11 +57,12 @@ def run(args) -> int:
     """Run ``synth``: build the split, synthesize, gate, write the files and print a summary.
 
     Returns:
-        0 (gate passed), 3 (gate failed) or 4 (generator unavailable).
+        0 (gate passed), 2 (an unknown strategy), 3 (gate failed) or 4 (generator unavailable).
     """
     from ml.config import get_settings
     from ml.data.lake import write_json_atomic
     from ml.errors import GateFailedError
+    from ml.synth.arms import check_nightly
     from ml.synth.llm.errors import GeneratorError
     from ml.synth.pipeline import FILES, synthesize
     from ml.synth.quality import gate_synthetic
@@ -74,6 +76,11 @@ def run(args) -> int:
     if args.strategy:
         overrides["strategies"] = {"nightly": args.strategy}
     settings = get_settings().with_overrides({"synth": overrides})
+    try:  # before any data is read
+        check_nightly(settings.synth.strategies.nightly)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     data, catalog = _split_and_catalog(args, settings)
     try:
         result = synthesize(data, catalog, settings)

@@ -138,3 +138,9 @@ def test_backfill_command_exits_5_while_products_remain(lake, capsys):
     assert main(["enrich-backfill", "--lake", str(lake), "--chunk", "1", "--max-minutes", "0"]) == 5
     doc = json.loads(capsys.readouterr().out)
     assert doc["enriched"] == 1 and doc["remaining"] > 0
+
+
+def test_an_unknown_strategy_is_refused_before_any_data_is_read(tmp_path, capsys):
+    missing = tmp_path / "no-lake"  # never read: the strategy is checked first
+    assert main(["synth", "--lake", str(missing), "--out", str(tmp_path / "o"), "--strategy", "random_prior"]) == 2
+    assert "synth.strategies.nightly = 'random_prior'" in capsys.readouterr().err
