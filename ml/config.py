@@ -345,6 +345,9 @@ class StrategySettings(BaseModel):
     buyers_per_item: int = 5  # synthetic buyers per cold product
     text_neighbours: int = 10  # text-nearest warm products whose buyers are a cold product's candidates
     weight: float = 0.5  # confidence weight of a synthetic event (times its own confidence in (0, 1])
+    # *_pruned arms drop this share of their events, those an ALS teacher trained on real + them fits worst
+    # (LLMRec's loss-based pruning; ml.synth.denoise); one value, not tuned
+    prune_share: float = Field(0.25, ge=0.0, lt=1.0)
     # what the nightly run synthesizes: an arm of ml.synth.strategies.ARMS (not a random control), or
     # "expansion" (the language model's next purchases for sparse users, ml.synth.expansion). Chosen by the
     # ablation's rule on its validation cuts (fusion discover Recall@10, customers with 1..3 items): "prior",

@@ -42,6 +42,7 @@ from ml.models import registry
 from ml.models.fusion import Fusion
 from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut
 from ml.synth.arms import ARMS, CONTROLS, REAL
+from ml.synth.denoise import als_teacher
 from ml.synth.strategies import CONFIDENCE, StrategyInputs, as_interactions, item_titles, synthesize_arm
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def run_ablation(
     vectors = _vectors(known_from.index, catalog, settings, arms, fitted_keys)
     slow_cuts = set(cuts[-cfg.slow_cuts :]) if cfg.slow_cuts > 0 else set()
     rerank, owned_generator = _reranker(arms, settings, generator)
+    teacher = als_teacher(settings)
     rows, synthetic, counts = [], [], []
     timing = {"synthesis_seconds": {a: 0.0 for a in arms}, "fit_seconds": {}, "score_seconds": 0.0}
     weights: dict[tuple[str, int], dict] = {}
@@ -139,7 +141,9 @@ def run_ablation(
             for arm in arms:
                 t0 = time.perf_counter()
                 if arm not in made:
-                    made[arm] = synthesize_arm(ARMS[arm], inputs, st, made, rerank, seed=settings.synth.seed)
+                    made[arm] = synthesize_arm(
+                        ARMS[arm], inputs, st, made, rerank, seed=settings.synth.seed, teacher=teacher
+                    )
                 timing["synthesis_seconds"][arm] += time.perf_counter() - t0
                 counts.append(_count(str(cut.date()), arm, made[arm]))
                 if reported and len(made[arm]):

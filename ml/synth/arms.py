@@ -20,12 +20,15 @@ class Arm:
         strategy: ``pseudo_prior`` | ``item_side`` | ``appended`` | ``random``.
         language_model: candidates re-ranked by the embedded language model (PMI).
         mimics: for ``random``: the arm whose users, counts and positions it copies.
+        pruned: the share ``synth.strategies.prune_share`` of its events that an ALS teacher fits worst
+            is dropped (``ml.synth.denoise``).
     """
 
     name: str
     strategy: str
     language_model: bool = False
     mimics: str | None = None
+    pruned: bool = False
 
 
 REAL = "real"
@@ -40,6 +43,9 @@ ARMS: dict[str, Arm] = {
         Arm("random_item", "random", mimics="item"),
         Arm("appended", "appended"),
         Arm("appended_llm", "appended", language_model=True),
+        Arm("prior_pruned", "pseudo_prior", pruned=True),
+        Arm("item_pruned", "item_side", pruned=True),
+        Arm("appended_pruned", "appended", pruned=True),
     )
 }
 # what each arm is compared with besides real only: its controls (random catalog, no language model)
@@ -48,6 +54,9 @@ CONTROLS: dict[str, tuple[str, ...]] = {
     "prior_llm": ("random_prior", "prior"),
     "item": ("random_item",),
     "appended_llm": ("appended",),
+    "prior_pruned": ("random_prior", "prior"),
+    "item_pruned": ("random_item", "item"),
+    "appended_pruned": ("appended",),
 }
 
 

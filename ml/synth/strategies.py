@@ -16,6 +16,8 @@ returns synthetic events over the same universe, each with a confidence in (0, 1
 * ``appended`` -- the previous method's placement: likely next purchases after the last order
   (forward transitions, optionally re-ranked by the language model), dated before the cut; they are
   training targets.
+* ``*_pruned`` -- any of the above without the share of its events that an ALS teacher, trained on
+  real + those events, fits worst (LLMRec's loss-based pruning, ``ml.synth.denoise``).
 * ``random`` -- the control: the same users, the same counts, dates and flags as the arm it mimics,
   with items drawn uniformly from the catalog the shop knew at the cut.
 
@@ -25,7 +27,7 @@ The one list of arms (:data:`ml.synth.arms.ARMS`) names each strategy with and w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -34,7 +36,9 @@ import scipy.sparse as sp
 from ml import columns as C
 from ml.config import StrategySettings
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, Interactions, W
+from ml.models.base import Recommender
 from ml.synth.arms import ARMS, Arm
+from ml.synth.denoise import loss_pruned
 
 MINUTE = 60 * 10**9  # ns
 CONFIDENCE = "confidence"
@@ -319,11 +323,27 @@ def synthesize_arm(
     made: dict[str, pd.DataFrame],
     rerank: Reranker | None = None,
     seed: int = 0,
+    teacher: Callable[[], Recommender] | None = None,
 ) -> pd.DataFrame:
-    """The synthetic events of ``arm`` at one cut (``made``: the events of arms already synthesized at
-    this cut, which a random control copies; ``rerank``: the language model, for arms that use one)."""
+    """The synthetic events of ``arm`` at one cut.
+
+    Args:
+        made: the events of arms already synthesized at this cut, which a random control copies and a
+            pruned arm starts from.
+        rerank: the language model, for arms that use one.
+        teacher: makes the unfitted model whose loss prunes a ``pruned`` arm (``ml.synth.denoise``).
+    Raises:
+        ValueError: an arm that needs a language model or a teacher without one, or an unknown strategy.
+    """
     if arm.language_model and rerank is None:
         raise ValueError(f"arm {arm.name} needs a language model")
+    if arm.pruned:
+        if teacher is None:
+            raise ValueError(f"arm {arm.name} needs a teacher model to prune with")
+        unpruned = replace(arm, name=f"{arm.name}:unpruned", pruned=False)
+        if unpruned.name not in made:
+            made[unpruned.name] = synthesize_arm(unpruned, inputs, opts, made, rerank, seed)
+        return loss_pruned(made[unpruned.name], inputs.train, opts.prune_share, teacher)
     lm = rerank if arm.language_model else None
     if arm.strategy == "none":
         return empty_events()
@@ -335,7 +355,7 @@ def synthesize_arm(
         return item_side(inputs, opts)
     if arm.strategy == "random":
         if arm.mimics not in made:
-            made[arm.mimics] = synthesize_arm(ARMS[arm.mimics], inputs, opts, made, rerank, seed)
+            made[arm.mimics] = synthesize_arm(ARMS[arm.mimics], inputs, opts, made, rerank, seed, teacher)
         return random_like(made[arm.mimics], inputs, seed)
     raise ValueError(f"unknown strategy {arm.strategy!r}")
 

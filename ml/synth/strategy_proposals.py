@@ -16,6 +16,7 @@ from ml.config import Settings
 from ml.data.dataset import SplitData
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, W
 from ml.synth.arms import ARMS, EXPANSION, check_nightly
+from ml.synth.denoise import als_teacher
 from ml.synth.llm.base import Generator
 from ml.synth.strategies import CONFIDENCE, StrategyInputs, item_titles, synthesize_arm
 
@@ -25,6 +26,7 @@ NO_MODEL_GENERATORS = {
     "appended": "basket-transitions",
     "item_side": "text-neighbour-buyers",
 }
+PRUNED_SUFFIX = "+als-loss-pruned"  # lineage of a pruned arm's rows: what generated them, then what pruned them
 
 
 def uses_language_model(name: str) -> bool:
@@ -79,11 +81,15 @@ def strategy_proposals(
         if generator is None:
             raise ValueError(f"the nightly strategy {name!r} needs a scoring generator")
         rerank = LanguageModelReranker(generator, settings)
-    events = synthesize_arm(arm, inputs, settings.synth.strategies, {}, rerank, seed=settings.synth.seed)
+    events = synthesize_arm(
+        arm, inputs, settings.synth.strategies, {}, rerank, seed=settings.synth.seed, teacher=als_teacher(settings)
+    )
     if rerank is not None:
         gen_name, prompt = generator.name, rerank.prompt_tags["prior" if arm.strategy == "pseudo_prior" else "next"]
     else:
         gen_name, prompt = NO_MODEL_GENERATORS[arm.strategy], "none"
+    if arm.pruned:
+        gen_name += PRUNED_SUFFIX
     users = np.asarray(data.user_ids, dtype=object)[events[USER_IDX].to_numpy()]
     proposals = pd.DataFrame(
         {

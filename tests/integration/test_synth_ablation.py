@@ -10,7 +10,7 @@ from ml.eval.ablation import ROW_FIELDS
 from ml.pipeline.synth_ablation import run_ablation
 from tests.support.synth import bundled_events, sample_settings, shared_generator
 
-ARMS = ["real", "prior", "prior_llm", "random_prior", "item", "random_item"]
+ARMS = ["real", "prior", "prior_llm", "random_prior", "item", "random_item", "item_pruned"]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,8 @@ def test_rows_compare_every_arm_with_real_only_and_with_its_controls(ablation):
         ("prior_llm", "prior"),
         ("prior_llm", "random_prior"),
         ("item", "random_item"),
+        ("item_pruned", "item"),
+        ("item_pruned", "random_item"),
     } <= pairs
     cold = [r for r in rows if r["baseline_arm"] == "content_knn"]
     assert cold and all(r["slice"] == "discover/cold_items" and r["baseline_model"] == "text_knn" for r in cold)
@@ -61,8 +63,10 @@ def test_synthetic_events_carry_lineage_and_stay_before_each_cut(ablation):
     assert synthetic.loc[synthetic["arm"].isin(["prior", "prior_llm"]), "context_only"].all()
     assert not synthetic.loc[synthetic["arm"] == "item", "context_only"].any()
     counts = {(c["cut"], c["arm"]): c["events"] for c in doc["synthetic_counts"]}
-    for cut in doc["cuts"]:  # the control copies the count of the arm it mimics
+    share = doc["settings"]["strategies"]["prune_share"]
+    for cut in doc["cuts"]:  # the control copies the count of the arm it mimics; pruning drops its share
         assert counts[(cut, "random_prior")] == counts[(cut, "prior")] > 0
+        assert counts[(cut, "item_pruned")] == counts[(cut, "item")] - int(counts[(cut, "item")] * share)
 
 
 def test_metrics_hold_every_arm_and_seed_and_real_only_controls_once(ablation):
