@@ -256,7 +256,7 @@ def nightly_recommender():
 
     @task(**GPU)
     def synthesize(dataset: dict, params=None, **context) -> dict:
-        """Language-model synthesis: sparse users' next purchases, item attributes, user profiles."""
+        """Synthesis: the nightly strategy's synthetic interactions and language-model item attributes."""
         from ml.pipeline.steps import synthesize_step
 
         run = _ctx(params, context)

@@ -130,7 +130,7 @@ def start_tracking_step(
 
 
 def synthesize_step(settings: Settings, as_of, enabled: bool = True) -> dict:
-    """Synthesize training data for sparse users (and enrich items, profile users) from the day's real split.
+    """Synthesize training data for sparse users (and enrich items) from the day's real split.
 
     A generator that cannot be reached does not fail the run: the result says ``unavailable`` and
     why, the pipeline continues on real data only and the MLflow run is tagged accordingly.
@@ -212,7 +212,6 @@ def _gate_synthetic(settings: Settings, as_of, synth: dict) -> dict:
         interactions=pd.read_parquet(folder / FILES["interactions"]),
         rejected=pd.DataFrame(),
         items=pd.read_parquet(folder / FILES["items"]),
-        profiles=pd.DataFrame(),
         report={},
     )
     try:

@@ -13,7 +13,7 @@ The synthesis tasks sit on top of the model client layer ``ml.synth.llm`` (gener
 cache, factory) and never the other way round: ``prompts`` (+ ``prompts/*.jinja2``, versioned),
 ``candidates`` (co-purchase and title-embedding neighbours), ``expansion`` (sparse-user next
 purchases), ``enrichment`` and ``categories`` (item attributes and their title checks),
-``profiles``, ``quality`` (filters, distribution checks, the gate), ``evaluation`` (choice accuracy
+``quality`` (filters, distribution checks, the gate), ``evaluation`` (choice accuracy
 on held-out real purchases), ``adaptation`` (optional fine-tuning of the embedded model on the
 shop's own sequences: a task, since it trains on the expansion prompts).
 """

@@ -3,7 +3,7 @@
 Order: enrich items (bounded, cached) -> synthetic interactions from the nightly strategy
 (``synth.strategies.nightly``: an arm of :mod:`ml.synth.strategies`, by default the prepended
 pseudo-history the ablation chose, or the language model's next-purchase expansion) -> filter ->
-user profiles -> distribution report. :func:`ml.synth.quality.gate_synthetic` then decides whether
+distribution report. :func:`ml.synth.quality.gate_synthetic` then decides whether
 the synthetic interactions may join training.
 """
 
@@ -29,7 +29,6 @@ from ml.synth.enrichment import ATTRIBUTE_COLUMNS, category_of, enrich_items
 from ml.synth.expansion import plan_users, propose
 from ml.synth.llm.base import Generator
 from ml.synth.llm.factory import make_generator
-from ml.synth.profiles import build_profiles
 from ml.synth.quality import (
     SYNTHETIC_COLUMNS,
     count_reasons,
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 FILES = {
     "interactions": "synthetic_interactions.parquet",
     "items": "items_enriched.parquet",
-    "profiles": "user_profiles.parquet",
     "rejected": "synthetic_rejected.parquet",
     "report": "synth_report.json",
 }
@@ -59,21 +57,19 @@ class SynthResult:
         interactions: accepted synthetic interactions (``SYNTHETIC_COLUMNS``).
         rejected: every rejected proposal with its ``reject_reason`` (kept for inspection).
         items: item enrichment results (``ATTRIBUTE_COLUMNS``; status other than ``ok`` = rejected).
-        profiles: one profile per training user.
         report: counts (generated / accepted / rejected by reason), rates, KL values, throughput.
     """
 
     interactions: pd.DataFrame
     rejected: pd.DataFrame
     items: pd.DataFrame
-    profiles: pd.DataFrame
     report: dict
 
     def save(self, folder: Path) -> dict[str, str]:
         """Write the frames and the report into ``folder``; returns ``{name: path}``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("interactions", "items", "profiles", "rejected"):
+        for name in ("interactions", "items", "rejected"):
             write_parquet_atomic(getattr(self, name), folder / FILES[name])
         write_json_atomic(self.report, folder / FILES["report"])
         return {name: str(folder / f) for name, f in FILES.items()}
@@ -87,7 +83,7 @@ def synthesize(
     encoder: TitleEncoder | None = None,
     use_text_neighbours: bool = True,
 ) -> SynthResult:
-    """Synthesize interactions with the nightly strategy, enrich items and profile users.
+    """Synthesize interactions with the nightly strategy and enrich items.
 
     Args:
         data: the real temporal split (only ``train`` is read for generation).
@@ -158,7 +154,6 @@ def synthesize(
     )
     rejected = flagged[flagged["reject_reason"].notna()].reset_index(drop=True)
     rejected = rejected.assign(**{C.ITEM: rejected[C.ITEM].astype(object), "origin": rejected["origin"].astype(object)})
-    profiles = build_profiles(data.train, catalog, items, cut)
     generated = counts["generated"]
     malformed = (
         counts["rejected"]["invalid_answer"]
@@ -189,7 +184,6 @@ def synthesize(
             **propose_info,
         },
         "items": enrich_report,
-        "profiles": {"users": len(profiles), "buyer_types": profiles["buyer_type"].value_counts().to_dict()},
         "adaptation": adaptation,
         "distribution": distribution_report(interactions, data.train, n_candidates, category_of(items), s.seed),
         "timings_s": {
@@ -200,7 +194,7 @@ def synthesize(
         },
     }
     log.info("synthesis: %s generated, %s accepted (%s)", generated, counts["accepted"], counts["rejected"])
-    return SynthResult(interactions, rejected, items[ATTRIBUTE_COLUMNS], profiles, report)
+    return SynthResult(interactions, rejected, items[ATTRIBUTE_COLUMNS], report)
 
 
 def _item_vectors(data: SplitData, catalog: pd.DataFrame, settings: Settings, encoder) -> np.ndarray:

@@ -57,7 +57,7 @@ def test_synth_command_writes_outputs_and_a_report_that_counts_them(lake, tmp_pa
     for name in (
         "synthetic_interactions.parquet",
         "items_enriched.parquet",
-        "user_profiles.parquet",
+        "synthetic_rejected.parquet",
         "synth_report.json",
     ):
         assert (out / name).exists()

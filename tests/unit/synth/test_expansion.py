@@ -116,7 +116,7 @@ def test_gated_result_joins_training_without_changing_vocabulary_or_evaluation(r
     assert not extra.frame["context_only"].any()  # expansion rows are training targets
     paths = result.save(tmp_path)
     assert set(paths) == set(FILES) and all(
-        pd.read_parquet(paths[k]) is not None for k in ("interactions", "items", "profiles")
+        pd.read_parquet(paths[k]) is not None for k in ("interactions", "items", "rejected")
     )
 
 
