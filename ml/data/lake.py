@@ -35,6 +35,30 @@ def staging_dir(parent: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextmanager
+def replaced_dir(target: Path) -> Iterator[Path]:
+    """A fresh folder beside ``target`` to write into; when the block succeeds it replaces ``target`` whole.
+
+    A failure inside the block leaves ``target`` as it was (the last complete output) and removes the
+    partial folder, so a rerun for the same date replaces its output and a failed one never half-writes it.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = target.parent / f".{target.name}.{uuid.uuid4().hex}.partial"
+    work.mkdir()
+    try:
+        yield work
+        if target.exists():
+            old = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
+            os.replace(target, old)
+            os.replace(work, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def stage_partitioned(df: pd.DataFrame, staging: Path, name: str, ts_column: str = C.TIMESTAMP) -> Path:
     """Write ``df`` under ``staging/name`` as hive partitions ``event_date=YYYY-MM-DD``.
 

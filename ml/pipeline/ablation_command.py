@@ -64,22 +64,33 @@ def run(args) -> int:
     return 0
 
 
+REPORT_FILES = ("ablation.json", "ablation.md", "ablation.png")  # what the ablation's MLflow run holds
+
+
+def write_report(doc: dict, out: Path) -> str:
+    """Write ``ablation.md`` and ``ablation.png`` beside a finished ablation's ``ablation.json``; returns the table."""
+    rows = json.loads((out / "ablation.json").read_text())
+    table = ablation_table(rows, doc)
+    (out / "ablation.md").write_text(table)
+    plot_primary(rows, doc, out / "ablation.png")
+    return table
+
+
+def log_report(doc: dict, out: Path, settings, run_name: str | None = None) -> str:
+    """Log a written report (:data:`REPORT_FILES` in ``out``) to an MLflow run of its own; returns its id."""
+    from ml.tracking.runs import log_ablation
+
+    return log_ablation(settings, doc, [out / name for name in REPORT_FILES], run_name)
+
+
 def report_ablation(doc: dict, out: Path, settings, track: bool = True, run_name: str | None = None):
-    """Write ``ablation.md`` and ``ablation.png`` for a finished ablation in ``out``; log them to MLflow.
+    """Write the report of a finished ablation in ``out`` and, with ``track``, log it to MLflow.
 
     Returns:
         ``(table text, MLflow run id or None)``.
     """
-    rows = json.loads((out / "ablation.json").read_text())
-    table = ablation_table(rows, doc)
-    (out / "ablation.md").write_text(table)
-    plot = plot_primary(rows, doc, out / "ablation.png")
-    run_id = None
-    if track:
-        from ml.tracking.runs import log_ablation
-
-        run_id = log_ablation(settings, doc, [out / "ablation.json", out / "ablation.md", plot], run_name)
-    return table, run_id
+    table = write_report(doc, out)
+    return table, log_report(doc, out, settings, run_name) if track else None
 
 
 def _cell(r: dict) -> str:

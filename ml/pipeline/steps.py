@@ -375,8 +375,6 @@ def backtest_step(
     Returns:
         ``{"path", "cuts", "totals", "models": {model: {"<view>/<slice>/<metric>": [mean, low, high]}}}``.
     """
-    import shutil
-
     from ml.data.prepare import read_lake_catalog
     from ml.eval.plots import plot_backtest
     from ml.pipeline.backtest import run_backtest
@@ -388,12 +386,12 @@ def backtest_step(
     models = list(models or cfg.models)
     compare = [(a, b) for a, b in cfg.compare if a in models and b in models]
     out = out or layout.run.backtest
-    if out.exists():
-        shutil.rmtree(out)
-    doc = run_backtest(
-        read_lake_interactions(layout.lake, as_of), read_lake_catalog(layout.lake), settings, models, out, compare
-    )
-    plot = plot_backtest(doc, out / "backtest.png")
+    with lake.replaced_dir(out) as work:
+        doc = run_backtest(
+            read_lake_interactions(layout.lake, as_of), read_lake_catalog(layout.lake), settings, models, work, compare
+        )
+        plot_backtest(doc, work / "backtest.png")
+    plot = out / "backtest.png"
     headline = ("overall", "known", "new_customers", "cold_items")
     summary = {
         model: {
@@ -439,27 +437,25 @@ def weekly_backtest_step(settings: Settings, as_of, key: str) -> dict:
 def weekly_ablation_step(settings: Settings, as_of, key: str) -> dict:
     """The weekly DAG's synthesis ablation (``synth.strategies.ablation_*``) on the lake up to ``as_of``.
 
-    Writes ``runs/<as_of>/synth_ablation_weekly/`` (replaced on a rerun) and logs the table and plot to an
-    MLflow run of its own. The nightly strategy stays ``synth.strategies.nightly``: the returned decision
-    says whether the ablation still chooses it.
+    Writes ``runs/<as_of>/synth_ablation_weekly/`` (replaced whole when a rerun succeeds; a failed one leaves
+    the last complete folder) and logs the table and plot to an MLflow run of its own. The nightly strategy
+    stays ``synth.strategies.nightly``: the returned decision says whether the ablation still chooses it.
 
     Args:
         key: the Airflow DAG-run id (names the MLflow run).
     Returns:
         ``{"path", "chosen_arm", "nightly", "test", "goal_met_on_test", "mlflow_run_id", "elapsed_seconds"}``.
     """
-    import shutil
-
     from ml.data.prepare import read_lake_catalog
-    from ml.pipeline.ablation_command import report_ablation
+    from ml.pipeline.ablation_command import log_report, write_report
     from ml.pipeline.synth_ablation import run_ablation
 
     layout = Layout.of(settings, as_of)
     out = layout.run.weekly_ablation
-    if out.exists():
-        shutil.rmtree(out)
-    doc = run_ablation(read_lake_interactions(layout.lake, as_of), read_lake_catalog(layout.lake), settings, out)
-    _, run_id = report_ablation(doc, out, settings, run_name=f"weekly synth-ablation {key}")
+    with lake.replaced_dir(out) as work:
+        doc = run_ablation(read_lake_interactions(layout.lake, as_of), read_lake_catalog(layout.lake), settings, work)
+        write_report(doc, work)
+    run_id = log_report(doc, out, settings, run_name=f"weekly synth-ablation {key}")
     decision = doc["decision"]
     return {
         "path": str(out),

@@ -1,9 +1,9 @@
 """``python -m ml synth``: synthesize, gate and write synthetic data for a shop's events.
 
 Writes ``synthetic_interactions.parquet``, ``items_enriched.parquet``, ``synthetic_rejected.parquet``
-and ``synth_report.json`` (counts, rates, KL values, throughput and the gate's verdict) into ``--out``. Exit status: 0 when the gate passed, 2 for an unknown strategy,
-3 when the gate failed (the files are still written, the report says why), 4 when the generator was
-unavailable.
+and ``synth_report.json`` (counts, rates, KL values, throughput and the gate's verdict) into ``--out``.
+Exit status: 0 when the gate passed, 2 for an unknown strategy, 3 when the gate failed (the files are
+still written, the report says why), 4 when the generator was unavailable.
 """
 
 from __future__ import annotations

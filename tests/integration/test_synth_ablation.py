@@ -99,3 +99,48 @@ def test_the_report_writes_the_table_and_plot_and_logs_one_mlflow_run(ablation):
     assert run.data.tags["chosen_arm"] == str(doc["decision"]["chosen_arm"])
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     assert {"ablation.json", "ablation.md", "ablation.png"} <= logged
+
+
+def test_the_weekly_step_runs_over_the_lake_and_a_failed_rerun_keeps_the_last_report(tmp_path):
+    import mlflow
+
+    from ml.data.lake import stage_partitioned
+    from ml.data.prepare import INTERACTIONS
+    from ml.pipeline.layout import Layout
+    from ml.pipeline.steps import weekly_ablation_step
+
+    events, catalog = bundled_events()
+    settings = sample_settings(tmp_path / "home").with_overrides(
+        {
+            "eval": {"backtest": {"span_days": 7}, "bootstrap_resamples": 100},
+            "synth": {
+                "strategies": {
+                    "ablation_arms": ["real", "prior", "random_prior"],
+                    "ablation_models": ["als", "fusion"],
+                    "ablation_seeds": [0],
+                }
+            },
+        }
+    )
+    layout = Layout.of(settings, "2011-10-31")
+    stage_partitioned(events, layout.lake, INTERACTIONS)
+    layout.catalog.parent.mkdir(parents=True, exist_ok=True)
+    catalog.to_parquet(layout.catalog)
+
+    result = weekly_ablation_step(settings, "2011-10-31", "scheduled__2011-10-31")
+    out = layout.run.weekly_ablation
+    assert result["path"] == str(out) and result["nightly"] == "prior"
+    assert {"ablation.json", "ablation_summary.json", "ablation.md", "ablation.png"} <= {p.name for p in out.iterdir()}
+    summary = json.loads((out / "ablation_summary.json").read_text())
+    # the events end on 2011-10-31, so one week's span is one cut a 7-day horizon before 2011-11-01
+    assert summary["arms"] == ["real", "prior", "random_prior"] and summary["cuts"] == ["2011-10-25"]
+    run = mlflow.get_run(result["mlflow_run_id"])
+    assert run.info.run_name == "weekly synth-ablation scheduled__2011-10-31"
+    assert "ablation.md" in {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+
+    before = (out / "ablation.json").read_text()
+    broken = settings.with_overrides({"synth": {"strategies": {"ablation_arms": ["real", "bogus"]}}})
+    with pytest.raises(ValueError, match="unknown arms"):
+        weekly_ablation_step(broken, "2011-10-31", "manual__retry")
+    assert (out / "ablation.json").read_text() == before  # the last complete report is still there
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no partial folder
