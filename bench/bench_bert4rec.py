@@ -14,8 +14,12 @@ columns user_id,item_id,timestamp; e.g. ML-1M ratings converted to CSV).
 Each model (``--models bert4rec,sasrec``, the default) is trained on each device; the side-by-side
 table gives sequences/s, the best validation NDCG@10 and the seconds to reach 95% of it.
 
+``--negatives 0,256,3000`` compares full-softmax cross-entropy (0) with sampled softmax against that many
+uniform negatives per batch, side by side in one run (the SASRec+ paper's two losses).
+
 Examples:
     python bench/bench_bert4rec.py --max-minutes 8
+    python bench/bench_bert4rec.py --models sasrec --negatives 0,256 --max-epochs 10
     python bench/bench_bert4rec.py --events ml-1m.csv --max-minutes 60
 
 Measured on the synthetic set (defaults: hidden 64, 2 layers, max_len 200, batch 128, lr 1e-3):
@@ -205,6 +209,9 @@ def main() -> None:
     parser.add_argument("--devices", default="auto", help="'cpu', 'cuda', 'cpu,cuda' or 'auto' (both if CUDA)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--models", default="bert4rec,sasrec", help="comma list of bert4rec, sasrec")
+    parser.add_argument(
+        "--negatives", default="0", help="comma list: 0 = full softmax, k = sampled softmax with k negatives"
+    )
     args = parser.parse_args()
 
     import pytorch_lightning as pl
@@ -237,10 +244,18 @@ def main() -> None:
         devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     else:
         devices = args.devices.split(",")
-    runs = [(m, d, p) for m in args.models.split(",") for d in devices for p in args.precision.split(",")]
+    negatives = [int(k) for k in args.negatives.split(",")]
+    runs = [
+        (m, d, p, k)
+        for m in args.models.split(",")
+        for d in devices
+        for p in args.precision.split(",")
+        for k in negatives
+    ]
     results = {}
-    for name, device, precision in runs:
+    for name, device, precision, k in runs:
         label = f"{name}/{device}" + ("" if len(args.precision.split(",")) == 1 else f"/{precision}")
+        label += "" if len(negatives) == 1 else f"/neg{k}"
 
         class Live(pl.Callback):
             """One line per validation: epoch, validation NDCG@10, seconds since training started."""
@@ -259,7 +274,7 @@ def main() -> None:
             max_epochs=args.max_epochs, patience=args.patience, seed=args.seed, crop=args.crop,
             attention_dropout=args.attention_dropout, val_view=args.val_view,
             max_minutes=args.max_minutes, accelerator="gpu" if device == "cuda" else "cpu", callbacks=[Live(label)],
-            precision=precision,
+            precision=precision, negatives=k,
         )  # fmt: skip
         model.fit(train, valid)
         summary = model.training_summary

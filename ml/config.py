@@ -202,6 +202,10 @@ class Bert4RecSettings(BaseModel):
     # (temporal split, discover NDCG@10, 6-minute cap): BERT4Rec 0.0952 vs 0.0697 with the fixed order;
     # SASRec's figures are in its section
     shuffle_baskets: bool = True
+    # 0: full-softmax cross-entropy over every item; k > 0: sampled softmax against k uniform negatives per
+    # batch (SASRec+'s cheaper variant; 3,000 of them matched full softmax on MovieLens-1M). At a few thousand
+    # items the full softmax is cheap: measured in bench/bench_bert4rec.py --negatives
+    negatives: int = Field(0, ge=0)
     accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
 
 

@@ -175,6 +175,9 @@ class Bert4RecModule(pl.LightningModule):
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay on matrices (not on biases, norms or embeddings).
         warmup_steps: linear warm-up from 0 to ``lr``; constant afterwards (as the replications).
+        negatives: 0 = cross-entropy over every item (full softmax); ``k`` > 0 = sampled softmax: each
+            trained position's item against ``k`` items drawn uniformly for the whole batch (a drawn item
+            equal to the position's own is left out), as SASRec+'s sampled variant.
         val_view: the view whose validation NDCG@10 is ``val_ndcg@10`` (what early stopping and
             checkpointing follow): ``repeat`` ranks all items, ``discover`` leaves out history items.
             Both views are always logged.
@@ -187,9 +190,11 @@ class Bert4RecModule(pl.LightningModule):
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
         val_view: str = "repeat",
+        negatives: int = 0,
     ) -> None:
         super().__init__()
         self.network = network
+        self.negatives = negatives
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         if val_view not in VIEWS:
             raise ValueError(f"val_view must be one of {VIEWS}, got {val_view!r}")
@@ -212,12 +217,17 @@ class Bert4RecModule(pl.LightningModule):
         return int(self._seen_masked)
 
     def masked_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-entropy over all items at masked positions only; returns (loss, masked count)."""
+        """Cross-entropy at the trained (labelled) positions only, over every item or sampled negatives
+        (``negatives``); returns (loss, trained positions)."""
         hidden = self.network.encode(batch["input_ids"], batch["attention_mask"])
         labels = batch["labels"]
         where = labels != IGNORE
-        logits = self.network.item_logits(hidden[where])
-        return F.cross_entropy(logits.float(), labels[where]), where.sum()
+        states, targets = hidden[where], labels[where]
+        if 0 < self.negatives < self.network.n_items:
+            drawn = torch.randint(0, self.network.n_items, (self.negatives,), device=targets.device)
+            logits = self.network.sampled_logits(states, targets, drawn)
+            return F.cross_entropy(logits.float(), torch.zeros_like(targets)), where.sum()
+        return F.cross_entropy(self.network.item_logits(states).float(), targets), where.sum()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, n_masked = self.masked_loss(batch)

@@ -32,7 +32,7 @@ HPARAMS = (
     "hidden", "layers", "heads", "max_len", "mask_prob", "dropout", "attention_dropout", "batch_size", "lr",
     "weight_decay", "warmup_steps", "max_epochs", "patience", "seed", "crop", "val_max_users",
     "val_view", "max_minutes", "arm_factor", "arm_loss_margin", "precision", "text_dropout", "text_mode",
-    "shuffle_baskets",
+    "shuffle_baskets", "negatives",
 )  # fmt: skip
 TEXT_MODES = ("augment", "init", "init+augment")
 
@@ -125,6 +125,10 @@ class Bert4Rec(Recommender):
         val_view: view whose validation NDCG@10 drives early stopping and the kept checkpoint:
             ``repeat`` (all items ranked) or ``discover`` (items already bought left out).
         max_minutes: stop training after this wall time (best epoch so far is kept); None = no cap.
+        negatives: 0 = full-softmax cross-entropy over every item; ``k`` > 0 = sampled softmax against
+            ``k`` uniform negatives per batch (:class:`~ml.models.bert4rec.lightning.Bert4RecModule`).
+            Its training loss is not comparable with the popularity plateau's, so only the validation
+            margin (``arm_factor``) arms patience then.
         accelerator: Lightning accelerator (``"auto"`` uses CUDA when present).
         precision: Lightning precision; ``"auto"`` = ``bf16-mixed`` on a GPU, ``32-true`` on CPU (at
             this width bf16 autocast on CPU is slower: 7.7 vs 5.2 s per Online Retail epoch here,
@@ -185,6 +189,7 @@ class Bert4Rec(Recommender):
         text_dropout: float = 0.3,
         text_mode: str = "augment",
         shuffle_baskets: bool = True,
+        negatives: int = 0,
     ) -> None:
         self.hidden, self.layers, self.heads, self.max_len = hidden, layers, heads, max_len
         self.mask_prob, self.dropout, self.attention_dropout = mask_prob, dropout, attention_dropout
@@ -203,6 +208,9 @@ class Bert4Rec(Recommender):
         self.text_dim = self.item_text.shape[1] if augment else 0
         self.text_dropout = text_dropout
         self.shuffle_baskets = shuffle_baskets
+        if negatives < 0:
+            raise ValueError(f"negatives must be 0 (full softmax) or a positive count, got {negatives}")
+        self.negatives = negatives
         self.network: Bert4RecNetwork | None = None
         self.n_items = 0
         self.training_summary: dict[str, Any] = {}
@@ -314,7 +322,9 @@ class Bert4Rec(Recommender):
             self.network.set_item_text(self.item_text)
         if self.item_text is not None and "init" in self.text_mode:
             self.network.init_item_embeddings(text_pca(self.item_text, self.hidden, 0.02, self.seed))
-        module = Bert4RecModule(self.network, self.lr, self.weight_decay, self.warmup_steps, self.val_view)
+        module = Bert4RecModule(
+            self.network, self.lr, self.weight_decay, self.warmup_steps, self.val_view, self.negatives
+        )
         clock = TrainingClock(self.name)
         with tempfile.TemporaryDirectory(prefix=f"{self.name}-") as tmp, warnings.catch_warnings(), _quiet_lightning():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -332,7 +342,9 @@ class Bert4Rec(Recommender):
                 )  # fmt: skip
                 stopper = PlateauAwareEarlyStopping(
                     arm_above=self.arm_factor * baseline,
-                    arm_below_loss=None if self.arm_loss_margin is None else (1 - self.arm_loss_margin) * plateau_loss,
+                    arm_below_loss=None
+                    if self.arm_loss_margin is None or self.negatives
+                    else (1 - self.arm_loss_margin) * plateau_loss,
                     monitor=VAL_METRIC,
                     mode="max",
                     patience=self.patience,

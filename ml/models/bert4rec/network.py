@@ -144,6 +144,20 @@ class Bert4RecNetwork(nn.Module):
         items = self.item_table()[1 : self.n_items + 1]
         return hidden @ items.T + self.out_bias
 
+    def sampled_logits(self, hidden: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """Scores of each state's target, then of the shared ``negatives``: ``(m, 1 + k)``.
+
+        Args:
+            hidden: ``(m, hidden)`` states.
+            targets: ``(m,)`` item indices (0-based, as :meth:`item_logits`'s columns).
+            negatives: ``(k,)`` item indices; where one equals a row's target its score is ``-inf``.
+        """
+        items = self.item_table()[1 : self.n_items + 1]
+        positive = (hidden * items[targets]).sum(-1, keepdim=True) + self.out_bias[targets].unsqueeze(-1)
+        negative = hidden @ items[negatives].T + self.out_bias[negatives]
+        negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(-1), float("-inf"))
+        return torch.cat([positive, negative], dim=-1)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Item logits at every position: ``(batch, length, n_items)`` (use for small inputs only)."""
         return self.item_logits(self.encode(input_ids, attention_mask))

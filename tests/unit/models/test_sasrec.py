@@ -67,6 +67,49 @@ def test_the_loss_is_taken_at_every_real_position_and_only_there():
     torch.testing.assert_close(loss, by_hand)
 
 
+def test_sampled_softmax_scores_each_target_against_the_drawn_items_and_never_against_itself():
+    torch.manual_seed(0)
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=2, max_len=8, dropout=0.0, causal=True)
+    states = torch.randn(2, 16)
+    targets, drawn = torch.tensor([5, 9]), torch.tensor([3, 9, 20])
+    got = net.sampled_logits(states, targets, drawn)
+    full = net.item_logits(states)  # the same scores, taken from the full table by hand below
+    expected = torch.stack(
+        [
+            torch.stack([full[0, 5], full[0, 3], full[0, 9], full[0, 20]]),
+            torch.stack([full[1, 9], full[1, 3], torch.tensor(float("-inf")), full[1, 20]]),  # 9 is row 1's own
+        ]
+    )
+    torch.testing.assert_close(got, expected)
+
+
+def test_with_sampled_softmax_the_loss_is_the_targets_share_among_the_drawn_items():
+    torch.manual_seed(0)
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=2, max_len=8, dropout=0.0, causal=True)
+    module = Bert4RecModule(net, negatives=4)
+    batch = CausalCollator(N_ITEMS, max_len=4)([np.array([5, 6, 7])])
+    torch.manual_seed(1)
+    loss, counted = module.masked_loss(batch)
+    torch.manual_seed(1)
+    drawn = torch.randint(0, N_ITEMS, (4,))  # what the module drew
+    logits = net.item_logits(net.encode(batch["input_ids"], batch["attention_mask"]))[0, :3]
+    by_hand = []
+    for p, t in enumerate([5, 6, 7]):
+        others = [int(d) for d in drawn if int(d) != t]
+        row = torch.stack([logits[p, t]] + [logits[p, d] for d in others])
+        by_hand.append(-torch.log_softmax(row, -1)[0])
+    assert int(counted) == 3
+    torch.testing.assert_close(loss, torch.stack(by_hand).mean())
+
+
+def test_learns_the_next_item_of_the_cycle_with_sampled_negatives_too():
+    train, valid = cycle_walks()
+    model = SASRec(hidden=32, layers=1, heads=2, max_len=16, batch_size=32, lr=5e-3, warmup_steps=5, negatives=8,
+                   max_epochs=30, patience=30, seed=7, num_threads=1, accelerator="cpu")  # fmt: skip
+    model.fit(train, valid)
+    assert model.training_summary["best_val_ndcg@10"] > 0.5, model.training_summary  # popularity: about 0.1
+
+
 def test_learns_the_next_item_of_the_cycle():
     train, valid = cycle_walks()
     model = SASRec(hidden=32, layers=1, heads=2, max_len=16, batch_size=32, lr=5e-3, warmup_steps=5,
