@@ -124,8 +124,15 @@ def primary(rows: list[dict], model: str, metric: str, slice: str) -> dict[str, 
     }
 
 
-def choose_arm(rows: list[dict], model: str, metric: str, slice: str) -> str | None:
-    """The arm with the largest primary-endpoint delta over real only, when that delta is above zero (else None)."""
+def choose_arm(rows: list[dict], model: str, metric: str, slice: str, order: list[str] | None = None) -> str | None:
+    """The arm with the largest primary-endpoint delta over real only, when that delta is above zero (else None).
+
+    Args:
+        order: the arms from simplest to most elaborate; of arms with equal deltas the earliest wins (a pruned
+            arm that changed nothing for these customers ties with its unpruned arm, which is then kept).
+            Default: by name.
+    """
     by_arm = primary(rows, model, metric, slice)
-    best = max(by_arm.values(), key=lambda r: (r["delta"], r["arm"]), default=None)
+    rank = {a: i for i, a in enumerate(order or sorted(by_arm))}
+    best = max(by_arm.values(), key=lambda r: (r["delta"], -rank.get(r["arm"], len(rank))), default=None)
     return best["arm"] if best is not None and best["delta"] > 0 and np.isfinite(best["delta"]) else None

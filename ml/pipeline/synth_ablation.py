@@ -249,7 +249,7 @@ def summarize(
                     if r["slice"].endswith("/cold_items"):
                         rows.append({**r, "baseline_arm": "content_knn"})
     valid_rows = [r for r in rows if r["phase"] == "validation"]
-    chosen = choose_arm(valid_rows, **PRIMARY) if valid_rows else None
+    chosen = choose_arm(valid_rows, **PRIMARY, order=arms) if valid_rows else None
     test_rows = primary([r for r in rows if r["phase"] == "test"], **PRIMARY)
     decision = {
         "primary_endpoint": PRIMARY,
