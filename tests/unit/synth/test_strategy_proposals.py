@@ -121,3 +121,16 @@ def test_synthetic_rows_keep_their_own_weight_and_place_and_old_files_get_the_fa
     with pytest.raises(ValueError, match="outside the dataset vocabulary"):
         synthetic_over(unknown, users, items, weight=1.0)
     assert len(synthetic_over(unknown, users, items, weight=1.0, drop_unknown=True)) == 1
+
+
+def test_a_pruned_nightly_strategy_keeps_three_quarters_of_the_proposals_and_says_so_in_the_lineage(tmp_path):
+    data, catalog = bundled_sample()
+    settings = sample_settings(tmp_path, seed=5)
+    full, _, _ = strategy_proposals(data, catalog, settings, "prior")
+    pruned, prompt, _ = strategy_proposals(data, catalog, settings, "prior_pruned")
+    assert len(pruned) == len(full) - int(len(full) * 0.25) and prompt == "none"
+    key = [C.USER, C.ITEM, C.TIMESTAMP]
+    assert pd.MultiIndex.from_frame(pruned[key]).isin(pd.MultiIndex.from_frame(full[key])).all()  # a subset
+    assert (pruned["generator"] == "reverse-basket-transitions+als-loss-pruned").all()
+    result = synthesize(data, catalog, settings.with_overrides({"synth": {"strategies": {"nightly": "prior_pruned"}}}))
+    assert result.report["strategy"] == "prior_pruned" and gate_synthetic(result, data, catalog, settings)["success"]
