@@ -59,33 +59,18 @@ def test_short_slice_leaves_out_new_customers_and_longer_histories():
     assert short.index.tolist() == [0, 1]
 
 
-def test_choose_arm_takes_the_best_positive_delta_or_nothing():
-    def row(arm, delta):
-        return {
-            "arm": arm,
-            "baseline_arm": "real",
-            "model": "fusion",
-            "metric": "recall@10",
-            "slice": "s",
-            "delta": delta,
-        }
+def _primary_row(arm: str, delta: float) -> dict:
+    """One validation row of the primary endpoint against real only (what ``choose_arm`` reads)."""
+    return {"arm": arm, "baseline_arm": "real", "model": "fusion", "metric": "recall@10", "slice": "s", "delta": delta}
 
-    assert choose_arm([row("a", 0.01), row("b", 0.02)], "fusion", "recall@10", "s") == "b"
-    assert choose_arm([row("a", -0.01), row("b", 0.0)], "fusion", "recall@10", "s") is None
+
+def test_choose_arm_takes_the_best_positive_delta_or_nothing():
+    assert choose_arm([_primary_row("a", 0.01), _primary_row("b", 0.02)], "fusion", "recall@10", "s") == "b"
+    assert choose_arm([_primary_row("a", -0.01), _primary_row("b", 0.0)], "fusion", "recall@10", "s") is None
 
 
 def test_of_arms_with_equal_deltas_the_simplest_is_chosen():
-    def row(arm, delta):
-        return {
-            "arm": arm,
-            "baseline_arm": "real",
-            "model": "fusion",
-            "metric": "recall@10",
-            "slice": "s",
-            "delta": delta,
-        }
-
-    tied = [row("prior_pruned", 0.0098), row("prior", 0.0098), row("item", 0.005)]
+    tied = [_primary_row("prior_pruned", 0.0098), _primary_row("prior", 0.0098), _primary_row("item", 0.005)]
     assert choose_arm(tied, "fusion", "recall@10", "s", order=["real", "prior", "prior_pruned", "item"]) == "prior"
     assert choose_arm(tied, "fusion", "recall@10", "s", order=["prior_pruned", "prior"]) == "prior_pruned"
     assert choose_arm(tied, "fusion", "recall@10", "s") == "prior"  # no order: by name
