@@ -43,7 +43,8 @@ from ml.models.fusion import Fusion
 from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut
 from ml.synth.arms import ARMS, CONTROLS, REAL
 from ml.synth.denoise import als_teacher
-from ml.synth.strategies import CONFIDENCE, StrategyInputs, as_interactions, item_titles, synthesize_arm
+from ml.synth.events import CONFIDENCE, as_interactions
+from ml.synth.strategies import StrategyInputs, item_titles, synthesize_arm
 
 log = logging.getLogger(__name__)
 PRIMARY = {"model": registry.FUSION, "metric": "recall@10", "slice": "discover/short"}

@@ -20,15 +20,15 @@ class Arm:
         strategy: ``pseudo_prior`` | ``item_side`` | ``appended`` | ``random``.
         language_model: candidates re-ranked by the embedded language model (PMI).
         mimics: for ``random``: the arm whose users, counts and positions it copies.
-        pruned: the share ``synth.strategies.prune_share`` of its events that an ALS teacher fits worst
-            is dropped (``ml.synth.denoise``).
+        prunes: the arm whose events it keeps, less the share ``synth.strategies.prune_share`` that an
+            ALS teacher fits worst (``ml.synth.denoise``); ``strategy`` is that arm's.
     """
 
     name: str
     strategy: str
     language_model: bool = False
     mimics: str | None = None
-    pruned: bool = False
+    prunes: str | None = None
 
 
 REAL = "real"
@@ -43,9 +43,9 @@ ARMS: dict[str, Arm] = {
         Arm("random_item", "random", mimics="item"),
         Arm("appended", "appended"),
         Arm("appended_llm", "appended", language_model=True),
-        Arm("prior_pruned", "pseudo_prior", pruned=True),
-        Arm("item_pruned", "item_side", pruned=True),
-        Arm("appended_pruned", "appended", pruned=True),
+        Arm("prior_pruned", "pseudo_prior", prunes="prior"),
+        Arm("item_pruned", "item_side", prunes="item"),
+        Arm("appended_pruned", "appended", prunes="appended"),
     )
 }
 # what each arm is compared with besides real only: its controls (random catalog, no language model)

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from ml.config import Settings
-from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, Interactions, W
+from ml.data.interactions import ITEM_IDX, USER_IDX, Interactions
 from ml.models import registry
 from ml.models.augmented import AugmentedHistory
 from ml.models.base import Recommender
+from ml.synth.events import as_interactions
 
 USER_BLOCK = 2048  # users scored at once (bounds memory to USER_BLOCK x n_items floats)
 
@@ -40,10 +41,7 @@ def teacher_scores(events: pd.DataFrame, train: Interactions, teacher: Recommend
     Returns:
         The score of each row of ``events``, in its order.
     """
-    extra = Interactions(
-        events[[USER_IDX, ITEM_IDX, TS, W, CONTEXT]].reset_index(drop=True), train.n_users, train.n_items
-    )
-    model = AugmentedHistory(teacher, extra).fit(train)
+    model = AugmentedHistory(teacher, as_interactions(events, train.n_users, train.n_items)).fit(train)
     users = events[USER_IDX].to_numpy()
     items = events[ITEM_IDX].to_numpy()
     unique = np.unique(users)

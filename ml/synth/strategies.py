@@ -27,7 +27,7 @@ The one list of arms (:data:`ml.synth.arms.ARMS`) names each strategy with and w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -39,10 +39,9 @@ from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, Interactions, 
 from ml.models.base import Recommender
 from ml.synth.arms import ARMS, Arm
 from ml.synth.denoise import loss_pruned
+from ml.synth.events import CONFIDENCE, empty_events
 
 MINUTE = 60 * 10**9  # ns
-CONFIDENCE = "confidence"
-EVENT_COLUMNS = [USER_IDX, ITEM_IDX, TS, W, CONTEXT, CONFIDENCE]
 
 
 @dataclass
@@ -75,20 +74,6 @@ def item_titles(catalog: pd.DataFrame | None, item_ids) -> np.ndarray | None:
     cat = catalog.drop_duplicates(C.ITEM)
     titles = pd.Series(cat[C.TITLE].astype(str).to_numpy(), index=cat[C.ITEM].astype(str).to_numpy())
     return titles.reindex(np.asarray(item_ids, dtype=str)).fillna("").to_numpy(object)
-
-
-def empty_events() -> pd.DataFrame:
-    """A synthetic-events frame with no rows."""
-    return pd.DataFrame(
-        {
-            USER_IDX: np.empty(0, np.int32),
-            ITEM_IDX: np.empty(0, np.int32),
-            TS: np.empty(0, np.int64),
-            W: np.empty(0, np.float32),
-            CONTEXT: np.empty(0, bool),
-            CONFIDENCE: np.empty(0, np.float32),
-        }
-    )
 
 
 def _events(users, items, ts, confidence, context: bool, weight: float) -> pd.DataFrame:
@@ -329,21 +314,20 @@ def synthesize_arm(
 
     Args:
         made: the events of arms already synthesized at this cut, which a random control copies and a
-            pruned arm starts from.
+            pruned arm starts from (an arm either needs is synthesized once and added).
         rerank: the language model, for arms that use one.
-        teacher: makes the unfitted model whose loss prunes a ``pruned`` arm (``ml.synth.denoise``).
+        teacher: makes the unfitted model that prunes an arm with ``prunes`` (``ml.synth.denoise``).
     Raises:
         ValueError: an arm that needs a language model or a teacher without one, or an unknown strategy.
     """
     if arm.language_model and rerank is None:
         raise ValueError(f"arm {arm.name} needs a language model")
-    if arm.pruned:
+    if arm.prunes is not None:
         if teacher is None:
             raise ValueError(f"arm {arm.name} needs a teacher model to prune with")
-        unpruned = replace(arm, name=f"{arm.name}:unpruned", pruned=False)
-        if unpruned.name not in made:
-            made[unpruned.name] = synthesize_arm(unpruned, inputs, opts, made, rerank, seed)
-        return loss_pruned(made[unpruned.name], inputs.train, opts.prune_share, teacher)
+        if arm.prunes not in made:
+            made[arm.prunes] = synthesize_arm(ARMS[arm.prunes], inputs, opts, made, rerank, seed)
+        return loss_pruned(made[arm.prunes], inputs.train, opts.prune_share, teacher)
     lm = rerank if arm.language_model else None
     if arm.strategy == "none":
         return empty_events()
@@ -358,8 +342,3 @@ def synthesize_arm(
             made[arm.mimics] = synthesize_arm(ARMS[arm.mimics], inputs, opts, made, rerank, seed, teacher)
         return random_like(made[arm.mimics], inputs, seed)
     raise ValueError(f"unknown strategy {arm.strategy!r}")
-
-
-def as_interactions(events: pd.DataFrame, n_users: int, n_items: int) -> Interactions:
-    """Synthetic events as :class:`Interactions` (with the ``context_only`` column) over a universe."""
-    return Interactions(events[[USER_IDX, ITEM_IDX, TS, W, CONTEXT]].reset_index(drop=True), n_users, n_items)

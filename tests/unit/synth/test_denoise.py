@@ -69,7 +69,7 @@ def test_a_pruned_arm_prunes_its_unpruned_events_and_needs_a_teacher():
     pruned = S.synthesize_arm(S.ARMS["prior_pruned"], inputs, opts, made, teacher=Popularity)
     # prior gives u2 items 0 then 1 (test_strategies); with them item 0 has 3 buyers and item 1 two,
     # so item 1 fits worse and goes (int(2 * 0.5) = 1 row)
-    assert made["prior_pruned:unpruned"][ITEM_IDX].tolist() == [0, 1]
+    assert made["prior"][ITEM_IDX].tolist() == [0, 1]  # the unpruned arm, made once and kept
     assert list(zip(pruned[USER_IDX], pruned[ITEM_IDX])) == [(2, 0)]
     with pytest.raises(ValueError, match="needs a teacher"):
         S.synthesize_arm(S.ARMS["prior_pruned"], inputs, opts, {})

@@ -7,6 +7,7 @@ import pytest
 from ml.config import StrategySettings
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, Interactions, W
 from ml.synth import strategies as S
+from ml.synth.events import as_interactions
 
 M = S.MINUTE
 CUT = 100 * M
@@ -109,7 +110,7 @@ def test_language_model_scores_reorder_candidates_and_scale_confidence():
 def test_synthetic_events_become_interactions_that_mark_context():
     events = S.pseudo_prior(_inputs(), StrategySettings())
     real = _shop()
-    both = real.concat(S.as_interactions(events, 3, 5))
+    both = real.concat(as_interactions(events, 3, 5))
     masks = both.context_masks()
     seqs = both.sequences()
     assert seqs[2].tolist() == [1, 0, 2] and masks[2].tolist() == [True, True, False]
