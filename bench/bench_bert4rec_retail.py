@@ -1,4 +1,4 @@
-"""BERT4Rec variants on the bundled Online Retail data (temporal split), side by side with popularity.
+"""BERT4Rec or SASRec variants on the bundled Online Retail data (temporal split), side by side with popularity.
 
 Prints test-period NDCG@10 in both views (repeat: all items; discover: items not bought before),
 overall and for sparse users, plus Recall@20 on cold items (test purchases of items with at most
@@ -8,9 +8,14 @@ Variants (``--variants``, comma separated), each ``<text>:<view>[:param=value...
   ``ids`` or ``text`` -- item-id embeddings only, or plus a projection of MiniLM item-text vectors
   (``text`` trains with ``text_dropout``, 0.3 by default, instead of ``dropout``);
   ``repeat`` or ``discover`` -- the validation view early stopping and the kept checkpoint follow;
-  ``param=value`` -- any other BERT4Rec argument, e.g. ``dropout=0.3`` or ``mask_prob=0.4``.
+  ``param=value`` -- any other model argument, e.g. ``dropout=0.3``, ``mask_prob=0.4`` or
+  ``lr_decay=plateau`` (a value that is not JSON is taken as a string).
+
+``--model sasrec`` trains the causal model instead of BERT4Rec (same variants).
 
     python bench/bench_bert4rec_retail.py --max-minutes 5 --variants ids:repeat,ids:discover,text:discover
+    python bench/bench_bert4rec_retail.py --model sasrec --max-minutes 1000 --max-epochs 80 \
+        --variants text:discover,text:discover:lr_decay=plateau
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from ml import columns as C
 from ml.config import Settings
 from ml.data.lake import write_json_atomic
 from ml.data.prepare import SourceSpec, prepare_split
-from ml.models.bert4rec.model import Bert4Rec
+from ml.models.bert4rec.model import Bert4Rec, SASRec
 from ml.pipeline.evaluation import evaluate_models
 from ml.pipeline.layout import RunFolder
 from ml.pipeline.training import fit_model
@@ -53,9 +58,18 @@ def cold_item_recall(run_dir: Path, data, cold_max: int, k: int = 20) -> dict[st
     return out
 
 
+def parse_value(text: str):
+    """A variant's parameter value: JSON where it parses (numbers, true, null), else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default="ids:repeat,ids:discover,text:discover")
+    parser.add_argument("--model", choices=("bert4rec", "sasrec"), default="bert4rec")
     parser.add_argument("--max-minutes", type=float, default=5.0, help="training time cap per variant")
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--cold-max", type=int, default=5, help="items with at most this many buyers are cold")
@@ -79,9 +93,9 @@ def main() -> None:
         names, fits = ["pop"], {}
         for variant in args.variants.split(","):
             kind, view, *extra = variant.split(":")
-            params = {k: json.loads(v) for k, v in (e.split("=", 1) for e in extra)}
-            name = "_".join(["bert4rec", kind, view, *extra])
-            model = Bert4Rec.from_settings(
+            params = {k: parse_value(v) for k, v in (e.split("=", 1) for e in extra)}
+            name = "_".join([args.model, kind, view, *extra])
+            model = {"bert4rec": Bert4Rec, "sasrec": SASRec}[args.model].from_settings(
                 settings.models,
                 val_view=view,
                 max_minutes=args.max_minutes,
@@ -100,7 +114,7 @@ def main() -> None:
             print(
                 f"{name}: {fit_s:.0f} s, {s['epochs_run']} epochs, best epoch {s['best_epoch']} "
                 f"(val_ndcg@10 {s['best_val_ndcg@10']}, popularity {s['popularity_val_ndcg@10']}), "
-                f"stopped by {s['stopped_by']}",
+                f"stopped by {s['stopped_by']}, learning rate halved after epochs {s['lr_decays_after_epoch']}",
                 flush=True,
             )
         doc = evaluate_models(names, data, settings, run)

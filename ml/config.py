@@ -209,6 +209,12 @@ class Bert4RecSettings(BaseModel):
     # batch (SASRec+'s cheaper variant; 3,000 of them matched full softmax on MovieLens-1M). At a few thousand
     # items the full softmax is cheap: measured in bench/bench_bert4rec.py --negatives
     negatives: int = Field(0, ge=0)
+    # learning rate after warm-up: "none" keeps it constant; "plateau" multiplies it by decay_factor each time
+    # decay_patience validations in a row bring no improvement (counted, as patience, only once the model has
+    # left its popularity plateau). Measured: bench/bench_bert4rec_retail.py, variant lr_decay=plateau
+    lr_decay: Literal["none", "plateau"] = "none"
+    decay_factor: float = Field(0.5, gt=0, lt=1)
+    decay_patience: int = Field(5, ge=1)
     accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
 
 

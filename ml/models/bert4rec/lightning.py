@@ -130,6 +130,50 @@ def popularity_loss(train_seqs: list[np.ndarray], n_items: int) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+LR_DECAYS = ("none", "plateau")
+
+
+class PlateauDecay:
+    """Learning-rate decay on a validation plateau (as ``torch.optim.lr_scheduler.ReduceLROnPlateau``).
+
+    The learning rate's scale is multiplied by ``factor`` each time ``patience`` validations in a row
+    have not improved on the best value; the count starts again after each decay. It only counts once
+    ``counting`` is true, so a model still on its popularity plateau (where early stopping does not
+    count either) keeps its full learning rate to leave it. Early stopping's own patience keeps
+    running through decays, so with patience 20 and ``patience`` 5 a model gets three halvings before
+    it is stopped.
+
+    Args:
+        factor: multiplier of the scale at each decay, in (0, 1).
+        patience: validations without improvement before a decay.
+    """
+
+    def __init__(self, factor: float = 0.5, patience: int = 5) -> None:
+        if not 0 < factor < 1:
+            raise ValueError(f"decay factor must lie in (0, 1), got {factor}")
+        if patience < 1:
+            raise ValueError(f"decay patience must be at least 1, got {patience}")
+        self.factor, self.patience = factor, patience
+        self.scale = 1.0
+        self.best = float("-inf")
+        self.bad = 0
+        self.validations = 0
+        self.decays: list[int] = []  # validations (0-based: the epoch, validating once per epoch) that lowered it
+
+    def update(self, value: float, counting: bool = True) -> float:
+        """Record one validation's metric (higher is better); returns the scale to train with next."""
+        if value > self.best:
+            self.best, self.bad = value, 0
+        elif counting:
+            self.bad += 1
+            if self.bad >= self.patience:
+                self.scale *= self.factor
+                self.bad = 0
+                self.decays.append(self.validations)
+        self.validations += 1
+        return self.scale
+
+
 class PlateauAwareEarlyStopping(EarlyStopping):
     """Early stopping that counts patience only once the model has left the popularity plateau.
 
@@ -144,27 +188,38 @@ class PlateauAwareEarlyStopping(EarlyStopping):
     arms it. (On the bundled data with shuffled baskets BERT4Rec cleared the margin at epoch 8.)
     """
 
-    def __init__(self, arm_above: float, arm_below_loss: float | None = None, **kwargs) -> None:
+    def __init__(
+        self, arm_above: float, arm_below_loss: float | None = None, decay: PlateauDecay | None = None, **kwargs
+    ) -> None:
         super().__init__(check_on_train_epoch_end=False, **kwargs)
         self.arm_above = arm_above
         self.arm_below_loss = arm_below_loss
+        self.decay = decay
         self.armed_epoch: int | None = None
         self.armed_by: str | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.armed_epoch is None:
-            value = trainer.callback_metrics.get(self.monitor)
-            if value is None or trainer.sanity_checking:
-                return
-            loss = getattr(pl_module, "epoch_loss", None)
-            if float(value) >= self.arm_above:
-                self.armed_by = "margin_over_popularity"
-            elif self.arm_below_loss is not None and loss is not None and loss <= self.arm_below_loss:
-                self.armed_by = "loss_below_popularity"
-            else:
-                return
-            self.armed_epoch = trainer.current_epoch
-        super().on_validation_end(trainer, pl_module)
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or trainer.sanity_checking:
+            return
+        self._arm(trainer, pl_module, value)
+        if self.decay is not None:
+            self.decay.update(float(value), counting=self.armed_epoch is not None)
+        if self.armed_epoch is not None:
+            super().on_validation_end(trainer, pl_module)
+
+    def _arm(self, trainer: pl.Trainer, pl_module: pl.LightningModule, value) -> None:
+        """Arm patience (once) when the metric clears the margin or the epoch's loss the plateau's."""
+        if self.armed_epoch is not None:
+            return
+        loss = getattr(pl_module, "epoch_loss", None)
+        if float(value) >= self.arm_above:
+            self.armed_by = "margin_over_popularity"
+        elif self.arm_below_loss is not None and loss is not None and loss <= self.arm_below_loss:
+            self.armed_by = "loss_below_popularity"
+        else:
+            return
+        self.armed_epoch = trainer.current_epoch
 
 
 class Bert4RecModule(pl.LightningModule):
@@ -174,7 +229,9 @@ class Bert4RecModule(pl.LightningModule):
         network: the network to train.
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay on matrices (not on biases, norms or embeddings).
-        warmup_steps: linear warm-up from 0 to ``lr``; constant afterwards (as the replications).
+        warmup_steps: linear warm-up from 0 to ``lr``; constant afterwards unless ``decay`` lowers it.
+        decay: a :class:`PlateauDecay` that scales the learning rate down on a validation plateau (fed by
+            :class:`PlateauAwareEarlyStopping` with the monitored metric); None = constant after warm-up.
         negatives: 0 = cross-entropy over every item (full softmax); ``k`` > 0 = sampled softmax: each
             trained position's item against ``k`` items drawn uniformly for the whole batch (a drawn item
             equal to the position's own is left out), as SASRec+'s sampled variant.
@@ -191,9 +248,11 @@ class Bert4RecModule(pl.LightningModule):
         warmup_steps: int = 100,
         val_view: str = "repeat",
         negatives: int = 0,
+        decay: PlateauDecay | None = None,
     ) -> None:
         super().__init__()
         self.network = network
+        self.decay = decay
         self.negatives = negatives
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         if val_view not in VIEWS:
@@ -202,6 +261,11 @@ class Bert4RecModule(pl.LightningModule):
         self.seen_sequences = 0
         self._seen_masked = torch.zeros((), dtype=torch.int64)  # a tensor: no device sync per step
         self._loss_sum, self._loss_steps = torch.zeros(()), 0
+
+    @property
+    def lr_scale(self) -> float:
+        """Factor on the warmed-up learning rate: 1 unless the plateau decay has lowered it."""
+        return self.decay.scale if self.decay is not None else 1.0
 
     @property
     def epoch_loss(self) -> float | None:
@@ -275,7 +339,9 @@ class Bert4RecModule(pl.LightningModule):
             lr=self.lr,
         )
         warmup = max(self.warmup_steps, 1)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / warmup) * self.lr_scale
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -292,6 +358,7 @@ class TrainingClock(pl.Callback):
         self._val_seconds = 0.0
         self._seqs = 0
         self._masked = 0
+        self._lr_scale = 1.0
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: Bert4RecModule) -> None:
         self._fit_start = time.perf_counter()
@@ -300,6 +367,7 @@ class TrainingClock(pl.Callback):
         self._epoch_start = time.perf_counter()
         self._train_seconds = 0.0
         self._seqs, self._masked = pl_module.seen_sequences, pl_module.seen_masked
+        self._lr_scale = pl_module.lr_scale
 
     def _close_training_part(self) -> None:
         if not self._train_seconds:
@@ -327,6 +395,7 @@ class TrainingClock(pl.Callback):
             "masked_tokens": masked,
             "sequences_per_s": round(seqs / self._train_seconds, 1) if self._train_seconds else 0.0,
             "masked_tokens_per_s": round(masked / self._train_seconds, 1) if self._train_seconds else 0.0,
+            "lr_scale": self._lr_scale,  # the plateau decay's factor on the learning rate during this epoch
         }
         keys = [VAL_METRIC, *(view_metric(v, m) for v in VIEWS for m in ("ndcg", "recall")), "train_loss_epoch"]
         for key in keys:
@@ -345,6 +414,8 @@ def epoch_line(row: dict, name: str = "bert4rec") -> str:
     if VAL_METRIC in row:
         parts.append(f"valid ndcg@10 {row[VAL_METRIC]:.4f}")
     parts.append(f"{row['sequences_per_s']:.0f} seq/s")
+    if row.get("lr_scale", 1.0) != 1.0:
+        parts.append(f"lr x{row['lr_scale']:g}")
     parts.append(f"{row['elapsed_seconds']:.0f} s")
     return ", ".join(parts)
 

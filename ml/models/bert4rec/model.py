@@ -32,7 +32,7 @@ HPARAMS = (
     "hidden", "layers", "heads", "max_len", "mask_prob", "dropout", "attention_dropout", "batch_size", "lr",
     "weight_decay", "warmup_steps", "max_epochs", "patience", "seed", "crop", "val_max_users",
     "val_view", "max_minutes", "arm_factor", "arm_loss_margin", "precision", "text_dropout", "text_mode",
-    "shuffle_baskets", "negatives",
+    "shuffle_baskets", "negatives", "lr_decay", "decay_factor", "decay_patience",
 )  # fmt: skip
 TEXT_MODES = ("augment", "init", "init+augment")
 
@@ -106,7 +106,12 @@ class Bert4Rec(Recommender):
         attention_dropout: dropout on attention weights (0 keeps the fast attention kernel).
         mask_prob: probability of masking each training item.
         batch_size: training sequences per step.
-        lr, weight_decay, warmup_steps: AdamW with linear warm-up, then constant learning rate.
+        lr, weight_decay, warmup_steps: AdamW with linear warm-up, then a constant learning rate unless
+            ``lr_decay`` lowers it.
+        lr_decay: ``"none"`` (constant after warm-up) or ``"plateau"``: the learning rate is multiplied by
+            ``decay_factor`` each time ``decay_patience`` validations in a row bring no improvement, counted
+            (as ``patience``) only once the model has left the popularity plateau
+            (:class:`~ml.models.bert4rec.lightning.PlateauDecay`). Without validation data it stays constant.
         max_epochs: upper bound on epochs (one epoch = one window per training user).
         patience: validations without improvement of ``val_ndcg@10`` before stopping; counted only
             once the model has left the popularity plateau (BERT4Rec first plateaus at popularity level,
@@ -190,7 +195,12 @@ class Bert4Rec(Recommender):
         text_mode: str = "augment",
         shuffle_baskets: bool = True,
         negatives: int = 0,
+        lr_decay: str = "none",
+        decay_factor: float = 0.5,
+        decay_patience: int = 5,
     ) -> None:
+        from ml.models.bert4rec.lightning import LR_DECAYS
+
         self.hidden, self.layers, self.heads, self.max_len = hidden, layers, heads, max_len
         self.mask_prob, self.dropout, self.attention_dropout = mask_prob, dropout, attention_dropout
         self.batch_size, self.lr, self.weight_decay, self.warmup_steps = batch_size, lr, weight_decay, warmup_steps
@@ -211,6 +221,9 @@ class Bert4Rec(Recommender):
         if negatives < 0:
             raise ValueError(f"negatives must be 0 (full softmax) or a positive count, got {negatives}")
         self.negatives = negatives
+        if lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {lr_decay!r}")
+        self.lr_decay, self.decay_factor, self.decay_patience = lr_decay, decay_factor, decay_patience
         self.network: Bert4RecNetwork | None = None
         self.n_items = 0
         self.training_summary: dict[str, Any] = {}
@@ -276,6 +289,7 @@ class Bert4Rec(Recommender):
             AdaptiveThreads,
             Bert4RecModule,
             PlateauAwareEarlyStopping,
+            PlateauDecay,
             TrainingClock,
             popularity_loss,
             popularity_ndcg,
@@ -322,8 +336,11 @@ class Bert4Rec(Recommender):
             self.network.set_item_text(self.item_text)
         if self.item_text is not None and "init" in self.text_mode:
             self.network.init_item_embeddings(text_pca(self.item_text, self.hidden, 0.02, self.seed))
+        decay = None
+        if self.lr_decay == "plateau" and val_loader is not None:
+            decay = PlateauDecay(self.decay_factor, self.decay_patience)
         module = Bert4RecModule(
-            self.network, self.lr, self.weight_decay, self.warmup_steps, self.val_view, self.negatives
+            self.network, self.lr, self.weight_decay, self.warmup_steps, self.val_view, self.negatives, decay
         )
         clock = TrainingClock(self.name)
         with tempfile.TemporaryDirectory(prefix=f"{self.name}-") as tmp, warnings.catch_warnings(), _quiet_lightning():
@@ -348,6 +365,7 @@ class Bert4Rec(Recommender):
                     monitor=VAL_METRIC,
                     mode="max",
                     patience=self.patience,
+                    decay=decay,
                 )
                 callbacks += [stopper, checkpoint]
             trainer = pl.Trainer(
@@ -373,6 +391,7 @@ class Bert4Rec(Recommender):
         self.network = module.network.cpu().eval()
         self.training_summary = self._summary(clock.epochs, stopper, trainer, len(seqs), len(targets))
         self.training_summary[f"popularity_{VAL_METRIC}"] = round(float(baseline), 5)
+        self.training_summary["lr_decays_after_epoch"] = list(decay.decays) if decay else []
         self.training_summary["popularity_loss"] = round(plateau_loss, 5)
         return self
 

@@ -19,6 +19,7 @@ from ml.models.bert4rec.data import (
     prediction_tokens,
 )
 from ml.models.bert4rec.lightning import (
+    PlateauDecay,
     discover_view,
     popularity_loss,
     popularity_ndcg,
@@ -307,6 +308,51 @@ def test_early_stopping_arms_once_the_training_loss_leaves_the_popularity_platea
     stuck = small_model(max_epochs=6, patience=1, arm_factor=100.0, lr=0.0).fit(train, valid)
     assert stuck.training_summary["early_stopping_armed_epoch"] is None
     assert (stuck.training_summary["stopped_by"], stuck.training_summary["epochs_run"]) == ("max_epochs", 6)
+
+
+def test_plateau_decay_halves_the_rate_after_patience_validations_without_improvement():
+    decay = PlateauDecay(factor=0.5, patience=2)
+    values = [0.1, 0.2, 0.2, 0.15, 0.3, 0.3, 0.3, 0.3]
+    # 0.2 twice not beaten (0.2, 0.15): halve; a new best 0.3 resets; 0.3 twice more: halve again
+    assert [decay.update(v) for v in values] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]
+    assert decay.decays == [3, 6]
+
+
+def test_plateau_decay_does_not_count_before_the_model_leaves_the_popularity_plateau():
+    decay = PlateauDecay(factor=0.5, patience=1)
+    assert [decay.update(0.1, counting=False) for _ in range(4)] == [1, 1, 1, 1]
+    assert decay.update(0.1, counting=True) == 0.5  # counted from here: one validation without improvement
+    with pytest.raises(ValueError, match="factor"):
+        PlateauDecay(factor=1.0)
+    with pytest.raises(ValueError, match="patience"):
+        PlateauDecay(patience=0)
+
+
+def test_plateau_decay_lowers_the_optimizers_learning_rate_during_training(cycles):
+    import pytorch_lightning as pl
+
+    class RecordLr(pl.Callback):
+        def __init__(self) -> None:
+            self.rates: list[float] = []
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    train, valid = cycles
+    record = RecordLr()
+    # a high rate makes validation noisy, so one validation without a new best comes soon and halves it
+    model = small_model(max_epochs=8, lr=3e-2, lr_decay="plateau", decay_patience=1, arm_factor=0.0, callbacks=[record])
+    model.fit(train, valid)
+    decays = model.training_summary["lr_decays_after_epoch"]
+    assert decays, "no validation without improvement in 8 noisy epochs"
+    scales = [row["lr_scale"] for row in model.training_summary["epochs"]]
+    first = decays[0]
+    assert scales[: first + 1] == [1.0] * (first + 1) and scales[first + 1] == 0.5
+    # the optimizer really ran epoch first+1 at half the rate (warm-up is over after 5 steps)
+    assert record.rates[first + 1] == pytest.approx(0.5 * record.rates[first])
+    assert record.rates[0] == pytest.approx(3e-2)
+    with pytest.raises(ValueError, match="lr_decay"):
+        small_model(lr_decay="cosine")
 
 
 def test_time_to_quality_is_the_first_epoch_within_95_percent_of_the_best():
