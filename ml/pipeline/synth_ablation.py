@@ -13,6 +13,11 @@ customers with 1..3 items (``short``). The arm is chosen on the earliest ``valid
 reported cuts (largest primary delta over real only, above zero), then confirmed once on the later
 cuts. The cold-item slice is compared in absolute terms with the content-kNN control (``text_knn``).
 
+The ``enriched`` arm adds no events: the models that read item text (the content-kNN control, the
+sequence models) read titles plus the language model's accepted category and tags from the
+enrichment store (fill it with ``python -m ml enrich-backfill``), where every other arm reads titles
+only; it is compared with real only, its no-language-model control.
+
 Writes, under ``out``::
 
     ablation.json          the rows: arm x baseline arm x model x slice x metric, with intervals (ml.eval.ablation)
@@ -120,6 +125,7 @@ def run_ablation(
     trained = [m for m in models if m != registry.FUSION]
     fitted_keys = list(dict.fromkeys(trained + (list(FUSED) if registry.FUSION in models else [])))
     vectors = _vectors(known_from.index, catalog, settings, arms, fitted_keys)
+    arm_vectors, enriched_products = _arm_vectors(arms, vectors, known_from.index, catalog, settings, fitted_keys)
     slow_cuts = set(cuts[-cfg.slow_cuts :]) if cfg.slow_cuts > 0 else set()
     rerank, owned_generator = _reranker(arms, settings, generator)
     teacher = als_teacher(settings)
@@ -164,18 +170,25 @@ def run_ablation(
                     _add(timing["fit_seconds"], key, fit_s)
             for arm in arms:
                 extra = as_interactions(made[arm], data.n_users, data.n_items) if len(made[arm]) else None
+                arm_vec = arm_vectors[arm]
+                own = {}  # real-only models refitted for this arm because they read its item text
+                if arm_vec is not vectors:
+                    for key in [k for k in shared if registry.reads_item_text(k, settings.models)]:
+                        own[key], fit_s = fit_at_cut(key, data, settings, arm_vec)
+                        _add(timing["fit_seconds"], key, fit_s)
                 for seed in seeds:
                     seeded = settings.with_overrides({"models": {"seed": seed}})
-                    fitted = dict(shared)
+                    fitted = {**shared, **own}
                     for key in keys:
                         if takes_synthetic(key):
-                            fitted[key], fit_s = fit_at_cut(key, data, seeded, vectors, extra)
+                            fitted[key], fit_s = fit_at_cut(key, data, seeded, arm_vec, extra)
                             _add(timing["fit_seconds"], key, fit_s)
                     if reported:
                         t0 = time.perf_counter()
                         rows += _score(
-                            scorer, fitted, [k for k in trained if k in fitted], arm, seed, seed == seeds[0], shared
-                        )
+                            scorer, fitted, [k for k in trained if k in fitted], arm, seed, seed == seeds[0], shared,
+                            own,
+                        )  # fmt: skip
                         if registry.FUSION in models and (arm, seed) in weights:
                             fusion = {
                                 v: Fusion({m: fitted[m] for m in FUSED}, weights=w, members_fitted=True)
@@ -197,6 +210,7 @@ def run_ablation(
     write_json_atomic(doc.pop("rows"), out / "ablation.json")
     doc.update(
         warmup_cuts=[str(c.date()) for c in warmup],
+        enriched_products=enriched_products,  # products whose text the enriched arm extends (None: no such arm)
         synthetic_counts=counts,
         timing={
             "synthesis_seconds": {a: round(v, 1) for a, v in timing["synthesis_seconds"].items()},
@@ -228,8 +242,8 @@ def summarize(
     rows = []
     for arm, base in baseline_pairs(arms):
         for model in scored:
-            if model == COLD_CONTROL:
-                continue  # a real-only control: every arm scores it alike
+            if model == COLD_CONTROL and ARMS[arm].strategy != "enrichment":
+                continue  # a real-only control: every arm but the enriched one scores it alike
             for phase, phase_cuts in phases.items():
                 if not phase_cuts:
                     continue
@@ -241,7 +255,7 @@ def summarize(
     if COLD_CONTROL in scored:  # the cold-item slice against the content-kNN control, in absolute terms
         for arm in arms:
             for model in scored:
-                if model == COLD_CONTROL:
+                if model == COLD_CONTROL and ARMS[arm].strategy != "enrichment":
                     continue
                 for r in compare_arms(
                     means, arm, REAL, model, metrics, edges, st.short_max_items, seeds,
@@ -281,12 +295,23 @@ def summarize(
 
 
 def _score(
-    scorer: CutScorer, fitted: dict, trained: list[str], arm: str, seed: int, first_seed: bool, shared: dict
+    scorer: CutScorer,
+    fitted: dict,
+    trained: list[str],
+    arm: str,
+    seed: int,
+    first_seed: bool,
+    shared: dict,
+    own: dict | None = None,
 ) -> list:
-    """User-metric rows of the trained models; a real-only model (``shared``) only once, under the real arm."""
+    """User-metric rows of the trained models; a real-only model (``shared``) only once, under the real arm, and
+    one refitted for this arm's item text (``own``) once under this arm (neither depends on the seed)."""
     rows = []
     for key in trained:
-        if key in shared and not (arm == REAL and first_seed):
+        if key in (own or {}):
+            if not first_seed:
+                continue
+        elif key in shared and not (arm == REAL and first_seed):
             continue
         rows += _tag(scorer.score(key, dict.fromkeys(("repeat", "discover"), fitted[key]))[1], arm, seed)
     return rows
@@ -347,6 +372,45 @@ def _vectors(item_ids, catalog, settings: Settings, arms: list[str], keys: list[
 
     ids = np.asarray(item_ids, dtype=str)
     return pd.DataFrame(item_text_vectors(ids, catalog, encoder=TitleEncoder.from_settings(settings)), index=ids)
+
+
+def _arm_vectors(
+    arms: list[str], vectors: pd.DataFrame | None, item_ids, catalog, settings: Settings, keys: list[str]
+) -> tuple[dict[str, pd.DataFrame | None], int | None]:
+    """Each arm's item-text vectors: titles (``vectors``) for all but the enriched arm, which adds the store's
+    accepted enrichment (a frame indexed by item id; None where no model reads text), and how many products
+    carry enrichment (None without an enriched arm).
+
+    Raises:
+        ValueError: the enriched arm without a catalog, without a model that reads item text, or with an
+            empty enrichment store.
+    """
+    out: dict[str, pd.DataFrame | None] = dict.fromkeys(arms, vectors)
+    enriched_arms = [a for a in arms if ARMS[a].strategy == "enrichment"]
+    if not enriched_arms:
+        return out, None
+    if catalog is None or not any(registry.reads_item_text(k, settings.models) for k in keys):
+        raise ValueError(
+            f"arm {enriched_arms[0]} changes item text: it needs a catalog and a model that reads item text "
+            f"(text_knn, bert4rec, sasrec)"
+        )
+    from ml.synth.enrichment import cache_path, stored_attributes
+    from ml.text.encoder import TitleEncoder
+    from ml.text.items import item_text_vectors
+
+    accepted = stored_attributes(settings, catalog)
+    if accepted.empty:
+        raise ValueError(
+            f"arm {enriched_arms[0]}: the enrichment store {cache_path(settings)} holds no accepted enrichment for "
+            f"this catalog; fill it with `python -m ml enrich-backfill` first"
+        )
+    ids = np.asarray(item_ids, dtype=str)
+    log.info("enriched arm: %d of %d products carry accepted enrichment", len(accepted), len(ids))
+    enriched = pd.DataFrame(
+        item_text_vectors(ids, catalog, accepted, encoder=TitleEncoder.from_settings(settings)), index=ids
+    )
+    out.update(dict.fromkeys(enriched_arms, enriched))
+    return out, len(accepted)
 
 
 def _reranker(arms: list[str], settings: Settings, generator):

@@ -17,7 +17,9 @@ class Arm:
 
     Attributes:
         name: its key in tables, ``ablation.json`` and settings.
-        strategy: ``pseudo_prior`` | ``item_side`` | ``appended`` | ``random``.
+        strategy: ``pseudo_prior`` | ``item_side`` | ``appended`` | ``random`` | ``enrichment`` (no synthetic
+            events: the models that read item text read titles plus the language model's accepted
+            category and tags from the enrichment store, ``ml.synth.enrichment``).
         language_model: candidates re-ranked by the embedded language model (PMI).
         mimics: for ``random``: the arm whose users, counts and positions it copies.
         prunes: the arm whose events it keeps, less the share ``synth.strategies.prune_share`` that an
@@ -46,8 +48,10 @@ ARMS: dict[str, Arm] = {
         Arm("prior_pruned", "pseudo_prior", prunes="prior"),
         Arm("item_pruned", "item_side", prunes="item"),
         Arm("appended_pruned", "appended", prunes="appended"),
+        Arm("enriched", "enrichment"),  # its no-language-model control is real only: titles alone
     )
 }
+EVENTLESS = ("none", "enrichment")  # strategies that add no synthetic events
 # what each arm is compared with besides real only: its controls (random catalog, no language model)
 CONTROLS: dict[str, tuple[str, ...]] = {
     "prior": ("random_prior",),
@@ -61,8 +65,11 @@ CONTROLS: dict[str, tuple[str, ...]] = {
 
 
 def nightly_choices() -> list[str]:
-    """What ``synth.strategies.nightly`` may name: the expansion, or an arm that is not a control."""
-    return [EXPANSION] + [a.name for a in ARMS.values() if a.strategy not in ("none", "random")]
+    """What ``synth.strategies.nightly`` may name: the expansion, or an arm that adds events and is not a control.
+
+    (The nightly run enriches items whatever the strategy, so ``enriched`` is not a choice.)
+    """
+    return [EXPANSION] + [a.name for a in ARMS.values() if a.strategy not in (*EVENTLESS, "random")]
 
 
 def check_nightly(name: str) -> None:

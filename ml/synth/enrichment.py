@@ -253,6 +253,28 @@ def enrich_items(
     return result, report
 
 
+def stored_attributes(settings: Settings, catalog: pd.DataFrame) -> pd.DataFrame:
+    """The accepted enrichment in the store for ``catalog``'s products as titled now, without any model call.
+
+    What the nightly models read (``items_enriched.parquet``) comes from the same store; this gives it to
+    commands that run no synthesis (the ablation's ``enriched`` arm). A product enriched under an older
+    title is left out; where several generators or prompt versions enriched one product, the row written
+    last wins.
+
+    Args:
+        catalog: item_id, title.
+    Returns:
+        ``ATTRIBUTE_COLUMNS`` rows with status ``ok``, one per product (empty when the store is).
+    """
+    path = cache_path(settings)
+    if not path.exists():
+        return pd.DataFrame(columns=ATTRIBUTE_COLUMNS)
+    store = pd.read_parquet(path)
+    store = store[store["status"] == "ok"].drop_duplicates(C.ITEM, keep="last")
+    titles = catalog[[C.ITEM, C.TITLE]].astype(str).drop_duplicates(C.ITEM)
+    return store.merge(titles, on=[C.ITEM, C.TITLE])[ATTRIBUTE_COLUMNS].reset_index(drop=True)
+
+
 def category_of(items: pd.DataFrame) -> pd.Series:
     """item_id -> category for the items whose enrichment was accepted."""
     ok = items[items["status"] == "ok"] if len(items) else items

@@ -37,7 +37,7 @@ from ml import columns as C
 from ml.config import StrategySettings
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, Interactions, W
 from ml.models.base import Recommender
-from ml.synth.arms import ARMS, Arm
+from ml.synth.arms import ARMS, EVENTLESS, Arm
 from ml.synth.denoise import loss_pruned
 from ml.synth.events import CONFIDENCE, empty_events
 
@@ -329,7 +329,7 @@ def synthesize_arm(
             made[arm.prunes] = synthesize_arm(ARMS[arm.prunes], inputs, opts, made, rerank, seed)
         return loss_pruned(made[arm.prunes], inputs.train, opts.prune_share, teacher)
     lm = rerank if arm.language_model else None
-    if arm.strategy == "none":
+    if arm.strategy in EVENTLESS:
         return empty_events()
     if arm.strategy == "pseudo_prior":
         return pseudo_prior(inputs, opts, lm)

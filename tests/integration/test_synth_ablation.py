@@ -8,9 +8,11 @@ import pytest
 from ml.cli import main
 from ml.eval.ablation import ROW_FIELDS
 from ml.pipeline.synth_ablation import run_ablation
-from tests.support.synth import bundled_events, sample_settings, shared_generator
+from ml.synth.enrichment import enrich_items
+from tests.support.synth import bundled_events, sample_settings, shared_encoder, shared_generator
 
-ARMS = ["real", "prior", "prior_llm", "random_prior", "item", "random_item", "item_pruned"]
+ARMS = ["real", "prior", "prior_llm", "random_prior", "item", "random_item", "item_pruned", "enriched"]
+ENRICHED = 25  # products the real embedded model enriches into the store before the run (the enriched arm)
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +25,11 @@ def ablation(tmp_path_factory):
             # three candidates per customer keep the language model's share of the run to about 40 s
             "synth": {"strategies": {"candidates": 3}},
         }
+    )
+    newest = events.groupby("item_id")["timestamp"].min().sort_values(ascending=False, kind="stable")
+    priority = pd.Series(range(len(newest), 0, -1), index=newest.index)  # the newest products first: the cold slice
+    enrich_items(
+        catalog, shared_generator(), settings.with_overrides({"synth": {"enrich_max_items": ENRICHED}}), priority
     )
     doc = run_ablation(events, catalog, settings, out, ARMS, ["als", "text_knn", "fusion"], [0, 1], shared_generator())
     return out, doc
@@ -44,7 +51,12 @@ def test_rows_compare_every_arm_with_real_only_and_with_its_controls(ablation):
     } <= pairs
     cold = [r for r in rows if r["baseline_arm"] == "content_knn"]
     assert cold and all(r["slice"] == "discover/cold_items" and r["baseline_model"] == "text_knn" for r in cold)
-    assert {r["model"] for r in rows} == {"als", "fusion"} and all(r["seeds"] == [0, 1] for r in rows)
+    assert {r["model"] for r in rows} == {"als", "fusion", "text_knn"} and all(r["seeds"] == [0, 1] for r in rows)
+    # the content-kNN control is compared across arms only where its item text differs: enriched vs titles
+    assert {(r["arm"], r["baseline_arm"]) for r in rows if r["model"] == "text_knn"} == {
+        ("enriched", "real"),
+        ("enriched", "content_knn"),
+    }
     assert {r["phase"] for r in rows} == {"validation", "test", "all"}
     d = doc["decision"]
     assert d["validation_cuts"] == doc["cuts"][:1] and d["test_cuts"] == doc["cuts"][1:]
@@ -74,8 +86,32 @@ def test_metrics_hold_every_arm_and_seed_and_real_only_controls_once(ablation):
     um = pd.read_parquet(out / "user_metrics.parquet")
     als = um[um["model"] == "als"].groupby(["arm", "seed"]).size()
     assert set(als.index) == {(a, s) for a in ARMS for s in (0, 1)}
-    assert set(um.loc[um["model"] == "text_knn", "arm"]) == {"real"}
+    assert set(um.loc[um["model"] == "text_knn", "arm"]) == {"real", "enriched"}  # titles, titles + enrichment
     assert set(um.loc[um["model"] == "text_knn", "seed"]) == {0}
+
+
+def test_the_enriched_arm_extends_only_enriched_products_text_and_adds_no_events(ablation):
+    from ml.pipeline.synth_ablation import _arm_vectors
+    from ml.synth.enrichment import stored_attributes
+
+    out, doc = ablation
+    events, catalog = bundled_events()
+    settings = sample_settings(out / "home")
+    accepted = stored_attributes(settings, catalog)
+    assert doc["enriched_products"] == len(accepted) > 0  # most of the 25 answers pass validation
+    ids = catalog["item_id"].to_numpy()
+    vectors, n = _arm_vectors(["real", "enriched"], None, ids, catalog, settings, ["text_knn"])
+    assert vectors["real"] is None and n == len(accepted)
+    with pytest.raises(ValueError, match="reads item text"):
+        _arm_vectors(["real", "enriched"], None, ids, catalog, settings, ["als"])
+    with pytest.raises(ValueError, match="enrich-backfill"):
+        _arm_vectors(["real", "enriched"], None, ids, catalog, sample_settings(out / "empty-home"), ["text_knn"])
+    from ml.text.items import item_text_vectors
+
+    titles = item_text_vectors(ids, catalog, encoder=shared_encoder())
+    changed = ~(abs(vectors["enriched"].to_numpy() - titles) < 1e-6).all(1)
+    assert set(ids[changed]) == set(accepted["item_id"])
+    assert all(c["events"] == 0 for c in doc["synthetic_counts"] if c["arm"] == "enriched")
 
 
 def test_command_refuses_unknown_arms_before_reading_data(tmp_path, capsys):

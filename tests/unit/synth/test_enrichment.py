@@ -9,7 +9,14 @@ import pytest
 
 from ml import columns as C
 from ml.synth.categories import CATEGORIES, contradiction, title_categories
-from ml.synth.enrichment import cache_path, enrich_items, parse_fewshot, parse_json_answer
+from ml.synth.enrichment import (
+    ATTRIBUTE_COLUMNS,
+    cache_path,
+    enrich_items,
+    parse_fewshot,
+    parse_json_answer,
+    stored_attributes,
+)
 from tests.support.synth import sample_settings, shared_generator
 
 
@@ -210,3 +217,24 @@ def test_embedded_enrichment_outputs_are_schema_valid_or_counted(tmp_path):
             )
         else:
             assert row.category is None or pd.isna(row.category)
+
+
+def test_stored_attributes_gives_accepted_rows_for_the_current_titles_without_a_model(tmp_path):
+    from ml.data.lake import write_parquet_atomic
+
+    settings = sample_settings(tmp_path)
+    assert stored_attributes(settings, catalog(("JUMBO BAG", 1))).empty  # no store yet
+    row = dict(zip(ATTRIBUTE_COLUMNS, [None] * len(ATTRIBUTE_COLUMNS)))
+    rows = [
+        {**row, C.ITEM: "i0", C.TITLE: "JUMBO BAG", C.CATEGORY: "bags", "status": "ok", "generator": "a"},
+        {**row, C.ITEM: "i1", C.TITLE: "OLD NAME", C.CATEGORY: "kitchen", "status": "ok", "generator": "a"},
+        {**row, C.ITEM: "i2", C.TITLE: "PARTY BUNTING", "status": "contradicts_title", "generator": "a"},
+        {**row, C.ITEM: "i3", C.TITLE: "TEA CUP", C.CATEGORY: "kitchen", "status": "ok", "generator": "a"},
+        {**row, C.ITEM: "i3", C.TITLE: "TEA CUP", C.CATEGORY: "home decor", "status": "ok", "generator": "b"},
+    ]
+    write_parquet_atomic(pd.DataFrame(rows, columns=ATTRIBUTE_COLUMNS), cache_path(settings))
+    now = catalog(("JUMBO BAG", 4), ("NEW NAME", 3), ("PARTY BUNTING", 2), ("TEA CUP", 1))
+    got = stored_attributes(settings, now)
+    # i1 was enriched under a title it no longer has, i2's answer was rejected; i3's last written row wins
+    assert got[[C.ITEM, C.CATEGORY, "generator"]].values.tolist() == [["i0", "bags", "a"], ["i3", "home decor", "b"]]
+    assert list(got.columns) == ATTRIBUTE_COLUMNS
