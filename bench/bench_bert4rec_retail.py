@@ -5,8 +5,10 @@ overall and for sparse users, plus Recall@20 on cold items (test purchases of it
 ``--cold-max`` buyers before the test period) and each training's time and best epoch.
 
 Variants (``--variants``, comma separated), each ``<text>:<view>[:param=value...]``:
-  ``ids`` or ``text`` -- item-id embeddings only, or plus a projection of MiniLM item-text vectors
-  (``text`` trains with ``text_dropout``, 0.3 by default, instead of ``dropout``);
+  ``ids``, ``text`` or ``enriched`` -- item-id embeddings only, or plus a projection of MiniLM item-text
+  vectors of the titles (``text``) or of the titles plus the accepted enrichment in the store
+  (``enriched``; fill it with ``python -m ml enrich-backfill``) -- both train with ``text_dropout``,
+  0.3 by default, instead of ``dropout``;
   ``repeat`` or ``discover`` -- the validation view early stopping and the kept checkpoint follow;
   ``param=value`` -- any other model argument, e.g. ``dropout=0.3``, ``mask_prob=0.4`` or
   ``lr_decay=plateau`` (a value that is not JSON is taken as a string).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +40,7 @@ from ml.models.bert4rec.model import Bert4Rec, SASRec
 from ml.pipeline.evaluation import evaluate_models
 from ml.pipeline.layout import RunFolder
 from ml.pipeline.training import fit_model
+from ml.synth.enrichment import stored_attributes
 from ml.text.encoder import TitleEncoder
 from ml.text.items import item_text_vectors
 
@@ -75,16 +79,25 @@ def main() -> None:
     parser.add_argument("--cold-max", type=int, default=5, help="items with at most this many buyers are cold")
     parser.add_argument("--out", type=Path, default=None, help="keep models and metrics here (default: temporary)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("ml.models.bert4rec.lightning").setLevel(logging.INFO)  # one progress line per epoch
 
     settings = Settings()
     prepared = prepare_split(SourceSpec.bundled(settings), settings, "temporal")
     data, catalog = prepared.data, prepared.catalog
     started = time.perf_counter()
-    text = item_text_vectors(data.item_ids, catalog, encoder=TitleEncoder.from_settings(settings))
+    encoder = TitleEncoder.from_settings(settings)
+    vectors = {"ids": None, "text": item_text_vectors(data.item_ids, catalog, encoder=encoder)}
     print(
-        f"item text vectors: {text.shape} in {time.perf_counter() - started:.1f} s "
-        f"({int((np.abs(text).sum(1) > 0).sum())} items with text)"
+        f"item text vectors: {vectors['text'].shape} in {time.perf_counter() - started:.1f} s "
+        f"({int((np.abs(vectors['text']).sum(1) > 0).sum())} items with text)"
     )
+    if any(v.split(":")[0] == "enriched" for v in args.variants.split(",")):
+        accepted = stored_attributes(settings, catalog)
+        if accepted.empty:
+            raise SystemExit("the enrichment store is empty: run `python -m ml enrich-backfill` first")
+        vectors["enriched"] = item_text_vectors(data.item_ids, catalog, accepted, encoder=encoder)
+        print(f"enriched item text: {len(accepted)} products carry accepted enrichment")
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.out or Path(tmp)
@@ -100,7 +113,7 @@ def main() -> None:
                 val_view=view,
                 max_minutes=args.max_minutes,
                 max_epochs=args.max_epochs,
-                item_text=text if kind == "text" else None,
+                item_text=vectors[kind],
                 **params,
             )
             t0 = time.perf_counter()
