@@ -297,6 +297,10 @@ class TextSettings(BaseModel):
 
     device: str = "auto"  # auto (cuda when present) | cpu | cuda[:N]
     dim: int = 384  # width of the encoder's vectors (all-MiniLM-L6-v2)
+    # an item's text is its title plus the language model's accepted category and tags (the enrichment
+    # store, ml.synth.enrichment) wherever models read item text: nightly training, the backtest and the
+    # refit of the champion for serving; False: titles only. Measured: synth-ablation --arms real,enriched
+    enrichment: bool = True
 
 
 class TrackingSettings(BaseModel):

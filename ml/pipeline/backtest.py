@@ -71,14 +71,20 @@ def _fusion_members(models: list[str]) -> list[str]:
 
 
 def item_vectors(models: list[str], item_ids, catalog: pd.DataFrame | None, settings: Settings):
-    """Text vectors of ``item_ids`` (a frame indexed by item id), if one of ``models`` reads item text, else None."""
+    """Text vectors of ``item_ids`` (a frame indexed by item id), if one of ``models`` reads item text, else None.
+
+    The text is each title plus, with ``text.enrichment``, the accepted enrichment in the store (what
+    nightly training reads), so that the backtest and the champion refitted for serving see the same text.
+    """
     if catalog is None or not any(registry.reads_item_text(m, settings.models) for m in models if m != registry.FUSION):
         return None
+    from ml.synth.enrichment import stored_attributes
     from ml.text.encoder import TitleEncoder
     from ml.text.items import item_text_vectors
 
     ids = np.asarray(item_ids, dtype=str)
-    vectors = item_text_vectors(ids, catalog, encoder=TitleEncoder.from_settings(settings))
+    enriched = stored_attributes(settings, catalog) if settings.text.enrichment else None
+    vectors = item_text_vectors(ids, catalog, enriched, encoder=TitleEncoder.from_settings(settings))
     return pd.DataFrame(vectors, index=ids)
 
 

@@ -25,6 +25,7 @@ def backtest(real_events, tmp_path_factory):
     events, catalog = real_events
     settings = Settings().with_overrides(
         {
+            "paths": {"home": str(tmp_path_factory.mktemp("home"))},  # no enrichment store: titles only
             "eval": {"bootstrap_resamples": 200, "backtest": {"span_days": 21}},
             "models": {"als": {"factors": 16, "iterations": 5}},
         }
@@ -176,3 +177,29 @@ def compare_models_on_shared_rows(folder) -> dict:
     rows = pd.read_parquet(folder / "user_metrics.parquet")
     records = compare_models(rows, "pop", "bert4rec", ["ndcg@10"], [1], n_resamples=100)
     return next(r for r in records if r["slice"] == "discover/overall")
+
+
+def test_item_text_adds_the_stored_enrichment_unless_switched_off(tmp_path):
+    from ml.config import Settings
+    from ml.data.lake import write_parquet_atomic
+    from ml.pipeline.backtest import item_vectors
+    from ml.synth.enrichment import ATTRIBUTE_COLUMNS, cache_path
+
+    catalog = pd.DataFrame({C.ITEM: ["a", "b"], C.TITLE: ["JUMBO BAG RED", "HEART T-LIGHT HOLDER"]})
+    on = Settings().with_overrides({"paths": {"home": str(tmp_path)}})
+    off = on.with_overrides({"text": {"enrichment": False}})
+    row = {C.ITEM: "a", C.TITLE: "JUMBO BAG RED", C.CATEGORY: "bags", "tags": ["tote", "red"], "status": "ok"}
+    write_parquet_atomic(pd.DataFrame([row], columns=ATTRIBUTE_COLUMNS), cache_path(on))
+    assert item_vectors(["pop"], ["a", "b"], catalog, on) is None  # no model reads text: nothing is encoded
+    with_store, titles = (
+        item_vectors(["text_knn"], ["a", "b"], catalog, on),
+        item_vectors(["text_knn"], ["a", "b"], catalog, off),
+    )
+    from ml.text.encoder import TitleEncoder
+
+    encoder = TitleEncoder()
+    # a's text becomes "jumbo bag red | bags | tags: tote, red"; b has no enrichment and keeps its title's vector
+    expected = encoder.encode(["jumbo bag red | bags | tags: tote, red", "heart t-light holder"])
+    np.testing.assert_allclose(with_store.to_numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(titles.loc["a"].to_numpy(), encoder.encode(["jumbo bag red"])[0], atol=1e-5)
+    np.testing.assert_allclose(titles.loc["b"].to_numpy(), with_store.loc["b"].to_numpy(), atol=1e-6)
