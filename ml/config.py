@@ -212,6 +212,7 @@ class Bert4RecSettings(BaseModel):
     # learning rate after warm-up: "none" keeps it constant; "plateau" multiplies it by decay_factor each time
     # decay_patience validations in a row bring no improvement (counted, as patience, only once the model has
     # left its popularity plateau). Measured: bench/bench_bert4rec_retail.py, variant lr_decay=plateau
+    # off by default: best validation NDCG@10 (temporal split) SASRec 0.1057 vs 0.1089, BERT4Rec 0.0943 vs 0.0988
     lr_decay: Literal["none", "plateau"] = "none"
     decay_factor: float = Field(0.5, gt=0, lt=1)
     decay_patience: int = Field(5, ge=1)
