@@ -300,8 +300,10 @@ class TextSettings(BaseModel):
     dim: int = 384  # width of the encoder's vectors (all-MiniLM-L6-v2)
     # an item's text is its title plus the language model's accepted category and tags (the enrichment
     # store, ml.synth.enrichment) wherever models read item text: nightly training, the backtest and the
-    # refit of the champion for serving; False: titles only. Measured: synth-ablation --arms real,enriched
-    enrichment: bool = True
+    # refit of the champion for serving; False: titles only. Off, chosen on validation: the content-kNN
+    # control with enrichment lost discover Recall@10 -0.0124 [-0.0182, -0.0081] overall on the validation cuts
+    # (synth-ablation --arms real,enriched --models als,text_knn,fusion --seeds 0)
+    enrichment: bool = False
 
 
 class TrackingSettings(BaseModel):

@@ -186,7 +186,7 @@ def test_item_text_adds_the_stored_enrichment_unless_switched_off(tmp_path):
     from ml.synth.enrichment import ATTRIBUTE_COLUMNS, cache_path
 
     catalog = pd.DataFrame({C.ITEM: ["a", "b"], C.TITLE: ["JUMBO BAG RED", "HEART T-LIGHT HOLDER"]})
-    on = Settings().with_overrides({"paths": {"home": str(tmp_path)}})
+    on = Settings().with_overrides({"paths": {"home": str(tmp_path)}, "text": {"enrichment": True}})
     off = on.with_overrides({"text": {"enrichment": False}})
     row = {C.ITEM: "a", C.TITLE: "JUMBO BAG RED", C.CATEGORY: "bags", "tags": ["tote", "red"], "status": "ok"}
     write_parquet_atomic(pd.DataFrame([row], columns=ATTRIBUTE_COLUMNS), cache_path(on))
