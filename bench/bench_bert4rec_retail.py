@@ -92,7 +92,8 @@ def main() -> None:
         f"item text vectors: {vectors['text'].shape} in {time.perf_counter() - started:.1f} s "
         f"({int((np.abs(vectors['text']).sum(1) > 0).sum())} items with text)"
     )
-    if any(v.split(":")[0] == "enriched" for v in args.variants.split(",")):
+    variants = [v.split(":") for v in args.variants.split(",")]  # [text, view, param=value...]
+    if any(kind == "enriched" for kind, *_ in variants):
         accepted = stored_attributes(settings, catalog)
         if accepted.empty:
             raise SystemExit("the enrichment store is empty: run `python -m ml enrich-backfill` first")
@@ -104,8 +105,7 @@ def main() -> None:
         run = RunFolder(run_dir)
         fit_model("pop", data, settings, run)
         names, fits = ["pop"], {}
-        for variant in args.variants.split(","):
-            kind, view, *extra = variant.split(":")
+        for kind, view, *extra in variants:
             params = {k: parse_value(v) for k, v in (e.split("=", 1) for e in extra)}
             name = "_".join([args.model, kind, view, *extra])
             model = {"bert4rec": Bert4Rec, "sasrec": SASRec}[args.model].from_settings(

@@ -130,9 +130,6 @@ def popularity_loss(train_seqs: list[np.ndarray], n_items: int) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-LR_DECAYS = ("none", "plateau")
-
-
 class PlateauDecay:
     """Learning-rate decay on a validation plateau (as ``torch.optim.lr_scheduler.ReduceLROnPlateau``).
 
@@ -200,12 +197,11 @@ class PlateauAwareEarlyStopping(EarlyStopping):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
-        if value is None or trainer.sanity_checking:
-            return
-        self._arm(trainer, pl_module, value)
-        if self.decay is not None:
-            self.decay.update(float(value), counting=self.armed_epoch is not None)
-        if self.armed_epoch is not None:
+        if value is not None and not trainer.sanity_checking:
+            self._arm(trainer, pl_module, value)
+            if self.decay is not None:
+                self.decay.update(float(value), counting=self.armed_epoch is not None)
+        if self.armed_epoch is not None:  # once armed, EarlyStopping's own checks run (a missing metric fails)
             super().on_validation_end(trainer, pl_module)
 
     def _arm(self, trainer: pl.Trainer, pl_module: pl.LightningModule, value) -> None:

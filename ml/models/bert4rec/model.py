@@ -35,6 +35,7 @@ HPARAMS = (
     "shuffle_baskets", "negatives", "lr_decay", "decay_factor", "decay_patience",
 )  # fmt: skip
 TEXT_MODES = ("augment", "init", "init+augment")
+LR_DECAYS = ("none", "plateau")  # after warm-up: constant, or lowered on a validation plateau (lightning.PlateauDecay)
 
 
 def text_pca(vectors: np.ndarray, dim: int, std: float, seed: int = 0) -> np.ndarray:
@@ -199,8 +200,6 @@ class Bert4Rec(Recommender):
         decay_factor: float = 0.5,
         decay_patience: int = 5,
     ) -> None:
-        from ml.models.bert4rec.lightning import LR_DECAYS
-
         self.hidden, self.layers, self.heads, self.max_len = hidden, layers, heads, max_len
         self.mask_prob, self.dropout, self.attention_dropout = mask_prob, dropout, attention_dropout
         self.batch_size, self.lr, self.weight_decay, self.warmup_steps = batch_size, lr, weight_decay, warmup_steps
