@@ -53,7 +53,11 @@ def run(args) -> int:
         return 2
     spec = SourceSpec(events=tuple(args.events), catalog=args.catalog) if args.events else SourceSpec.bundled(settings)
     cleaned = prepare_events(spec, settings, as_of=args.as_of)
-    doc = run_ablation(cleaned.interactions, cleaned.catalog, settings, args.out, arms, models, seeds)
+    try:
+        doc = run_ablation(cleaned.interactions, cleaned.catalog, settings, args.out, arms, models, seeds)
+    except ValueError as exc:  # a request the data cannot serve, e.g. the enriched arm before any enrichment
+        print(f"error: {exc}")
+        return 2
     table, run_id = report_ablation(doc, Path(args.out), settings, track=not args.no_mlflow)
     print(table)
     if run_id:

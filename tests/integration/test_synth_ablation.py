@@ -120,6 +120,13 @@ def test_command_refuses_unknown_arms_before_reading_data(tmp_path, capsys):
     assert main(["synth-ablation", "--out", str(tmp_path), "--arms", "prior"]) == 2
 
 
+def test_command_says_to_run_the_backfill_when_the_enriched_arm_finds_an_empty_store(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RECO_PATHS__HOME", str(tmp_path / "home"))
+    args = ["synth-ablation", "--out", str(tmp_path / "out"), "--arms", "real,enriched", "--models", "text_knn"]
+    assert main([*args, "--seeds", "0", "--span-days", "7", "--no-mlflow"]) == 2
+    assert "fill it with `python -m ml enrich-backfill` first" in capsys.readouterr().out
+
+
 def test_the_report_writes_the_table_and_plot_and_logs_one_mlflow_run(ablation):
     import mlflow
 
