@@ -1,7 +1,8 @@
 """Item attribute enrichment: a category from the fixed list, a few tags and a one-line description.
 
-Answers are parsed into :class:`ItemAttributes` (pydantic) and checked against the title with
-:func:`ml.synth.categories.contradiction`. An answer that does not parse, breaks the schema or
+Answers are parsed into :class:`ItemAttributes` (pydantic), checked against the title with
+:func:`ml.synth.categories.contradiction` and against the few-shot prompt's own examples (a description
+copied from one is rejected as ``copied_example``). An answer that does not parse, breaks the schema or
 contradicts its title is kept as a row with a rejection ``status`` and empty attributes: counted,
 never guessed or repaired.
 
@@ -21,7 +22,9 @@ reach the model; a run with nothing new makes no model call at all.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -33,7 +36,7 @@ from ml import columns as C
 from ml.config import Settings
 from ml.data.lake import write_parquet_atomic
 from ml.synth import prompts
-from ml.synth.categories import CATEGORIES, contradiction
+from ml.synth.categories import CATEGORIES, contradiction, words
 from ml.synth.llm.base import Generator, Prompt, extract_json
 
 log = logging.getLogger(__name__)
@@ -98,15 +101,59 @@ def parse_json_answer(text: str) -> ItemAttributes:
         raise ValueError(f"schema: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from exc
 
 
+@cache
+def example_descriptions() -> dict[str, str]:
+    """The few-shot prompt's example descriptions, normalized (:func:`words` joined), by example product title.
+
+    Read from the template itself, so the check follows the prompt when its examples change.
+    """
+    text = prompts.load("item_attributes_fewshot").render(
+        title=NEUTRAL_TITLE, category=None, example_categories=_example_categories()
+    )
+    pairs = re.findall(r"^Product: (.+)$\n(?:^(?!Product: ).*$\n)*?^Description: (.+)$", text, flags=re.M)
+    return {" ".join(words(product)): " ".join(words(description)) for product, description in pairs}
+
+
+def copied_example(title: str, description: str) -> bool:
+    """Whether ``description`` repeats a few-shot example's description word for word, for another product.
+
+    A small model often echoes its prompt; the copy names the title's words only by chance (a heart-shaped
+    product gets "a white hanging holder ... for tea lights"), so the overlap check alone lets it through.
+    """
+    examples = example_descriptions()
+    said = " ".join(words(description))
+    return any(said == d and " ".join(words(title)) != product for product, d in examples.items())
+
+
+def recheck_copies(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (``ATTRIBUTE_COLUMNS``) with accepted answers that copy a few-shot example turned into rejections.
+
+    Stores written before that check existed still hold such rows as ``ok``; readers pass them through here.
+    """
+    if rows.empty:
+        return rows
+    copied = (rows["status"] == "ok").to_numpy() & np.array(
+        [isinstance(d, str) and copied_example(t, d) for t, d in zip(rows[C.TITLE], rows[C.DESCRIPTION])], dtype=bool
+    )
+    if not copied.any():
+        return rows
+    rows = rows.copy()
+    rows.loc[copied, [C.CATEGORY, "tags", C.DESCRIPTION]] = None
+    rows.loc[copied, "status"] = "copied_example"
+    return rows
+
+
 def validate_answer(title: str, parse) -> tuple[ItemAttributes | None, str]:
     """Run ``parse()`` and the title checks; returns ``(attributes or None, status)``.
 
-    Status is ``ok``, ``unparseable`` or the contradiction reason.
+    Status is ``ok``, ``unparseable``, ``copied_example`` or the contradiction reason.
     """
     try:
         attrs = parse()
     except ValueError:
         return None, "unparseable"
+    if copied_example(title, attrs.description):
+        return None, "copied_example"
     reason = contradiction(title, attrs.category, attrs.description)
     return (None, reason) if reason else (attrs, "ok")
 
@@ -201,7 +248,7 @@ def enrich_items(
     path = cache_path(settings)
     cache = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=ATTRIBUTE_COLUMNS)
     mine = cache[(cache["prompt_version"] == tag) & (cache["generator"] == gen)]
-    known = mine.merge(items[[C.ITEM, C.TITLE]], on=[C.ITEM, C.TITLE])
+    known = recheck_copies(mine.merge(items[[C.ITEM, C.TITLE]], on=[C.ITEM, C.TITLE]))
     todo = items[~items.set_index([C.ITEM, C.TITLE]).index.isin(known.set_index([C.ITEM, C.TITLE]).index)]
     todo = todo.sort_values(["_prio", C.ITEM], ascending=[False, True], kind="stable").head(
         settings.synth.enrich_max_items
@@ -269,7 +316,7 @@ def stored_attributes(settings: Settings, catalog: pd.DataFrame) -> pd.DataFrame
     path = cache_path(settings)
     if not path.exists():
         return pd.DataFrame(columns=ATTRIBUTE_COLUMNS)
-    store = pd.read_parquet(path)
+    store = recheck_copies(pd.read_parquet(path))
     store = store[store["status"] == "ok"].drop_duplicates(C.ITEM, keep="last")
     titles = catalog[[C.ITEM, C.TITLE]].astype(str).drop_duplicates(C.ITEM)
     return store.merge(titles, on=[C.ITEM, C.TITLE])[ATTRIBUTE_COLUMNS].reset_index(drop=True)

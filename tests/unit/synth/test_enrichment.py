@@ -15,6 +15,7 @@ from ml.synth.enrichment import (
     enrich_items,
     parse_fewshot,
     parse_json_answer,
+    prompt_tag,
     stored_attributes,
 )
 from tests.support.synth import sample_settings, shared_generator
@@ -238,3 +239,39 @@ def test_stored_attributes_gives_accepted_rows_for_the_current_titles_without_a_
     # i1 was enriched under a title it no longer has, i2's answer was rejected; i3's last written row wins
     assert got[[C.ITEM, C.CATEGORY, "generator"]].values.tolist() == [["i0", "bags", "a"], ["i3", "home decor", "b"]]
     assert list(got.columns) == ATTRIBUTE_COLUMNS
+
+
+COPIED = " heart, tea light\nDescription: A white hanging holder in the shape of a heart for tea lights."
+
+
+def test_a_description_copied_from_the_fewshot_example_is_rejected_for_any_other_product(tmp_path):
+    # the words overlap the title ("heart", "hanging"), so only the copy check can catch it
+    items = catalog(("HANGING HEART ZINC T-LIGHT HOLDER", 2), ("WHITE HANGING HEART T-LIGHT HOLDER", 1))
+    answers = {"hanging heart zinc t-light holder": COPIED, "white hanging heart t-light holder": COPIED}
+    settings = sample_settings(tmp_path, enrich_max_items=10)
+    frame, report = enrich_items(items, FakeEnricher("lighting and candles", answers), settings)
+    # the example's own product may keep the example's words
+    assert frame.set_index(C.TITLE)["status"].to_dict() == {
+        "HANGING HEART ZINC T-LIGHT HOLDER": "copied_example",
+        "WHITE HANGING HEART T-LIGHT HOLDER": "ok",
+    }
+    assert report["rejected"] == {"copied_example": 1}
+
+
+def test_copies_accepted_by_an_older_store_are_rejected_when_read(tmp_path):
+    from ml.data.lake import write_parquet_atomic
+
+    settings = sample_settings(tmp_path)
+    gen = FakeEnricher("home decor", {})
+    description = "A white hanging holder, in the shape of a heart, for tea lights!"  # punctuation aside, a copy
+    rows = [
+        ["i0", "HANGING HEART ZINC BASKET", "home decor", ["heart"], description, "ok", prompt_tag(gen), gen.name],
+        ["i1", "TEA CUP", "kitchen and dining", ["cup"], "A china tea cup.", "ok", prompt_tag(gen), gen.name],
+    ]
+    write_parquet_atomic(pd.DataFrame(rows, columns=ATTRIBUTE_COLUMNS), cache_path(settings))
+    items = catalog(("HANGING HEART ZINC BASKET", 2), ("TEA CUP", 1))
+    assert stored_attributes(settings, items)[C.ITEM].tolist() == ["i1"]
+    frame, report = enrich_items(items, gen, settings)
+    assert gen.generated == [] and report["from_cache"] == 2  # re-judged, not re-asked
+    basket = frame.set_index(C.ITEM).loc["i0"]
+    assert basket["status"] == "copied_example" and basket[[C.CATEGORY, "tags", C.DESCRIPTION]].isna().all()
