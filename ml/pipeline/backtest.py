@@ -79,13 +79,23 @@ def item_vectors(models: list[str], item_ids, catalog: pd.DataFrame | None, sett
     if catalog is None or not any(registry.reads_item_text(m, settings.models) for m in models if m != registry.FUSION):
         return None
     from ml.synth.enrichment import stored_attributes
+
+    return text_frame(
+        item_ids, catalog, settings, stored_attributes(settings, catalog) if settings.text.enrichment else None
+    )
+
+
+def text_frame(
+    item_ids, catalog: pd.DataFrame, settings: Settings, enriched: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Unit-norm MiniLM vectors of ``item_ids``' titles (plus ``enriched``'s accepted attributes), by item id."""
     from ml.text.encoder import TitleEncoder
     from ml.text.items import item_text_vectors
 
     ids = np.asarray(item_ids, dtype=str)
-    enriched = stored_attributes(settings, catalog) if settings.text.enrichment else None
-    vectors = item_text_vectors(ids, catalog, enriched, encoder=TitleEncoder.from_settings(settings))
-    return pd.DataFrame(vectors, index=ids)
+    return pd.DataFrame(
+        item_text_vectors(ids, catalog, enriched, encoder=TitleEncoder.from_settings(settings)), index=ids
+    )
 
 
 class CutScorer:

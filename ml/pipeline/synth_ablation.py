@@ -45,7 +45,7 @@ from ml.data.rolling import EventLog, build_cut, item_known_from, rolling_cuts
 from ml.eval.ablation import choose_arm, compare_arms, primary, seed_means
 from ml.models import registry
 from ml.models.fusion import Fusion
-from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut
+from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut, text_frame
 from ml.synth.arms import ARMS, CONTROLS, REAL
 from ml.synth.denoise import als_teacher
 from ml.synth.events import CONFIDENCE, as_interactions
@@ -164,6 +164,7 @@ def run_ablation(
             )
             keys = [k for k in fitted_keys if not registry.spec(k).slow or cut in slow_cuts]
             shared = {}  # real-only models that no arm changes: fitted once per cut
+            eventless = {}  # (model, seed, text vectors it reads) -> fit of an arm without events, reused across arms
             for key in keys:
                 if not takes_synthetic(key):
                     shared[key], fit_s = fit_at_cut(key, data, settings, vectors)
@@ -180,9 +181,17 @@ def run_ablation(
                     seeded = settings.with_overrides({"models": {"seed": seed}})
                     fitted = {**shared, **own}
                     for key in keys:
-                        if takes_synthetic(key):
-                            fitted[key], fit_s = fit_at_cut(key, data, seeded, arm_vec, extra)
-                            _add(timing["fit_seconds"], key, fit_s)
+                        if not takes_synthetic(key):
+                            continue
+                        reads = arm_vec if registry.reads_item_text(key, settings.models) else None
+                        reuse = (key, seed, id(reads)) if extra is None else None
+                        if reuse in eventless:  # e.g. ALS in the enriched arm: real data, no text, same seed
+                            fitted[key] = eventless[reuse]
+                            continue
+                        fitted[key], fit_s = fit_at_cut(key, data, seeded, arm_vec, extra)
+                        _add(timing["fit_seconds"], key, fit_s)
+                        if reuse is not None:
+                            eventless[reuse] = fitted[key]
                     if reported:
                         t0 = time.perf_counter()
                         rows += _score(
@@ -365,13 +374,7 @@ def _vectors(item_ids, catalog, settings: Settings, arms: list[str], keys: list[
     item_side = {a for a, spec in ARMS.items() if spec.strategy == "item_side"}
     needs = any(a in item_side or ARMS[a].mimics in item_side for a in arms)
     needs = needs or any(registry.reads_item_text(k, settings.models) for k in keys)
-    if catalog is None or not needs:
-        return None
-    from ml.text.encoder import TitleEncoder
-    from ml.text.items import item_text_vectors
-
-    ids = np.asarray(item_ids, dtype=str)
-    return pd.DataFrame(item_text_vectors(ids, catalog, encoder=TitleEncoder.from_settings(settings)), index=ids)
+    return text_frame(item_ids, catalog, settings) if catalog is not None and needs else None
 
 
 def _arm_vectors(
@@ -395,8 +398,6 @@ def _arm_vectors(
             f"(text_knn, bert4rec, sasrec)"
         )
     from ml.synth.enrichment import cache_path, stored_attributes
-    from ml.text.encoder import TitleEncoder
-    from ml.text.items import item_text_vectors
 
     accepted = stored_attributes(settings, catalog)
     if accepted.empty:
@@ -404,12 +405,8 @@ def _arm_vectors(
             f"arm {enriched_arms[0]}: the enrichment store {cache_path(settings)} holds no accepted enrichment for "
             f"this catalog; fill it with `python -m ml enrich-backfill` first"
         )
-    ids = np.asarray(item_ids, dtype=str)
-    log.info("enriched arm: %d of %d products carry accepted enrichment", len(accepted), len(ids))
-    enriched = pd.DataFrame(
-        item_text_vectors(ids, catalog, accepted, encoder=TitleEncoder.from_settings(settings)), index=ids
-    )
-    out.update(dict.fromkeys(enriched_arms, enriched))
+    log.info("enriched arm: %d of %d products carry accepted enrichment", len(accepted), len(item_ids))
+    out.update(dict.fromkeys(enriched_arms, text_frame(item_ids, catalog, settings, accepted)))
     return out, len(accepted)
 
 

@@ -88,6 +88,9 @@ def test_metrics_hold_every_arm_and_seed_and_real_only_controls_once(ablation):
     assert set(als.index) == {(a, s) for a in ARMS for s in (0, 1)}
     assert set(um.loc[um["model"] == "text_knn", "arm"]) == {"real", "enriched"}  # titles, titles + enrichment
     assert set(um.loc[um["model"] == "text_knn", "seed"]) == {0}
+    # ALS reads no text, so the enriched arm (no events) reuses real only's fit: the same rows, seed by seed
+    als_of = {a: um[(um["model"] == "als") & (um["arm"] == a)].drop(columns="arm").reset_index(drop=True) for a in ARMS}
+    pd.testing.assert_frame_equal(als_of["enriched"], als_of["real"])
 
 
 def test_the_enriched_arm_extends_only_enriched_products_text_and_adds_no_events(ablation):
