@@ -13,7 +13,8 @@ Variants (``--variants``, comma separated), each ``<text>:<view>[:param=value...
   ``param=value`` -- any other model argument, e.g. ``dropout=0.3``, ``mask_prob=0.4`` or
   ``lr_decay=plateau`` (a value that is not JSON is taken as a string).
 
-``--model sasrec`` trains the causal model instead of BERT4Rec (same variants).
+``--model sasrec`` trains the causal model instead of BERT4Rec (same variants). Every variant after the
+first is compared with the first on the same test customers (NDCG@10 difference, paired bootstrap 95% interval).
 
     python bench/bench_bert4rec_retail.py --max-minutes 5 --variants ids:repeat,ids:discover,text:discover
     python bench/bench_bert4rec_retail.py --model sasrec --max-minutes 1000 --max-epochs 80 \
@@ -130,7 +131,8 @@ def main() -> None:
                 f"stopped by {s['stopped_by']}, learning rate halved after epochs {s['lr_decays_after_epoch']}",
                 flush=True,
             )
-        doc = evaluate_models(names, data, settings, run)
+        # every variant against the first, paired over the same test customers (bootstrap 95% intervals)
+        doc = evaluate_models(names, data, settings, run, compare=[(names[1], n) for n in names[2:]])
         cold = cold_item_recall(run_dir, data, args.cold_max)
 
     print(
@@ -153,6 +155,13 @@ def main() -> None:
             f"{cold.get(name, float('nan')):>10.4f}{str(s.get('best_epoch', '')):>8}"
             f"{doc['models'][name]['fit_seconds'] or 0:>7.0f}"
         )
+    shown = {"discover/overall", "discover/sparse", "discover/cold_items", "repeat/overall"}
+    for r in doc["comparisons"]:
+        if r["slice"] in shown and r["metric"] == "ndcg@10":
+            print(
+                f"{r['b']} - {r['a']}: {r['slice']} NDCG@10 {r['delta']:+.4f} "
+                f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] ({r['n_users']} customers)"
+            )
     if args.out:
         (args.out / "training.json").write_text(json.dumps(fits, indent=1, default=str))
 
