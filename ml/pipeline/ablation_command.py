@@ -37,7 +37,7 @@ def run(args) -> int:
     """Run the ablation; print the primary endpoint, the decision and where the files are."""
     from ml.config import get_settings
     from ml.data.prepare import SourceSpec, prepare_events
-    from ml.pipeline.synth_ablation import check_request, run_ablation
+    from ml.pipeline.synth_ablation import check_request, check_text_request, run_ablation
 
     overrides: dict = {"synth": {"strategies": {"per_user": args.per_user}}}
     if args.span_days:
@@ -54,10 +54,12 @@ def run(args) -> int:
     spec = SourceSpec(events=tuple(args.events), catalog=args.catalog) if args.events else SourceSpec.bundled(settings)
     cleaned = prepare_events(spec, settings, as_of=args.as_of)
     try:
-        doc = run_ablation(cleaned.interactions, cleaned.catalog, settings, args.out, arms, models, seeds)
-    except ValueError as exc:  # a request the data cannot serve, e.g. the enriched arm before any enrichment
+        check_text_request(arms, models, cleaned.catalog, settings)
+    except ValueError as exc:
         print(f"error: {exc}")
         return 2
+    # an empty enrichment store raises InputDataError, which the command line reports in one line
+    doc = run_ablation(cleaned.interactions, cleaned.catalog, settings, args.out, arms, models, seeds)
     table, run_id = report_ablation(doc, Path(args.out), settings, track=not args.no_mlflow)
     print(table)
     if run_id:

@@ -42,6 +42,7 @@ from ml.config import Settings
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX
 from ml.data.lake import write_json_atomic, write_parquet_atomic
 from ml.data.rolling import EventLog, build_cut, item_known_from, rolling_cuts
+from ml.errors import InputDataError
 from ml.eval.ablation import choose_arm, compare_arms, primary, seed_means
 from ml.models import registry
 from ml.models.fusion import Fusion
@@ -377,6 +378,22 @@ def _vectors(item_ids, catalog, settings: Settings, arms: list[str], keys: list[
     return text_frame(item_ids, catalog, settings) if catalog is not None and needs else None
 
 
+def check_text_request(arms: list[str], models: list[str], catalog, settings: Settings) -> None:
+    """Refuse an arm that changes item text (the enriched arm) without a catalog or a model that reads text.
+
+    Raises:
+        ValueError: naming the arm and what it needs.
+    """
+    enriched_arms = [a for a in arms if ARMS[a].strategy == "enrichment"]
+    if enriched_arms and (
+        catalog is None or not any(registry.reads_item_text(k, settings.models) for k in models if k != registry.FUSION)
+    ):
+        raise ValueError(
+            f"arm {enriched_arms[0]} changes item text: it needs a catalog and a model that reads item text "
+            f"(text_knn, bert4rec, sasrec)"
+        )
+
+
 def _arm_vectors(
     arms: list[str], vectors: pd.DataFrame | None, item_ids, catalog, settings: Settings, keys: list[str]
 ) -> tuple[dict[str, pd.DataFrame | None], int | None]:
@@ -385,25 +402,23 @@ def _arm_vectors(
     carry enrichment (None without an enriched arm).
 
     Raises:
-        ValueError: the enriched arm without a catalog, without a model that reads item text, or with an
-            empty enrichment store.
+        ValueError: the enriched arm without a catalog or a model that reads item text
+            (:func:`check_text_request`).
+        InputDataError: the enriched arm with an enrichment store that holds nothing for this catalog.
     """
+    check_text_request(arms, keys, catalog, settings)
     out: dict[str, pd.DataFrame | None] = dict.fromkeys(arms, vectors)
     enriched_arms = [a for a in arms if ARMS[a].strategy == "enrichment"]
     if not enriched_arms:
         return out, None
-    if catalog is None or not any(registry.reads_item_text(k, settings.models) for k in keys):
-        raise ValueError(
-            f"arm {enriched_arms[0]} changes item text: it needs a catalog and a model that reads item text "
-            f"(text_knn, bert4rec, sasrec)"
-        )
     from ml.synth.enrichment import cache_path, stored_attributes
 
     accepted = stored_attributes(settings, catalog)
     if accepted.empty:
-        raise ValueError(
-            f"arm {enriched_arms[0]}: the enrichment store {cache_path(settings)} holds no accepted enrichment for "
-            f"this catalog; fill it with `python -m ml enrich-backfill` first"
+        raise InputDataError(
+            cache_path(settings),
+            f"arm {enriched_arms[0]} needs accepted enrichment for this catalog and the store holds none; "
+            f"fill it with `python -m ml enrich-backfill` first",
         )
     log.info("enriched arm: %d of %d products carry accepted enrichment", len(accepted), len(item_ids))
     out.update(dict.fromkeys(enriched_arms, text_frame(item_ids, catalog, settings, accepted)))

@@ -127,7 +127,10 @@ def test_command_says_to_run_the_backfill_when_the_enriched_arm_finds_an_empty_s
     monkeypatch.setenv("RECO_PATHS__HOME", str(tmp_path / "home"))
     args = ["synth-ablation", "--out", str(tmp_path / "out"), "--arms", "real,enriched", "--models", "text_knn"]
     assert main([*args, "--seeds", "0", "--span-days", "7", "--no-mlflow"]) == 2
-    assert "fill it with `python -m ml enrich-backfill` first" in capsys.readouterr().out
+    assert "fill it with `python -m ml enrich-backfill` first" in capsys.readouterr().err
+    args[-1] = "als,fusion"  # no model reads item text: refused before any training
+    assert main([*args, "--seeds", "0", "--span-days", "7", "--no-mlflow"]) == 2
+    assert "needs a catalog and a model that reads item text" in capsys.readouterr().out
 
 
 def test_the_report_writes_the_table_and_plot_and_logs_one_mlflow_run(ablation):
