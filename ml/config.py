@@ -363,6 +363,7 @@ class StrategySettings(BaseModel):
     candidates: int = 10  # candidates per customer that the language model re-ranks
     cold_max_buyers: int = 5  # item-side serves products with 1..this many buyers before the cut
     buyers_per_item: int = 5  # synthetic buyers per cold product
+    buyer_candidates: int = 10  # candidate buyers per cold product that the language model re-ranks (item_llm)
     text_neighbours: int = 10  # text-nearest warm products whose buyers are a cold product's candidates
     weight: float = 0.5  # confidence weight of a synthetic event (times its own confidence in (0, 1])
     # *_pruned arms drop this share of their events, those an ALS teacher trained on real + them fits worst

@@ -12,7 +12,9 @@ returns synthetic events over the same universe, each with a confidence in (0, 1
   confidence.
 * ``item_side`` -- customers for cold products (few buyers before the cut): the buyers of the
   products whose titles are nearest in text (MiniLM), weighted by that similarity (LLMRec's
-  item-side idea, grounded in the catalog). Dated just before the cut.
+  item-side idea, grounded in the catalog); with a language model, more candidates are taken and
+  the model keeps those for whom it finds the product's title the likeliest next order. Dated just
+  before the cut.
 * ``appended`` -- the previous method's placement: likely next purchases after the last order
   (forward transitions, optionally re-ranked by the language model), dated before the cut; they are
   training targets.
@@ -236,17 +238,20 @@ def appended(inputs: StrategyInputs, opts: StrategySettings, rerank: Reranker | 
     return place(lists, opts, "next", inputs.cut_ns, scores)
 
 
-def item_side(inputs: StrategyInputs, opts: StrategySettings) -> pd.DataFrame:
-    """Likely buyers of cold products among the buyers of their text-nearest products (see the module doc).
+def cold_item_candidates(
+    inputs: StrategyInputs, opts: StrategySettings, per_item: int
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Candidate buyers of each cold product, best first: ``(items, buyers per item, their scores)``.
 
     Cold: 1..``cold_max_buyers`` buyers before the cut (an item the shop knew with no buyer has no
     sale to anchor it and gets none either, so as not to invent demand). Each cold item with a title
     takes its ``text_neighbours`` most similar warm items (cosine > 0); a candidate buyer scores the
-    summed similarity of the neighbours they bought; the best ``buyers_per_item`` who do not own the
-    item yet become events one minute before the cut, with confidence = score over the item's best.
+    summed similarity of the neighbours they bought; the best ``per_item`` who do not own the item yet
+    are its candidates (ties by user index). Items without a candidate are left out.
     """
+    none: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]] = (np.empty(0, np.int64), [], [])
     if inputs.item_text is None:
-        return empty_events()
+        return none
     train = inputs.train
     vectors = np.asarray(inputs.item_text, np.float32)
     has_text = np.linalg.norm(vectors, axis=1) > 0
@@ -255,9 +260,9 @@ def item_side(inputs: StrategyInputs, opts: StrategySettings) -> pd.DataFrame:
     cold = np.flatnonzero((inputs.buyers_before >= 1) & (inputs.buyers_before <= opts.cold_max_buyers) & has_text)
     warm = np.flatnonzero((inputs.buyers_before > opts.cold_max_buyers) & has_text & (buyers_now > 0))
     if not len(cold) or not len(warm):
-        return empty_events()
+        return none
     by_item = owned.T.tocsr()  # item -> buyers in the window
-    rows_u, rows_i, rows_c = [], [], []
+    items, buyers, scores = [], [], []
     for start in range(0, len(cold), 512):
         block = cold[start : start + 512]
         sims = vectors[block] @ vectors[warm].T
@@ -273,15 +278,70 @@ def item_side(inputs: StrategyInputs, opts: StrategySettings) -> pd.DataFrame:
             cand = np.flatnonzero(score > 0)
             if not len(cand):
                 continue
-            best = cand[np.lexsort((cand, -score[cand]))][: opts.buyers_per_item]
-            rows_u.append(best)
-            rows_i.append(np.full(len(best), item))
-            rows_c.append(score[best] / score[best].max())
-    if not rows_u:
+            best = cand[np.lexsort((cand, -score[cand]))][:per_item]
+            items.append(int(item))
+            buyers.append(best.astype(np.int64))
+            scores.append(score[best])
+    return np.asarray(items, np.int64), buyers, scores
+
+
+def item_side(inputs: StrategyInputs, opts: StrategySettings, rerank: Reranker | None = None) -> pd.DataFrame:
+    """Likely buyers of cold products among the buyers of their text-nearest products (see the module doc).
+
+    Without ``rerank``: each cold product's best ``buyers_per_item`` candidates
+    (:func:`cold_item_candidates`), confidence = score over the item's best. With it (the language
+    model, LLMRec's choice of likely buyers): the best ``buyer_candidates`` are scored by how likely
+    the model finds the product's title as each candidate's next order (one prompt per customer holds
+    every cold product they are a candidate for), the ``buyers_per_item`` likeliest are kept, and the
+    confidence is the text score's share times the likelihood ratio to the item's likeliest buyer.
+    Events are dated one minute before the cut.
+    """
+    per_item = opts.buyers_per_item if rerank is None else max(opts.buyer_candidates, opts.buyers_per_item)
+    items, buyers, scores = cold_item_candidates(inputs, opts, per_item)
+    if not len(items):
         return empty_events()
-    users = np.concatenate(rows_u)
+    collab = [s / s.max() for s in scores]
+    if rerank is None:
+        kept_u, kept_i, kept_c = buyers, [np.full(len(b), it) for it, b in zip(items, buyers)], collab
+    else:
+        lm = _item_lm_scores(items, buyers, inputs, rerank)
+        kept_u, kept_i, kept_c = [], [], []
+        for it, b, c, s in zip(items, buyers, collab, lm):
+            order = np.lexsort((np.arange(len(s)), -s))[: opts.buyers_per_item]
+            kept_u.append(b[order])
+            kept_i.append(np.full(len(order), it))
+            kept_c.append(c[order] * np.exp(s[order] - s.max()))
+    users = np.concatenate(kept_u)
     ts = np.full(len(users), inputs.cut_ns - MINUTE, np.int64)
-    return _events(users, np.concatenate(rows_i), ts, np.concatenate(rows_c), context=False, weight=opts.weight)
+    conf = np.maximum(np.concatenate(kept_c), 1e-3)
+    return _events(users, np.concatenate(kept_i), ts, conf, context=False, weight=opts.weight)
+
+
+def _item_lm_scores(
+    items: np.ndarray, buyers: list[np.ndarray], inputs: StrategyInputs, rerank: Reranker
+) -> list[np.ndarray]:
+    """The language model's score of each (cold item, candidate buyer), shaped like ``buyers``.
+
+    The pairs are regrouped by customer (the re-ranker scores one prompt per customer, with all of
+    their candidate items as continuations) and scored as next orders on the cut's date.
+    """
+    pair_u = np.concatenate(buyers)
+    pair_i = np.repeat(items, [len(b) for b in buyers])
+    order = np.lexsort((pair_i, pair_u))  # by customer, then item
+    users, starts = np.unique(pair_u[order], return_index=True)
+    groups = np.split(order, starts[1:])
+    lists = CandidateLists(
+        users=users.astype(np.int64),
+        items=[pair_i[g] for g in groups],
+        scores=[np.ones(len(g)) for g in groups],
+        anchor_ns=np.full(len(users), inputs.cut_ns - 2 * MINUTE, np.int64),
+    )
+    scored = rerank(lists, inputs, "next")
+    flat = np.empty(len(pair_u), np.float64)
+    for g, s in zip(groups, scored):
+        flat[g] = np.asarray(s, np.float64)
+    bounds = np.cumsum([0] + [len(b) for b in buyers])
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def random_like(events: pd.DataFrame, inputs: StrategyInputs, seed: int) -> pd.DataFrame:
@@ -336,7 +396,7 @@ def synthesize_arm(
     if arm.strategy == "appended":
         return appended(inputs, opts, lm)
     if arm.strategy == "item_side":
-        return item_side(inputs, opts)
+        return item_side(inputs, opts, lm)
     if arm.strategy == "random":
         if arm.mimics not in made:
             made[arm.mimics] = synthesize_arm(ARMS[arm.mimics], inputs, opts, made, rerank, seed, teacher)

@@ -193,3 +193,28 @@ def test_the_weekly_step_runs_over_the_lake_and_a_failed_rerun_keeps_the_last_re
         weekly_ablation_step(broken, "2011-10-31", "manual__retry")
     assert (out / "ablation.json").read_text() == before  # the last complete report is still there
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no partial folder
+
+
+def test_item_side_with_the_embedded_model_picks_buyers_among_the_text_candidates(tmp_path):
+    """The real path of item_llm: the embedded model scores each candidate buyer's prompt (logic: tests/unit)."""
+    import numpy as np
+
+    from ml.config import StrategySettings
+    from ml.data.interactions import ITEM_IDX, USER_IDX, Interactions
+    from ml.synth import strategies as S
+    from ml.synth.rerank import LanguageModelReranker
+
+    day = pd.Timestamp("2011-06-01").value, 86_400 * 10**9
+    bought = [(0, 0, 0), (0, 1, 3), (1, 0, 5), (2, 2, 1), (2, 0, 8), (3, 3, 9)]  # (customer, item, day)
+    u, i, d = zip(*bought)
+    train = Interactions.from_arrays(u, i, [day[0] + k * day[1] for k in d], n_users=4, n_items=4)
+    titles = np.array(["RED HEART T-LIGHT HOLDER", "HANGING HEART DECORATION", "SET OF 3 CAKE TINS",
+                       "PINK HEART CANDLE HOLDER"], dtype=object)  # fmt: skip
+    vectors = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.96, 0.28]], np.float32)  # item 3 nearest 0, then 1
+    inputs = S.StrategyInputs(train, pd.Timestamp("2011-06-20").value, np.array([6, 6, 6, 1]), vectors, titles)
+    opts = StrategySettings(cold_max_buyers=5, text_neighbours=2, buyers_per_item=2, buyer_candidates=3)
+    rerank = LanguageModelReranker(shared_generator(), sample_settings(tmp_path))
+    events = S.item_side(inputs, opts, rerank)
+    assert (events[ITEM_IDX] == 3).all() and len(events) == 2  # two of its three candidates u0, u1, u2
+    assert set(events[USER_IDX]) < {0, 1, 2}
+    assert ((events[S.CONFIDENCE] > 0) & (events[S.CONFIDENCE] <= 1)).all()

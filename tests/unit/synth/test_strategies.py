@@ -74,6 +74,27 @@ def test_item_side_gives_cold_items_the_buyers_of_their_text_neighbours():
     assert S.item_side(_inputs(), opts).empty  # no text, no item-side events
 
 
+def test_item_side_with_a_language_model_keeps_the_buyers_it_finds_likeliest():
+    opts = StrategySettings(cold_max_buyers=1, text_neighbours=2, buyers_per_item=2, buyer_candidates=2, weight=1.0)
+    asked = []
+    likelihood = {(0, 3): -3.0, (1, 1): -1.0, (2, 1): 0.0, (2, 3): -1.0}  # (customer, item) -> the model's score
+
+    def rerank(lists, inputs, direction):
+        asked.append((lists.users.tolist(), [i.tolist() for i in lists.items], direction, lists.anchor_ns.tolist()))
+        return [np.array([likelihood[(int(u), int(i))] for i in items]) for u, items in zip(lists.users, lists.items)]
+
+    events = S.item_side(_inputs(item_text=_vectors()), opts, rerank)
+    # candidates: item 1 (owned by u0) <- u1, u2 (both bought its neighbour 2, equal text score);
+    # item 3 (owned by u1) <- u0 (bought 0 and 2), u2 (bought 2). One prompt per customer, all their items.
+    assert asked == [([0, 1, 2], [[3], [1], [1, 3]], "next", [CUT - 2 * M] * 3)]
+    assert list(zip(events[ITEM_IDX], events[USER_IDX])) == [(1, 2), (1, 1), (3, 2), (3, 0)]
+    s30, s32 = 1 / np.sqrt(1.01), 0.2 / 1.01  # cosine of item 3 with items 0 and 2
+    u0_text, u2_text = s30 + s32, s32  # u0 bought both neighbours of item 3, u2 only item 2
+    expected = [1.0, np.exp(-1.0), u2_text / u0_text, np.exp(-2.0)]  # text share x likelihood ratio to the best
+    np.testing.assert_allclose(events[S.CONFIDENCE], expected, rtol=1e-5)
+    assert (events[TS] == CUT - M).all() and not events[CONTEXT].any()
+
+
 def test_random_control_keeps_users_dates_and_flags_and_never_draws_an_owned_item():
     opts = StrategySettings(short_max_items=3)
     inputs = _inputs()
@@ -92,8 +113,9 @@ def test_synthesize_arm_dispatches_and_refuses_a_language_model_arm_without_one(
     assert S.synthesize_arm(S.ARMS["real"], _inputs(), opts, made).empty
     control = S.synthesize_arm(S.ARMS["random_prior"], _inputs(), opts, made)
     assert "prior" in made and len(control) == len(made["prior"])  # the mimicked arm is made once
-    with pytest.raises(ValueError, match="needs a language model"):
-        S.synthesize_arm(S.ARMS["prior_llm"], _inputs(), opts, {})
+    for arm in ("prior_llm", "item_llm"):
+        with pytest.raises(ValueError, match="needs a language model"):
+            S.synthesize_arm(S.ARMS[arm], _inputs(), opts, {})
 
 
 def test_language_model_scores_reorder_candidates_and_scale_confidence():
