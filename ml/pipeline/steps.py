@@ -258,11 +258,7 @@ def train_step(
     synthetic = pd.read_parquet(synthetic_path) if synthetic_path else None
     item_text = None
     if registry.spec(key).uses_item_text:
-        from ml.synth.pipeline import FILES
-
-        enriched_path = layout.synthetic / FILES["items"]
-        enriched = pd.read_parquet(enriched_path) if settings.text.enrichment and enriched_path.exists() else None
-        item_text = item_text_for(key, settings, data, pd.read_parquet(layout.catalog), enriched)
+        item_text = item_text_for(key, settings, data, pd.read_parquet(layout.catalog))
     run_id = runs.model_run(settings, parent_run_id, pipeline_key, key, run_tags) if parent_run_id else None
     logger = runs.lightning_logger(settings, run_id) if run_id and registry.spec(key).logs_curves else None
     result = fit_model(key, data, settings, layout.run, logger=logger, synthetic=synthetic, item_text=item_text)

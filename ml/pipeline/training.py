@@ -29,24 +29,28 @@ from ml.models.base import Recommender
 from ml.pipeline.layout import RunFolder
 
 
-def item_text_for(
-    key: str, settings: Settings, data: SplitData, catalog: pd.DataFrame | None, enriched: pd.DataFrame | None = None
-) -> np.ndarray | None:
+def item_text_for(key: str, settings: Settings, data: SplitData, catalog: pd.DataFrame | None) -> np.ndarray | None:
     """Item text vectors for a model that uses them (BERT4Rec with ``item_text="augment"``), else None.
+
+    The text is each title plus, with ``text.enrichment``, the accepted enrichment in the store
+    (:func:`ml.synth.enrichment.stored_attributes`): the text the backtest's vectors read
+    (:func:`ml.pipeline.backtest.item_vectors`), so nightly training, the backtest and the champion's
+    refit for serving see one text.
 
     Args:
         key: model key.
         catalog: the catalog (item_id, title); None means no text is available.
-        enriched: accepted item enrichment (see :func:`ml.text.items.item_texts`).
     Returns:
         ``(n_items, text.dim)`` float32, or None (the model reads no text, it is switched off, or no
         item has a title: e.g. a ratings file whose catalog only lists ids).
     """
     if catalog is None or not registry.reads_item_text(key, settings.models):
         return None
+    from ml.synth.enrichment import stored_attributes
     from ml.text.encoder import TitleEncoder
     from ml.text.items import item_text_vectors
 
+    enriched = stored_attributes(settings, catalog) if settings.text.enrichment else None
     vectors = item_text_vectors(data.item_ids, catalog, enriched, encoder=TitleEncoder.from_settings(settings))
     return vectors if vectors.any() else None
 

@@ -303,8 +303,9 @@ def enrich_items(
 def stored_attributes(settings: Settings, catalog: pd.DataFrame) -> pd.DataFrame:
     """The accepted enrichment in the store for ``catalog``'s products as titled now, without any model call.
 
-    What the nightly models read (``items_enriched.parquet``) comes from the same store; this gives it to
-    commands that run no synthesis (the ablation's ``enriched`` arm). A product enriched under an older
+    Every model that reads item text reads this (nightly training, the backtest, the champion's refit for
+    serving, the ablation's ``enriched`` arm), also on a night whose synthesis failed; the night's
+    ``items_enriched.parquet`` is that night's lineage record of the same store. A product enriched under an older
     title is left out; where several generators or prompt versions enriched one product, the row written
     last wins.
 

@@ -21,7 +21,7 @@ def item_texts(item_ids: Sequence[str], catalog: pd.DataFrame, enriched: pd.Data
     Args:
         item_ids: the model's item vocabulary (index order).
         catalog: item_id, title (items missing from it get an empty title).
-        enriched: the synthesis step's ``items_enriched.parquet`` (item_id, category, tags, status);
+        enriched: accepted enrichment (``ml.synth.enrichment.stored_attributes``: item_id, category, tags, status);
             rows whose status is not ``ok`` are ignored.
     Returns:
         Texts aligned with ``item_ids``, e.g. ``"jumbo bag red retrospot | bags | tags: tote, red"``;

@@ -99,3 +99,26 @@ def test_only_models_that_read_text_get_vectors_and_only_from_real_titles(settin
     assert T.item_text_for("als", settings, data, titled) is None  # ALS reads no text
     off = settings.with_overrides({"models": {"bert4rec": {"item_text": "none"}}})
     assert T.item_text_for("bert4rec", off, data, titled) is None
+
+
+def test_sequence_models_read_the_stored_enrichment_as_the_backtest_does(settings):
+    from ml.data.dataset import SplitData
+    from ml.data.lake import write_parquet_atomic
+    from ml.synth.enrichment import ATTRIBUTE_COLUMNS, cache_path
+    from ml.text.encoder import TitleEncoder
+
+    ids = np.array(["a", "b"])
+    empty = pd.DataFrame(columns=["user_id", "item_id", "timestamp", "weight"])
+    data = SplitData(empty, empty, empty, user_ids=np.array(["u"]), item_ids=ids)
+    catalog = pd.DataFrame({C.ITEM: ids, C.TITLE: ["JUMBO BAG RED", "HEART T-LIGHT HOLDER"]})
+    on = settings.with_overrides({"text": {"enrichment": True}})
+    # the store alone: no night's items_enriched.parquet exists (as on a night whose synthesis failed)
+    row = {C.ITEM: "a", C.TITLE: "JUMBO BAG RED", C.CATEGORY: "bags", "tags": ["tote", "red"], "status": "ok"}
+    write_parquet_atomic(pd.DataFrame([row], columns=ATTRIBUTE_COLUMNS), cache_path(on))
+    encoder = TitleEncoder()
+    expected = encoder.encode(["jumbo bag red | bags | tags: tote, red", "heart t-light holder"])
+    np.testing.assert_allclose(T.item_text_for("bert4rec", on, data, catalog), expected, atol=1e-5)
+    off = on.with_overrides({"text": {"enrichment": False}})
+    np.testing.assert_allclose(
+        T.item_text_for("bert4rec", off, data, catalog)[0], encoder.encode(["jumbo bag red"])[0], atol=1e-5
+    )
