@@ -164,41 +164,16 @@ def run_ablation(
                 time.perf_counter() - started,
             )
             keys = [k for k in fitted_keys if not registry.spec(k).slow or cut in slow_cuts]
-            shared = {}  # real-only models that no arm changes: fitted once per cut
-            eventless = {}  # (model, seed, text vectors it reads) -> fit of an arm without events, reused across arms
-            for key in keys:
-                if not takes_synthetic(key):
-                    shared[key], fit_s = fit_at_cut(key, data, settings, vectors)
-                    _add(timing["fit_seconds"], key, fit_s)
-            for arm in arms:
+            fits, scored = CutFits(data, settings, timing["fit_seconds"]), set()
+            for arm in [REAL] + [a for a in arms if a != REAL]:  # a fit shared with real only is scored under it
                 extra = as_interactions(made[arm], data.n_users, data.n_items) if len(made[arm]) else None
-                arm_vec = arm_vectors[arm]
-                own = {}  # real-only models refitted for this arm because they read its item text
-                if arm_vec is not vectors:
-                    for key in [k for k in shared if registry.reads_item_text(k, settings.models)]:
-                        own[key], fit_s = fit_at_cut(key, data, settings, arm_vec)
-                        _add(timing["fit_seconds"], key, fit_s)
                 for seed in seeds:
-                    seeded = settings.with_overrides({"models": {"seed": seed}})
-                    fitted = {**shared, **own}
+                    fitted, idents = {}, {}
                     for key in keys:
-                        if not takes_synthetic(key):
-                            continue
-                        reads = arm_vec if registry.reads_item_text(key, settings.models) else None
-                        reuse = (key, seed, id(reads)) if extra is None else None
-                        if reuse in eventless:  # e.g. ALS in the enriched arm: real data, no text, same seed
-                            fitted[key] = eventless[reuse]
-                            continue
-                        fitted[key], fit_s = fit_at_cut(key, data, seeded, arm_vec, extra)
-                        _add(timing["fit_seconds"], key, fit_s)
-                        if reuse is not None:
-                            eventless[reuse] = fitted[key]
+                        fitted[key], idents[key] = fits.get(key, seed, arm, arm_vectors[arm], extra)
                     if reported:
                         t0 = time.perf_counter()
-                        rows += _score(
-                            scorer, fitted, [k for k in trained if k in fitted], arm, seed, seed == seeds[0], shared,
-                            own,
-                        )  # fmt: skip
+                        rows += _score(scorer, fitted, idents, [k for k in trained if k in fitted], arm, seed, scored)
                         if registry.FUSION in models and (arm, seed) in weights:
                             fusion = {
                                 v: Fusion({m: fitted[m] for m in FUSED}, weights=w, members_fitted=True)
@@ -304,25 +279,53 @@ def summarize(
     }
 
 
-def _score(
-    scorer: CutScorer,
-    fitted: dict,
-    trained: list[str],
-    arm: str,
-    seed: int,
-    first_seed: bool,
-    shared: dict,
-    own: dict | None = None,
-) -> list:
-    """User-metric rows of the trained models; a real-only model (``shared``) only once, under the real arm, and
-    one refitted for this arm's item text (``own``) once under this arm (neither depends on the seed)."""
+class CutFits:
+    """The fits of one cut, each made once and reused wherever the same fit is asked for again.
+
+    A fit is determined by the model, the seed (only for models that take synthetic data: the others are
+    deterministic and fitted once for all seeds), the item-text vectors it reads, and the arm's synthetic
+    events. Fits without events are kept for reuse (real only's, ALS in an arm that made no events at this
+    cut, the content-kNN control per item text); a fit on one arm's events is never asked for twice.
+    """
+
+    def __init__(self, data, settings: Settings, fit_seconds: dict):
+        self.data, self.settings, self.fit_seconds = data, settings, fit_seconds
+        self._fits: dict[tuple, object] = {}
+        self._seeded: dict[int, Settings] = {}
+
+    def get(self, key: str, seed: int, arm: str, vectors: pd.DataFrame | None, extra) -> tuple[object, tuple]:
+        """``(model, identity)``: ``key`` as trained in ``arm`` (its events ``extra``, None for none) at ``seed``."""
+        takes = takes_synthetic(key)
+        reads = vectors if registry.reads_item_text(key, self.settings.models) else None
+        events = extra if takes else None
+        ident = (key, seed if takes else None, None if reads is None else id(reads), None if events is None else arm)
+        if ident in self._fits:
+            return self._fits[ident], ident
+        settings = self.settings
+        if takes:
+            if seed not in self._seeded:
+                self._seeded[seed] = self.settings.with_overrides({"models": {"seed": seed}})
+            settings = self._seeded[seed]
+        model, seconds = fit_at_cut(key, self.data, settings, reads, events)
+        _add(self.fit_seconds, key, seconds)
+        if events is None:
+            self._fits[ident] = model
+        return model, ident
+
+
+def _score(scorer: CutScorer, fitted: dict, idents: dict, trained: list[str], arm: str, seed: int, scored: set) -> list:
+    """User-metric rows of the trained models in one arm and seed.
+
+    A model that takes synthetic data is scored in every arm and seed (its rows are what arms are compared
+    on); one that takes none only once per distinct fit (``scored`` collects them): real only's under the
+    real arm, one refitted for an arm's own item text under that arm.
+    """
     rows = []
     for key in trained:
-        if key in (own or {}):
-            if not first_seed:
+        if not takes_synthetic(key):
+            if idents[key] in scored:
                 continue
-        elif key in shared and not (arm == REAL and first_seed):
-            continue
+            scored.add(idents[key])
         rows += _tag(scorer.score(key, dict.fromkeys(("repeat", "discover"), fitted[key]))[1], arm, seed)
     return rows
 
