@@ -47,6 +47,7 @@ from ml.models.augmented import AugmentedHistory
 from ml.models.base import Recommender
 from ml.models.fusion import Fusion
 from ml.pipeline.benchmark import check_request
+from ml.pipeline.training import model_enrichment
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +74,12 @@ def _fusion_members(models: list[str]) -> list[str]:
 def item_vectors(models: list[str], item_ids, catalog: pd.DataFrame | None, settings: Settings):
     """Text vectors of ``item_ids`` (a frame indexed by item id), if one of ``models`` reads item text, else None.
 
-    The text is each title plus, with ``text.enrichment``, the accepted enrichment in the store (what
-    nightly training reads), so that the backtest and the champion refitted for serving see the same text.
+    The text is each title plus :func:`ml.pipeline.training.model_enrichment`, as in nightly training and
+    the champion refitted for serving, so that they all see the same text.
     """
     if catalog is None or not any(registry.reads_item_text(m, settings.models) for m in models if m != registry.FUSION):
         return None
-    from ml.synth.enrichment import stored_attributes
-
-    return text_frame(
-        item_ids, catalog, settings, stored_attributes(settings, catalog) if settings.text.enrichment else None
-    )
+    return text_frame(item_ids, catalog, settings, model_enrichment(settings, catalog))
 
 
 def text_frame(

@@ -29,11 +29,18 @@ from ml.models.base import Recommender
 from ml.pipeline.layout import RunFolder
 
 
+def model_enrichment(settings: Settings, catalog: pd.DataFrame) -> pd.DataFrame | None:
+    """The enrichment that every model reading item text adds to the titles: the store's accepted rows
+    (:func:`ml.synth.enrichment.stored_attributes`) with ``text.enrichment``, else None (titles alone)."""
+    from ml.synth.enrichment import stored_attributes
+
+    return stored_attributes(settings, catalog) if settings.text.enrichment else None
+
+
 def item_text_for(key: str, settings: Settings, data: SplitData, catalog: pd.DataFrame | None) -> np.ndarray | None:
     """Item text vectors for a model that uses them (BERT4Rec with ``item_text="augment"``), else None.
 
-    The text is each title plus, with ``text.enrichment``, the accepted enrichment in the store
-    (:func:`ml.synth.enrichment.stored_attributes`): the text the backtest's vectors read
+    The text is each title plus :func:`model_enrichment`, as in the backtest's vectors
     (:func:`ml.pipeline.backtest.item_vectors`), so nightly training, the backtest and the champion's
     refit for serving see one text.
 
@@ -46,12 +53,12 @@ def item_text_for(key: str, settings: Settings, data: SplitData, catalog: pd.Dat
     """
     if catalog is None or not registry.reads_item_text(key, settings.models):
         return None
-    from ml.synth.enrichment import stored_attributes
     from ml.text.encoder import TitleEncoder
     from ml.text.items import item_text_vectors
 
-    enriched = stored_attributes(settings, catalog) if settings.text.enrichment else None
-    vectors = item_text_vectors(data.item_ids, catalog, enriched, encoder=TitleEncoder.from_settings(settings))
+    vectors = item_text_vectors(
+        data.item_ids, catalog, model_enrichment(settings, catalog), encoder=TitleEncoder.from_settings(settings)
+    )
     return vectors if vectors.any() else None
 
 
