@@ -11,17 +11,23 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml.data.interactions import Interactions
-from ml.models.base import Recommender
+from ml.models.base import HistoryCache, Recommender
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al., 2009)
 TOP_M = 200  # ranks below this contribute nothing to RRF
 
 
-def rrf_contribution(scores: np.ndarray, top_m: int = TOP_M, k: int = RRF_K) -> np.ndarray:
-    """Dense ``1 / (k + rank)`` for each row's top ``top_m`` items (rank 1 = best), 0 elsewhere."""
+def rrf_contribution(
+    scores: np.ndarray, top_m: int = TOP_M, k: int = RRF_K, exclude: sp.csr_matrix | None = None
+) -> np.ndarray:
+    """Dense ``1 / (k + rank)`` for each row's top ``top_m`` items (rank 1 = best), 0 elsewhere.
+
+    ``exclude`` (binary CSR, one row per score row): items left out of the ranking (they get 0 and do not
+    push the others down).
+    """
     from ml.eval.ranking import top_n
 
-    ids, _ = top_n(scores, top_m)
+    ids, _ = top_n(scores, top_m, exclude=exclude)
     out = np.zeros(scores.shape, np.float32)
     rows, ranks = np.nonzero(ids >= 0)
     out[rows, ids[rows, ranks]] = 1.0 / (k + ranks + 1)
@@ -55,6 +61,10 @@ class Fusion(Recommender):
         normalization: "minmax" or "z" (method "score" only).
         members_fitted: False (default): ``fit`` fits every member on its data; True: the members
             are already fitted and ``fit`` leaves them alone (then Fusion needs no ``fit`` call).
+        rank_unseen: rank each member's list without the items in the user's ``history`` before fusing,
+            for a list that hides them (the discover view): fuses the lists as they would be shown, so a
+            member whose top is the user's own purchases (re-buy) is not pushed down by their number.
+            ``fit_weights`` sets it.
     """
 
     def __init__(
@@ -66,6 +76,7 @@ class Fusion(Recommender):
         members_fitted: bool = False,
         top_m: int = TOP_M,
         rrf_k: int = RRF_K,
+        rank_unseen: bool = False,
     ):
         if method not in ("rrf", "score"):
             raise ValueError(f"method must be 'rrf' or 'score', got {method!r}")
@@ -79,7 +90,9 @@ class Fusion(Recommender):
         self.method, self.normalization = method, normalization
         self.members_fitted = members_fitted
         self.top_m, self.rrf_k = top_m, rrf_k
+        self.rank_unseen = rank_unseen
         self.name = "fusion"
+        self._seen = HistoryCache()
 
     def fit(self, train: Interactions, valid: Interactions | None = None) -> Fusion:
         """Fit every member on ``train`` unless ``members_fitted`` (weights are set by ``fit_weights``)."""
@@ -89,20 +102,31 @@ class Fusion(Recommender):
             self.members_fitted = True
         return self
 
-    def _contribution(self, member: Recommender, users: np.ndarray, history: Interactions) -> np.ndarray:
+    def _contribution(
+        self, member: Recommender, users: np.ndarray, history: Interactions, exclude: sp.csr_matrix | None
+    ) -> np.ndarray:
         scores = member.score(users, history)
         if self.method == "rrf":
-            return rrf_contribution(scores, self.top_m, self.rrf_k)
+            return rrf_contribution(scores, self.top_m, self.rrf_k, exclude)
+        if exclude is not None:
+            scores = np.array(scores, dtype=np.float32, copy=True)
+            rows, cols = exclude.nonzero()
+            scores[rows, cols] = -np.inf
         return normalize_scores(scores, self.normalization)
+
+    def _excluded(self, users: np.ndarray, history: Interactions) -> sp.csr_matrix | None:
+        if not self.rank_unseen:
+            return None
+        return self._seen.get(history, lambda h: h.csr(binary=True))[np.asarray(users, dtype=np.int64)]
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         """Weighted sum of the members' contributions, ``(len(users), n_items)`` float32."""
-        total = None
+        total, exclude = None, self._excluded(users, history)
         for name, member in self.members.items():
             w = self.weights.get(name, 0.0)
             if w == 0.0:
                 continue
-            part = w * self._contribution(member, users, history)
+            part = w * self._contribution(member, users, history, exclude)
             total = part if total is None else total + part
         if total is None:
             raise ValueError("every fusion weight is zero")
@@ -116,6 +140,7 @@ class Fusion(Recommender):
         grid: Mapping[str, Iterable[float]] | Iterable[Mapping[str, float]],
         k: int = 10,
         filter_already_liked_items: bool = True,
+        rank_unseen: bool | None = None,
     ) -> dict[str, float]:
         """Pick the weights with the best mean NDCG@k on validation and keep them.
 
@@ -127,6 +152,8 @@ class Fusion(Recommender):
                 explicit list of weight dicts. All-zero combinations are skipped.
             k: NDCG cut-off.
             filter_already_liked_items: as in ``recommend``.
+            rank_unseen: sets ``rank_unseen`` (None: as ``filter_already_liked_items``), so that the weights
+                are chosen, and later applied, on the same lists.
         Returns:
             the chosen weights (also stored in ``self.weights``); ``self.weight_search`` keeps every
             candidate's NDCG.
@@ -144,13 +171,15 @@ class Fusion(Recommender):
             raise ValueError("empty weight grid")
         users = np.asarray(valid_users, dtype=np.int64)
         truth = sp.csr_matrix(truth)
-        seen = history.csr(binary=True) if filter_already_liked_items else None
+        self.rank_unseen = bool(filter_already_liked_items if rank_unseen is None else rank_unseen)
+        seen = history.csr(binary=True) if filter_already_liked_items or self.rank_unseen else None
         names = sorted({n for c in candidates for n, v in c.items() if v != 0})
         sums = np.zeros(len(candidates))
         for start in range(0, len(users), self.batch_users):
             batch = users[start : start + self.batch_users]
-            parts = {n: self._contribution(self.members[n], batch, history) for n in names}
-            exclude = seen[batch] if seen is not None else None
+            exclude = seen[batch] if filter_already_liked_items else None
+            unseen = seen[batch] if self.rank_unseen else None
+            parts = {n: self._contribution(self.members[n], batch, history, unseen) for n in names}
             for i, cand in enumerate(candidates):
                 fused = sum(w * parts[n] for n, w in cand.items() if w != 0)
                 ids, _ = top_n(fused, k, exclude=exclude)
@@ -171,6 +200,7 @@ class Fusion(Recommender):
             "normalization": self.normalization,
             "top_m": self.top_m,
             "rrf_k": self.rrf_k,
+            "rank_unseen": self.rank_unseen,
         }
         (path / "fusion.json").write_text(json.dumps(meta, indent=2))
 
@@ -186,4 +216,5 @@ class Fusion(Recommender):
             members_fitted=True,
             top_m=meta["top_m"],
             rrf_k=meta["rrf_k"],
+            rank_unseen=meta.get("rank_unseen", False),  # saved before it existed: ranked with the history
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +38,16 @@ class Rebuy(Recommender):
     training buyers / the maximum), so lists are always full. Scores are float32, so orderings that
     need more than ~6 significant digits are approximate. With ``filter_already_liked_items=True``
     the model degenerates to popularity: use it with repeats allowed.
+
+    Args:
+        fill: False: items the user never bought score -inf (no popularity fill; short lists), so that a
+            fusion member built on it adds nothing for a user without events of their own.
     """
 
     name = "rebuy"
 
-    def __init__(self) -> None:
+    def __init__(self, fill: bool = True) -> None:
+        self.fill = fill
         self.popularity: np.ndarray | None = None  # float64, max-normalized to [0, 1]
         self._cache = HistoryCache()
 
@@ -56,17 +62,21 @@ class Rebuy(Recommender):
             raise RuntimeError("Rebuy is not fitted")
         counts, recent = self._cache.get(history, _aggregate)
         users = np.asarray(users, dtype=np.int64)
-        fill = POPULARITY_WEIGHT * self.popularity
+        fill = POPULARITY_WEIGHT * self.popularity if self.fill else np.full(len(self.popularity), -np.inf)
         scores = np.tile(fill, (len(users), 1))
+        if not self.fill:
+            scores[np.nonzero(counts[users])] = 0.0
         own = (counts[users] + RECENCY_WEIGHT * recent[users]).tocoo()
         scores[own.row, own.col] += own.data
         return scores.astype(np.float32)
 
     def _save(self, path: Path) -> None:
         np.save(path / "popularity.npy", self.popularity)
+        (path / "rebuy.json").write_text(json.dumps({"fill": self.fill}))
 
     @classmethod
     def _load(cls, path: Path) -> Rebuy:
-        model = cls()
+        params = path / "rebuy.json"  # absent in models saved before it existed: they filled
+        model = cls(**(json.loads(params.read_text()) if params.exists() else {}))
         model.popularity = np.load(path / "popularity.npy")
         return model

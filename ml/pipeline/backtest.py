@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ml import columns as C
-from ml.config import Settings
+from ml.config import FusionSettings, Settings
 from ml.data.interactions import Interactions
 from ml.data.lake import write_json_atomic, write_parquet_atomic
 from ml.data.rolling import (
@@ -191,7 +191,7 @@ def fit_at_cut(
     return model, time.perf_counter() - started
 
 
-def _choose_fusion_weights(members: dict[str, Recommender], scorer: CutScorer, grid: list[float]) -> dict:
+def _choose_fusion_weights(members: dict[str, Recommender], scorer: CutScorer, fusion_settings: FusionSettings) -> dict:
     """Per view, the fusion weights with the best NDCG@10 on this cut's horizon (used at the next cut)."""
     weights = {}
     for view, exclude_seen in VIEWS.items():
@@ -201,8 +201,9 @@ def _choose_fusion_weights(members: dict[str, Recommender], scorer: CutScorer, g
             users,
             scorer.data.history,
             scorer.truths[view],
-            {n: tuple(grid) for n in members},
+            {n: tuple(fusion_settings.grid) for n in members},
             filter_already_liked_items=exclude_seen,
+            rank_unseen=fusion_settings.ranks_unseen(exclude_seen),
         )
     return weights
 
@@ -257,7 +258,12 @@ def run_backtest(
         scored = {k: dict.fromkeys(VIEWS, m) for k, m in fitted.items()} if reported else {}
         if reported and members and weights is not None:
             scored[registry.FUSION] = {
-                view: Fusion({m: fitted[m] for m in members}, weights=w, members_fitted=True)
+                view: Fusion(
+                    {m: fitted[m] for m in members},
+                    weights=w,
+                    members_fitted=True,
+                    rank_unseen=settings.models.fusion.ranks_unseen(VIEWS[view]),
+                )
                 for view, w in weights.items()
             }
             doc["fusion_weights"] = weights
@@ -269,7 +275,7 @@ def run_backtest(
             rows += key_rows
             recs += key_recs
         if members and cut != cuts[-1]:  # the weights serve the next cut
-            weights = _choose_fusion_weights({m: fitted[m] for m in members}, scorer, settings.models.fusion.grid)
+            weights = _choose_fusion_weights({m: fitted[m] for m in members}, scorer, settings.models.fusion)
         if reported:
             folder = out / "cuts" / str(cut.date())
             write_parquet_atomic(pd.concat(recs, ignore_index=True), folder / "recommendations.parquet")

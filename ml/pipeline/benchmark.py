@@ -84,7 +84,7 @@ def _fit_and_evaluate(
         if len(members) < 2:
             candidates = [n for n, s in registry.MODELS.items() if s.fusion_member]
             raise ValueError(f"fusion needs at least two of {candidates} among the models")
-        fit_fusion(members, data, run, settings.models.fusion.grid)
+        fit_fusion(members, data, run, settings.models.fusion)
         evaluated.append(registry.FUSION)
     return evaluate_models(evaluated, data, settings, run, compare=compare)
 

@@ -66,7 +66,7 @@ def evaluate_config(
         text = item_text_for(k, cfg_settings, data, catalog)
         fit_model(k, data, cfg_settings, out, synthetic=synthetic if registry.is_synthetic(k) else None, item_text=text)
     if key == registry.FUSION:
-        fit_fusion(members, data, out, cfg_settings.models.fusion.grid)
+        fit_fusion(members, data, out, cfg_settings.models.fusion)
     evaluate_models([key], data, cfg_settings, out)
     return pd.read_parquet(out.user_metrics)
 
@@ -108,7 +108,8 @@ def refit(
         return dict.fromkeys(VIEWS, out / "model")
     paths = {}
     for view in VIEWS:
-        Fusion(fitted, weights=config["weights"][view], members_fitted=True).save(out / view)
+        rank_unseen = cfg_settings.models.fusion.ranks_unseen(VIEWS[view])
+        Fusion(fitted, weights=config["weights"][view], members_fitted=True, rank_unseen=rank_unseen).save(out / view)
         paths[view] = out / view
     return paths
 

@@ -324,7 +324,7 @@ def fuse_step(
         reason = f"fusion needs two trained members, got {chosen or 'none'}"
         log.info("no fusion tonight: %s", reason)
         return {"model": None, "members": chosen, "variants": decisions, "skipped": reason}
-    result = fit_fusion(chosen, SplitData.load(layout.dataset), layout.run, settings.models.fusion.grid)
+    result = fit_fusion(chosen, SplitData.load(layout.dataset), layout.run, settings.models.fusion)
     lake.write_json_atomic(decisions, layout.run.variants_record())
     if parent_run_id:
         run_id = runs.model_run(settings, parent_run_id, pipeline_key, registry.FUSION, run_tags)

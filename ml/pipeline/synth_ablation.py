@@ -44,6 +44,7 @@ from ml.data.lake import write_json_atomic, write_parquet_atomic
 from ml.data.rolling import EventLog, build_cut, item_known_from, rolling_cuts
 from ml.errors import InputDataError
 from ml.eval.ablation import choose_arm, compare_arms, primary, seed_means
+from ml.eval.protocol import VIEWS
 from ml.models import registry
 from ml.models.fusion import Fusion
 from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut, text_frame
@@ -176,14 +177,19 @@ def run_ablation(
                         rows += _score(scorer, fitted, idents, [k for k in trained if k in fitted], arm, seed, scored)
                         if registry.FUSION in models and (arm, seed) in weights:
                             fusion = {
-                                v: Fusion({m: fitted[m] for m in FUSED}, weights=w, members_fitted=True)
+                                v: Fusion(
+                                    {m: fitted[m] for m in FUSED},
+                                    weights=w,
+                                    members_fitted=True,
+                                    rank_unseen=settings.models.fusion.ranks_unseen(VIEWS[v]),
+                                )
                                 for v, w in weights[(arm, seed)].items()
                             }
                             rows += _tag(scorer.score(registry.FUSION, fusion)[1], arm, seed)
                         timing["score_seconds"] += time.perf_counter() - t0
                     if registry.FUSION in models and cut != cuts[-1]:
                         members = {m: fitted[m] for m in FUSED}
-                        weights[(arm, seed)] = _choose_fusion_weights(members, scorer, settings.models.fusion.grid)
+                        weights[(arm, seed)] = _choose_fusion_weights(members, scorer, settings.models.fusion)
     finally:
         if owned_generator is not None:
             owned_generator.close()

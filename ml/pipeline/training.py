@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ml import columns as C
-from ml.config import Settings
+from ml.config import FusionSettings, Settings
 from ml.data.dataset import SplitData
 from ml.data.interactions import CONTEXT, Interactions
 from ml.data.lake import write_json_atomic
@@ -204,7 +204,7 @@ def choose_variants(run: RunFolder, trained: list[str]) -> tuple[list[str], dict
     return chosen, decisions
 
 
-def fit_fusion(members: list[str], data: SplitData, run: RunFolder, grid: list[float]) -> dict:
+def fit_fusion(members: list[str], data: SplitData, run: RunFolder, fusion_settings: FusionSettings) -> dict:
     """Choose fusion weights on validation, once per view, and save one final fusion per view.
 
     The "repeat" view leans on the user's own history (re-buy), the "discover" view cannot, so each
@@ -212,7 +212,7 @@ def fit_fusion(members: list[str], data: SplitData, run: RunFolder, grid: list[f
     replaced by their final (train + valid) versions afterwards.
 
     Args:
-        grid: weights tried for every member (``settings.models.fusion.grid``).
+        fusion_settings: ``settings.models.fusion`` (the weights tried for every member, the discover ranking).
     Returns:
         ``{"model": "fusion", "weights": {view: weights}, "weight_search": {view: [...]}, "fit_seconds"}``.
     """
@@ -228,10 +228,15 @@ def fit_fusion(members: list[str], data: SplitData, run: RunFolder, grid: list[f
         users = users_with_truth(view_truth)
         fusion = Fusion(valid_members, members_fitted=True)
         weights[view] = fusion.fit_weights(
-            users, data.train_i, view_truth, {n: tuple(grid) for n in members}, filter_already_liked_items=exclude_seen
+            users,
+            data.train_i,
+            view_truth,
+            {n: tuple(fusion_settings.grid) for n in members},
+            filter_already_liked_items=exclude_seen,
+            rank_unseen=fusion_settings.ranks_unseen(exclude_seen),
         )
         searches[view] = getattr(fusion, "weight_search", [])
-        Fusion(final_members, weights=weights[view], members_fitted=True).save(
+        Fusion(final_members, weights=weights[view], members_fitted=True, rank_unseen=fusion.rank_unseen).save(
             run.model_dir(registry.FUSION, serving_phase(view))
         )
     result = {

@@ -157,6 +157,18 @@ def test_rebuy_reads_history_given_at_prediction_time():
     assert ids[0, 0] == 2
 
 
+def test_rebuy_without_fill_ranks_only_the_users_own_items(tmp_path):
+    # user 0 bought item 2 twice and item 0 once; item 1 (bought by user 1) is popular but not user 0's
+    data = events([0, 0, 0, 1], [2, 2, 0, 1], [0, 1, 2, 0])
+    model = Rebuy(fill=False).fit(data)
+    ids, scores = model.recommend(np.array([0, 2]), data, n=3, filter_already_liked_items=False)
+    assert ids.tolist() == [[2, 0, -1], [-1, -1, -1]]  # user 2 has no events: nothing to list
+    # events on days 0..2: recency of item 2's last purchase (day 1) is 1/2, of item 0's (day 2) 1
+    np.testing.assert_allclose(scores[0, :2], [2.0 + 0.5 * 0.5, 1.0 + 0.5 * 1.0], rtol=1e-6)
+    model.save(tmp_path)
+    assert Recommender.load(tmp_path).fill is False
+
+
 # --- ALS -------------------------------------------------------------------------------------
 
 
@@ -218,6 +230,52 @@ def test_rrf_contribution_is_reciprocal_rank_over_the_top_m():
     np.testing.assert_allclose(out, [[0.0, 1 / 61, 1 / 62, 0.0]])
 
 
+class FixedScores(Recommender):
+    """A member whose scores are given (Fusion is what is tested)."""
+
+    name = "fixed"
+
+    def __init__(self, scores):
+        self.scores = np.asarray(scores, np.float32)
+
+    def fit(self, train, valid=None):
+        return self
+
+    def score(self, users, history):
+        return self.scores[users]
+
+    def _save(self, path):
+        np.save(path / "scores.npy", self.scores)
+
+    @classmethod
+    def _load(cls, path):
+        return cls(np.load(path / "scores.npy"))
+
+
+def test_fusion_ranking_unseen_leaves_the_users_purchases_out_of_each_members_ranks(tmp_path):
+    history = events([0], [0], [0], n_users=1, n_items=4)  # user 0 bought item 0, the member's best
+    member = FixedScores([[4.0, 3.0, 2.0, 1.0]])
+    with_history = Fusion({"m": member}, members_fitted=True).score(np.array([0]), history)
+    np.testing.assert_allclose(with_history, [[1 / 61, 1 / 62, 1 / 63, 1 / 64]])
+    fusion = Fusion({"m": member}, members_fitted=True, rank_unseen=True)
+    np.testing.assert_allclose(fusion.score(np.array([0]), history), [[0.0, 1 / 61, 1 / 62, 1 / 63]])
+    fusion.save(tmp_path)
+    assert Recommender.load(tmp_path).rank_unseen is True
+
+
+def test_fusion_ranking_unseen_lets_a_member_topped_by_purchases_count_in_the_discover_list():
+    # user 0 bought items 0-29. Member "own" ranks them first, then items 30, 31, 32; member "other" ranks 32, then 30.
+    # With the purchases in the ranks: item 32 = 1/61 (other's 1st) + 1/93 (own's 33rd) = 0.027146 beats
+    # item 30 = 1/62 + 1/91 = 0.027118. Ranked unseen: item 30 = 1/62 + 1/61 = 0.032522 beats 32 = 1/61 + 1/63.
+    history = events([0] * 30, range(30), [0] * 30, n_users=1, n_items=33)
+    own = FixedScores([[100.0 - i for i in range(30)] + [50.0, 40.0, 30.0]])
+    other = FixedScores([[0.0] * 30 + [4.0, 0.0, 5.0]])
+    for unseen, best in ((False, 32), (True, 30)):
+        fusion = Fusion({"own": own, "other": other}, members_fitted=True, rank_unseen=unseen)
+        ids, _ = fusion.recommend(np.array([0]), history, n=1, filter_already_liked_items=True)
+        assert ids[0, 0] == best
+
+
 def test_normalize_scores_per_user():
     s = np.array([[1.0, 3.0, -np.inf], [2.0, 2.0, 2.0]], np.float32)
     np.testing.assert_allclose(normalize_scores(s, "minmax"), [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
@@ -248,6 +306,9 @@ def test_fusion_fit_weights_prefers_the_member_that_predicts_validation():
     weights = fusion.fit_weights(users, data, truth, grid={"als": [0.0, 1.0], "pop": [0.0, 1.0]})
     assert weights == {"als": 1.0, "pop": 0.0}
     assert len(fusion.weight_search) == 3  # the all-zero combination is skipped
+    assert fusion.rank_unseen is True  # the weights were chosen on the lists without the users' purchases
+    fusion.fit_weights(users, data, truth, grid={"als": [1.0]}, rank_unseen=False)
+    assert fusion.rank_unseen is False
 
 
 def test_fusion_save_writes_each_member_in_a_subfolder(tmp_path):
