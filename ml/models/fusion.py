@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,54 @@ def rrf_contribution(
     rows, ranks = np.nonzero(ids >= 0)
     out[rows, ids[rows, ranks]] = 1.0 / (k + ranks + 1)
     return out
+
+
+@dataclass(frozen=True)
+class NewProductSlot:
+    """One rank of a fused list kept for a new product the user has not bought.
+
+    Fusion's weights are shared by all users, so a member that is right only about new products (the
+    newest-products control, content-kNN, synthetic buyers of new products) gets weight 0 and new
+    products never reach a list. The slot gives the best new product of ``member``'s list rank
+    ``position`` (1 = first), pushing the fused list's item there and below down by one; where the
+    product already ranks better, nothing moves, and a user for whom ``member`` scores no new product
+    (all -inf) keeps the fused list.
+
+    Attributes:
+        member: the fusion member whose scores choose the product (its weight in the sum may be 0).
+        items: boolean mask over the item universe of the products that count as new (e.g. at most 5
+            buyers in the training data), fixed when the fusion is built.
+        position: the rank the product takes.
+    """
+
+    member: str
+    items: np.ndarray
+    position: int = 10
+
+    def __post_init__(self):
+        if self.position < 1:
+            raise ValueError(f"the slot's position must be >= 1, got {self.position}")
+
+    def place(self, fused: np.ndarray, member_scores: np.ndarray, seen: sp.csr_matrix) -> None:
+        """Lift, in place, each row's best new unseen product of ``member_scores`` to rank ``position`` in ``fused``."""
+        from ml.eval.ranking import top_n
+
+        candidates = np.array(member_scores, dtype=np.float32, copy=True)
+        candidates[:, ~np.asarray(self.items, bool)] = -np.inf
+        rows, cols = seen.nonzero()
+        candidates[rows, cols] = -np.inf
+        best, _ = top_n(candidates, 1)
+        users = np.flatnonzero(best[:, 0] >= 0)
+        if not len(users):
+            return
+        _, ranked = top_n(fused[users], self.position, exclude=seen[users])
+        floor = ranked[:, self.position - 1]  # the score now at the slot's rank (-inf: the list is shorter)
+        items = best[users, 0]
+        lifted = np.where(np.isfinite(floor), np.nextafter(floor, np.float32(np.inf)), fused[users, items])
+        fused[users, items] = np.maximum(fused[users, items], lifted)
+
+    def to_json(self) -> dict:
+        return {"member": self.member, "position": self.position}
 
 
 def normalize_scores(scores: np.ndarray, how: str = "minmax") -> np.ndarray:
@@ -65,6 +114,8 @@ class Fusion(Recommender):
             for a list that hides them (the discover view): fuses the lists as they would be shown, so a
             member whose top is the user's own purchases (re-buy) is not pushed down by their number.
             ``fit_weights`` sets it.
+        slot: a new-product slot (:class:`NewProductSlot`) for a list that hides the user's purchases: the
+            best new product of its member's list takes that rank of the fused list (or keeps a better one).
     """
 
     def __init__(
@@ -77,6 +128,7 @@ class Fusion(Recommender):
         top_m: int = TOP_M,
         rrf_k: int = RRF_K,
         rank_unseen: bool = False,
+        slot: NewProductSlot | None = None,
     ):
         if method not in ("rrf", "score"):
             raise ValueError(f"method must be 'rrf' or 'score', got {method!r}")
@@ -91,6 +143,9 @@ class Fusion(Recommender):
         self.members_fitted = members_fitted
         self.top_m, self.rrf_k = top_m, rrf_k
         self.rank_unseen = rank_unseen
+        if slot is not None and slot.member not in self.members:
+            raise ValueError(f"the new-product slot's member {slot.member!r} is not a fusion member")
+        self.slot = slot
         self.name = "fusion"
         self._seen = HistoryCache()
 
@@ -114,14 +169,13 @@ class Fusion(Recommender):
             scores[rows, cols] = -np.inf
         return normalize_scores(scores, self.normalization)
 
-    def _excluded(self, users: np.ndarray, history: Interactions) -> sp.csr_matrix | None:
-        if not self.rank_unseen:
-            return None
+    def _seen_by(self, users: np.ndarray, history: Interactions) -> sp.csr_matrix:
         return self._seen.get(history, lambda h: h.csr(binary=True))[np.asarray(users, dtype=np.int64)]
 
     def score(self, users: np.ndarray, history: Interactions) -> np.ndarray:
-        """Weighted sum of the members' contributions, ``(len(users), n_items)`` float32."""
-        total, exclude = None, self._excluded(users, history)
+        """Weighted sum of the members' contributions, ``(len(users), n_items)`` float32 (then the slot's product)."""
+        total = None
+        exclude = self._seen_by(users, history) if self.rank_unseen else None
         for name, member in self.members.items():
             w = self.weights.get(name, 0.0)
             if w == 0.0:
@@ -130,7 +184,11 @@ class Fusion(Recommender):
             total = part if total is None else total + part
         if total is None:
             raise ValueError("every fusion weight is zero")
-        return total.astype(np.float32, copy=False)
+        total = total.astype(np.float32, copy=False)
+        if self.slot is not None:
+            member = self.members[self.slot.member]
+            self.slot.place(total, member.score(users, history), self._seen_by(users, history))
+        return total
 
     def fit_weights(
         self,
@@ -201,13 +259,19 @@ class Fusion(Recommender):
             "top_m": self.top_m,
             "rrf_k": self.rrf_k,
             "rank_unseen": self.rank_unseen,
+            "slot": None if self.slot is None else self.slot.to_json(),
         }
+        if self.slot is not None:
+            np.save(path / "slot_items.npy", np.asarray(self.slot.items, bool))
         (path / "fusion.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def _load(cls, path: Path) -> Fusion:
         meta = json.loads((path / "fusion.json").read_text())
         members = {name: Recommender.load(path / "members" / name) for name in meta["members"]}
+        slot = meta.get("slot")
+        if slot is not None:
+            slot = NewProductSlot(items=np.load(path / "slot_items.npy"), **slot)
         return cls(
             members,
             meta["weights"],
@@ -217,4 +281,5 @@ class Fusion(Recommender):
             top_m=meta["top_m"],
             rrf_k=meta["rrf_k"],
             rank_unseen=meta.get("rank_unseen", False),  # saved before it existed: ranked with the history
+            slot=slot,
         )

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from ml.data.interactions import Interactions
 from ml.models.als import ALS
 from ml.models.base import Recommender
-from ml.models.fusion import Fusion, normalize_scores, rrf_contribution
+from ml.models.fusion import Fusion, NewProductSlot, normalize_scores, rrf_contribution
 from ml.models.popularity import NewestPopularity, Popularity
 from ml.models.rebuy import Rebuy
 from ml.models.text_knn import TextKNN, neighbour_matrix
@@ -274,6 +274,31 @@ def test_fusion_ranking_unseen_lets_a_member_topped_by_purchases_count_in_the_di
         fusion = Fusion({"own": own, "other": other}, members_fitted=True, rank_unseen=unseen)
         ids, _ = fusion.recommend(np.array([0]), history, n=1, filter_already_liked_items=True)
         assert ids[0, 0] == best
+
+
+def test_new_product_slot_gives_the_members_best_new_product_its_rank(tmp_path):
+    # user 0 bought item 0; the fused list (one member) is items 1, 2, 3, 4. Items 3 and 4 are new; the slot's
+    # member likes item 4 best, so at position 2 the list becomes 1, 4, 2, 3. User 1's member scores no new
+    # product (-inf): their list (nothing bought) is untouched, 0, 1, 2, 3.
+    history = events([0], [0], [0], n_users=2, n_items=5)
+    fused = FixedScores([[5.0, 4.0, 3.0, 2.0, 1.0]] * 2)
+    newest = FixedScores([[0.0, 0.0, 0.0, 1.0, 9.0], [0.0, 0.0, 0.0, -np.inf, -np.inf]])
+    new = np.array([False, False, False, True, True])
+    slot = NewProductSlot("newest", new, position=2)
+    fusion = Fusion({"m": fused, "newest": newest}, weights={"m": 1.0, "newest": 0.0}, members_fitted=True, slot=slot)
+    ids, _ = fusion.recommend(np.array([0, 1]), history, n=4, filter_already_liked_items=True)
+    assert ids.tolist() == [[1, 4, 2, 3], [0, 1, 2, 3]]
+    # a new product already ranked above the slot keeps its place
+    better = NewProductSlot("newest", np.array([False, True, False, True, True]), position=4)
+    liked = FixedScores([[0.0, 5.0, 0.0, 1.0, 2.0]] * 2)
+    fusion = Fusion({"m": fused, "newest": liked}, weights={"m": 1.0, "newest": 0.0}, members_fitted=True, slot=better)
+    ids, _ = fusion.recommend(np.array([0]), history, n=4, filter_already_liked_items=True)
+    assert ids.tolist() == [[1, 2, 3, 4]]
+    fusion.save(tmp_path)
+    loaded = Recommender.load(tmp_path)
+    assert (loaded.slot.member, loaded.slot.position, loaded.slot.items.tolist()) == ("newest", 4, better.items.tolist())
+    with pytest.raises(ValueError, match="not a fusion member"):
+        Fusion({"m": fused}, slot=slot)
 
 
 def test_normalize_scores_per_user():
