@@ -149,7 +149,8 @@ def refit_step(
 
     Returns:
         ``{"skipped": True, "reason"}`` when the decision holds or is a dry run; else ``{"model_uri",
-        "run_id", "config", "users", "items", "refit_seconds"}``.
+        "run_id", "config", "users", "items", "refit_seconds", "new_product_slot"}`` (``off`` or
+        ``<model>@<rank>``).
     """
     import time
 
@@ -169,7 +170,15 @@ def refit_step(
     folder = layout.run.root / SERVED
     paths = refit(config, data, settings, catalog, folder / "models", synthetic)
     refit_s = round(time.perf_counter() - started, 2)
-    result = {"config": config, "users": int(data.n_users), "items": int(data.n_items), "refit_seconds": refit_s}
+    slot = settings.serve.new_product_slot
+    slot = slot if slot == "off" else f"{slot}@{settings.serve.new_product_position}"  # the discover lists' slot
+    result = {
+        "config": config,
+        "users": int(data.n_users),
+        "items": int(data.n_items),
+        "refit_seconds": refit_s,
+        "new_product_slot": slot,
+    }
     if parent_run_id is None:
         return {**result, "model_uri": None, "run_id": None, "paths": {v: str(p) for v, p in paths.items()}}
     import mlflow
@@ -181,7 +190,7 @@ def refit_step(
     runs.log_to_run(
         settings,
         run_id,
-        params={"served_model": config["model"], "served_as_of": layout.as_of},
+        params={"served_model": config["model"], "served_as_of": layout.as_of, "new_product_slot": slot},
         metrics={"refit_seconds": refit_s, "served_users": data.n_users, "served_items": data.n_items},
     )
     return {**result, "model_uri": info.model_uri, "run_id": run_id}

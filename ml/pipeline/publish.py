@@ -26,7 +26,7 @@ from ml.data.rolling import DAY, CutData, EventLog, build_cut, item_known_from
 from ml.eval.protocol import VIEWS
 from ml.models import registry
 from ml.models.base import Recommender
-from ml.models.fusion import Fusion
+from ml.models.fusion import Fusion, NewProductSlot
 from ml.pipeline.backtest import fit_at_cut, item_vectors
 from ml.pipeline.evaluation import evaluate_models
 from ml.pipeline.layout import RunFolder
@@ -87,13 +87,18 @@ def refit(
 ) -> dict[str, Path]:
     """Fit ``config`` on ``data`` (see :func:`full_data`) and save one model per view under ``out``.
 
+    With ``serve.new_product_slot`` the discover view's model also holds that slot (:func:`with_slot`).
+
     Returns:
-        ``{view: saved model folder}`` (the same folder for both views unless fusion weighs them apart).
+        ``{view: saved model folder}`` (the same folder for both views unless fusion weighs them apart
+        or the discover view has a new-product slot).
     """
     cfg_settings = settings_for(config, settings)
     key = config["model"]
     keys = config.get("members") or [] if key == registry.FUSION else [key]
-    vectors = item_vectors(keys, data.item_ids, catalog, cfg_settings)
+    source = settings.serve.new_product_slot
+    slotted = [source] if source != "off" else []
+    vectors = item_vectors(keys + slotted, data.item_ids, catalog, cfg_settings)
     extra = None
     if any(registry.is_synthetic(k) for k in keys):
         if synthetic is None:
@@ -103,15 +108,51 @@ def refit(
         k: fit_at_cut(k, data, cfg_settings, vectors, extra if registry.is_synthetic(k) else None)[0] for k in keys
     }
     out = Path(out)
-    if key != registry.FUSION:
-        fitted[key].save(out / "model")
-        return dict.fromkeys(VIEWS, out / "model")
-    paths = {}
-    for view in VIEWS:
-        rank_unseen = cfg_settings.models.fusion.ranks_unseen(VIEWS[view])
-        Fusion(fitted, weights=config["weights"][view], members_fitted=True, rank_unseen=rank_unseen).save(out / view)
-        paths[view] = out / view
+    served: dict[str, Recommender] = {}
+    for view, exclude_seen in VIEWS.items():
+        if key == registry.FUSION:
+            rank_unseen = cfg_settings.models.fusion.ranks_unseen(exclude_seen)
+            served[view] = Fusion(fitted, weights=config["weights"][view], members_fitted=True, rank_unseen=rank_unseen)
+        else:
+            served[view] = fitted[key]
+        if slotted and exclude_seen:
+            new = np.asarray(data.buyers_before <= settings.eval.backtest.cold_max_buyers)
+            slot = NewProductSlot(source, new, settings.serve.new_product_position)
+            served[view] = with_slot(served[view], slot, fit_at_cut(source, data, cfg_settings, vectors)[0])
+    paths, saved = {}, {}
+    for view, model in served.items():
+        if id(model) not in saved:  # a plain model serves both views from one folder
+            saved[id(model)] = out / ("model" if key != registry.FUSION and model is fitted[key] else view)
+            model.save(saved[id(model)])
+        paths[view] = saved[id(model)]
     return paths
+
+
+def with_slot(model: Recommender, slot: NewProductSlot, source_model: Recommender) -> Fusion:
+    """``model``'s lists with the ``slot`` filled from ``source_model`` (fitted), the slot's member.
+
+    In the refit the new products are those with at most ``eval.backtest.cold_max_buyers`` buyers (the
+    products the backtest's cold-item slice counts). A fusion keeps its members, weights and ranking and
+    gains the source as a member of weight 0; any other model becomes the one member of a score fusion
+    (min-max per customer, which keeps its order).
+    """
+    if isinstance(model, Fusion):
+        members = {**model.members, slot.member: source_model}
+        return Fusion(
+            members,
+            model.weights,
+            model.method,
+            model.normalization,
+            members_fitted=True,
+            top_m=model.top_m,
+            rrf_k=model.rrf_k,
+            rank_unseen=model.rank_unseen,
+            slot=slot,
+        )
+    if model.name == slot.member:  # the slot's own model: its best new product ranks where it ranks
+        return Fusion({model.name: model}, {model.name: 1.0}, "score", members_fitted=True)
+    members = {model.name: model, slot.member: source_model}
+    return Fusion(members, {model.name: 1.0}, "score", members_fitted=True, slot=slot)
 
 
 def smoke_check(model, data: CutData, n: int, sample: int = 50, seed: int = 0) -> dict:

@@ -26,8 +26,10 @@ from ml.data.interactions import Interactions
 from ml.eval.protocol import VIEWS
 from ml.models.als import ALS
 from ml.models.augmented import AugmentedHistory
-from ml.models.popularity import Popularity
+from ml.models.fusion import NewProductSlot
+from ml.models.popularity import NewestPopularity, Popularity
 from ml.models.rebuy import Rebuy
+from ml.pipeline.publish import with_slot
 from ml.tracking.pyfunc import (
     ITEMS,
     SOURCE,
@@ -128,6 +130,22 @@ def test_a_synthetic_variant_serves_a_new_customer_from_their_items(tmp_path):
     assert new[C.ITEM].iloc[0] == "i0" and set(new[C.ITEM]) == {"i0", "i1", "i3"}  # i1 and i3 tie
     assert set(new[SOURCE]) == {SOURCE_MODEL}
     assert set(out.loc[out[C.USER] == "u0", SOURCE]) == {SOURCE_MODEL}
+
+
+def test_a_new_product_slot_reaches_the_served_discover_lists(tmp_path):
+    # only i3 counts as new; popularity's discover list for a new customer with i0 is i1 (2 buyers), i2, i3
+    # (1 each, by id). With the slot at rank 1, i3 goes first, scored just above i1's min-max 0.5.
+    history = tiny_history()
+    slot = NewProductSlot("newest", np.array([False, False, False, True]), position=1)
+    discover = with_slot(Popularity().fit(history), slot, NewestPopularity().fit(history))
+    served = serve(tmp_path, Rebuy(), discover)
+    frame = pd.DataFrame({C.USER: ["new", "u1"], ITEMS: [["i0"], None]})
+    got = served.predict(None, frame, params={"n": 3, "view": "discover"})
+    assert lists(got) == {"new": ["i3", "i1", "i2"], "u1": ["i3", "i1"]}
+    scores = got.loc[got[C.USER] == "new", C.SCORE].to_numpy()
+    assert scores[0] > scores[1] == 0.5 and scores[2] == 0.0
+    repeat = served.predict(None, frame.iloc[1:], params={"n": 2, "view": "repeat"})
+    assert repeat[C.ITEM].tolist() == ["i2", "i0"]  # the repeat view has no slot
 
 
 def test_bad_requests_are_clear_errors(served):

@@ -296,7 +296,11 @@ def test_new_product_slot_gives_the_members_best_new_product_its_rank(tmp_path):
     assert ids.tolist() == [[1, 2, 3, 4]]
     fusion.save(tmp_path)
     loaded = Recommender.load(tmp_path)
-    assert (loaded.slot.member, loaded.slot.position, loaded.slot.items.tolist()) == ("newest", 4, better.items.tolist())
+    assert (loaded.slot.member, loaded.slot.position, loaded.slot.items.tolist()) == (
+        "newest",
+        4,
+        better.items.tolist(),
+    )
     with pytest.raises(ValueError, match="not a fusion member"):
         Fusion({"m": fused}, slot=slot)
 
