@@ -31,10 +31,12 @@ training and synthesis run in the `gpu` pool and on the Celery queue `RECO_ORCHE
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import get_args
 
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from ml.config import NewProductSource
 from ml.models.registry import BASE_MODELS
 from ml.pipeline.assets import CHAMPION, CLEAN_INTERACTIONS
 from ml.pipeline.placement import gpu_task
@@ -77,6 +79,12 @@ def _nightly_strategy() -> str:
     from ml.config import get_settings
 
     return get_settings().synth.strategies.nightly
+
+
+def _new_product_slot() -> str:
+    from ml.config import get_settings
+
+    return get_settings().serve.new_product_slot
 
 
 @dag(
@@ -192,6 +200,15 @@ def _nightly_strategy() -> str:
             maximum=100,
             title="K (list length)",
             description="Items per customer and view in the batch lists.",
+            section=PROMOTION,
+        ),
+        "new_product_slot": Param(
+            _new_product_slot(),
+            type="string",
+            enum=list(get_args(NewProductSource)),
+            title="New-product slot",
+            description="Rank serve.new_product_position (10) of each served discover list goes to the best new "
+            "product (5 buyers or fewer) of the newest-products model or content-kNN; off: the champion as evaluated.",
             section=PROMOTION,
         ),
         "promotion_margin": Param(

@@ -354,6 +354,9 @@ class PromotionSettings(BaseModel):
     dry_run: bool = False  # decide and report, never move the alias
 
 
+NewProductSource = Literal["off", "newest", "text_knn"]  # serve.new_product_slot: off, or the model that fills it
+
+
 class ServeSettings(BaseModel):
     """Serving the champion: nightly batch lists and the online model server."""
 
@@ -362,12 +365,12 @@ class ServeSettings(BaseModel):
     active_days: int = 365
     host: str = "127.0.0.1"  # the online model server binds here (mlflow models serve)
     port: int = 5001
-    # a new-product slot in the served discover lists (ml.models.fusion.NewProductSlot): rank
+    # a new-product slot in the served discover lists (ml.models.fusion.NewProductSource): rank
     # new_product_position goes to the best new product (at most eval.backtest.cold_max_buyers buyers) of this
     # model, fitted with the refit; "off": the champion's lists as evaluated. A shop's choice, not the
     # promotion's: on the earlier 6 of 12 backtest cuts, "newest" took cold products' Recall@10 from 0.0000 to
     # 0.0446 and cost -0.0026 Recall@10 overall, "text_knn" 0.0115 for -0.0030 (bench/bench_new_product_slot.py)
-    new_product_slot: Literal["off", "newest", "text_knn"] = "off"
+    new_product_slot: NewProductSource = "off"
     new_product_position: int = Field(10, ge=1)
 
 

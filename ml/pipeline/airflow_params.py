@@ -26,6 +26,7 @@ PARAM_SETTINGS: dict[str, str] = {
     "synth_strategy": "synth.strategies.nightly",
     "synth_max_per_user": "synth.max_per_user",
     "top_k": "serve.top_k",
+    "new_product_slot": "serve.new_product_slot",
     "promotion_margin": "promotion.margin",
     "dry_run": "promotion.dry_run",
 }

@@ -126,6 +126,7 @@ def test_trigger_form_has_typed_params(dag):
         "synth_max_per_user",
         "backtest",
         "top_k",
+        "new_product_slot",
         "promotion_margin",
         "dry_run",
     ):
@@ -146,6 +147,8 @@ def test_trigger_form_has_typed_params(dag):
     sections = {name: params.get_param(name).schema.get("section") for name in params}
     assert set(sections.values()) == {"Data", "Models", "Synthesis", "Promotion and serving"}
     assert sections["dry_run"] == "Promotion and serving" and sections["synthesis"] == "Synthesis"
+    slot = params.get_param("new_product_slot")
+    assert slot.value == "off" and slot.schema["enum"] == ["off", "newest", "text_knn"]
 
 
 @pytest.mark.parametrize("dag_file", ["nightly_recommender.py", "weekly_evaluation.py", "export_recommendations.py"])
