@@ -365,7 +365,7 @@ class ServeSettings(BaseModel):
     active_days: int = 365
     host: str = "127.0.0.1"  # the online model server binds here (mlflow models serve)
     port: int = 5001
-    # a new-product slot in the served discover lists (ml.models.fusion.NewProductSource): rank
+    # a new-product slot in the served discover lists (ml.models.fusion.NewProductSlot): rank
     # new_product_position goes to the best new product (at most eval.backtest.cold_max_buyers buyers) of this
     # model, fitted with the refit; "off": the champion's lists as evaluated. A shop's choice, not the
     # promotion's: on the earlier 6 of 12 backtest cuts, "newest" took cold products' Recall@10 from 0.0000 to
