@@ -253,8 +253,10 @@ class ModelSettings(BaseModel):
 
     seed: int = 42  # seeds every model
     # what a nightly run trains unless its form says otherwise: fits the 15-minute budget on 2 cores
-    # (BERT4Rec trains in the weekly DAG's backtest and when chosen in the form)
-    nightly: list[str] = Field(default_factory=lambda: ["pop", "pop_recent", "rebuy", "als"])
+    # (BERT4Rec trains in the weekly DAG's backtest and when chosen in the form). Content-kNN joined fusion
+    # on validation: the earlier 6 of 12 backtest cuts, discover NDCG@10 +0.0064 [+0.0017, +0.0110]
+    # (bench/bench_fusion_members.py); left out where the catalog has no titles
+    nightly: list[str] = Field(default_factory=lambda: ["pop", "pop_recent", "rebuy", "als", "text_knn"])
     popularity: PopularitySettings = Field(default_factory=PopularitySettings)
     text_knn: TextKnnSettings = Field(default_factory=TextKnnSettings)
     markov: MarkovSettings = Field(default_factory=MarkovSettings)

@@ -10,6 +10,13 @@ from ml import columns as C
 from ml.errors import InputDataError
 
 
+def has_titles(catalog: pd.DataFrame | None) -> bool:
+    """Whether ``catalog`` gives any product a non-blank title (text models need one)."""
+    if catalog is None or C.TITLE not in catalog:
+        return False
+    return bool(catalog[C.TITLE].fillna("").astype(str).str.strip().ne("").any())
+
+
 def canonical_titles(kept: pd.DataFrame) -> pd.Series:
     """The title each item is sold under most often (ties: the most recent one), indexed by item.
 

@@ -94,6 +94,7 @@ class ModelSpec:
         fusion_member: whether fusion may combine it (pop adds nothing that pop_recent lacks).
         synthetic_variant: trained a second time on real + synthetic data when synthesis passed its gate.
         uses_item_text: reads item text vectors (``models.<section>.item_text``).
+        needs_item_text: cannot fit without them: left out of a run whose catalog has no titles.
         refit: refitted on train + validation for the test phase (False: the early-stopped
             weights are kept and the longer history brings the model up to date).
         logs_curves: trained by Lightning, so it takes a logger for its per-epoch curves.
@@ -109,6 +110,7 @@ class ModelSpec:
     fusion_member: bool = False
     synthetic_variant: bool = False
     uses_item_text: bool = False
+    needs_item_text: bool = False
     refit: bool = True
     logs_curves: bool = False
     control: bool = False
@@ -150,7 +152,14 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec("newest", _newest, task="baselines", settings_section="popularity", control=True),
         ModelSpec(
-            "text_knn", _text_knn, task="baselines", settings_section="text_knn", uses_item_text=True, control=True
+            "text_knn",
+            _text_knn,
+            task="baselines",
+            settings_section="text_knn",
+            fusion_member=True,
+            uses_item_text=True,
+            needs_item_text=True,
+            control=True,
         ),
         ModelSpec("markov", _markov, task="baselines", settings_section="markov", control=True),
         ModelSpec("item_knn", _item_knn, task="baselines", settings_section="item_knn", control=True),
@@ -199,6 +208,11 @@ def base_name(key: str) -> str:
 def is_synthetic(key: str) -> bool:
     """Whether the key names a variant trained on real + synthetic data."""
     return key.endswith(SYNTH_SUFFIX)
+
+
+def runnable(models: list[str], has_titles: bool) -> list[str]:
+    """``models`` without those that need item text when the catalog has no titles (``has_titles`` False)."""
+    return [m for m in models if has_titles or m == FUSION or not spec(m).needs_item_text]
 
 
 def fusion_members(trained: list[str]) -> list[str]:

@@ -290,8 +290,11 @@ def train_task_step(
     Returns:
         One result per trained model or variant (empty when none of the task's models is selected).
     """
+    from ml.data.catalog import has_titles
+
     results = []
-    for name in registry.models_of_task(task, selected):
+    titled = has_titles(pd.read_parquet(Layout.of(settings, as_of).catalog))
+    for name in registry.runnable(registry.models_of_task(task, selected), titled):
         results.append(train_step(settings, as_of, name, parent_run_id, pipeline_key, run_tags=run_tags))
         if registry.spec(name).synthetic_variant and synthetic.get("passed"):
             variant = registry.variant(name, True)
@@ -371,6 +374,7 @@ def backtest_step(
     Returns:
         ``{"path", "cuts", "totals", "models": {model: {"<view>/<slice>/<metric>": [mean, low, high]}}}``.
     """
+    from ml.data.catalog import has_titles
     from ml.data.prepare import read_lake_catalog
     from ml.eval.plots import plot_backtest
     from ml.pipeline.backtest import run_backtest
@@ -379,13 +383,12 @@ def backtest_step(
 
     layout = Layout.of(settings, as_of)
     cfg = settings.eval.backtest
-    models = list(models or cfg.models)
+    catalog = read_lake_catalog(layout.lake)
+    models = registry.runnable(list(models or cfg.models), has_titles(catalog))
     compare = [(a, b) for a, b in cfg.compare if a in models and b in models]
     out = out or layout.run.backtest
     with lake.replaced_dir(out) as work:
-        doc = run_backtest(
-            read_lake_interactions(layout.lake, as_of), read_lake_catalog(layout.lake), settings, models, work, compare
-        )
+        doc = run_backtest(read_lake_interactions(layout.lake, as_of), catalog, settings, models, work, compare)
         plot_backtest(doc, work / "backtest.png")
     plot = out / "backtest.png"
     headline = ("overall", "known", "new_customers", "cold_items")

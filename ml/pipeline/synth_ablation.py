@@ -5,8 +5,9 @@ from that cut's training window (never from its horizon), and the same models ar
 data plus that arm's events, once per model seed; the real-only arm is the baseline. Models that
 take synthetic data are those the registry gives a synthetic variant; the cheap fusion members
 (popularity, re-buy) and the content-kNN control are fitted once per cut on real data. Fusion fuses
-``pop_recent``, ``rebuy`` and the arm's ALS with weights chosen, per arm and seed, on the previous
-cut's horizon (an extra warm-up cut is fitted for them), exactly as the backtest does.
+``pop_recent``, ``rebuy``, the arm's ALS and content-kNN (the nightly's members) with weights chosen,
+per arm and seed, on the previous cut's horizon (an extra warm-up cut is fitted for them), exactly as
+the backtest does.
 
 Decide what counts before looking: the primary endpoint is fusion's discover Recall@10 for known
 customers with 1..3 items (``short``). The arm is chosen on the earliest ``validation_share`` of the
@@ -39,6 +40,7 @@ import pandas as pd
 
 from ml import columns as C
 from ml.config import Settings
+from ml.data.catalog import has_titles
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX
 from ml.data.lake import write_json_atomic, write_parquet_atomic
 from ml.data.rolling import EventLog, build_cut, item_known_from, rolling_cuts
@@ -56,7 +58,8 @@ from ml.synth.strategies import StrategyInputs, item_titles, synthesize_arm
 log = logging.getLogger(__name__)
 PRIMARY = {"model": registry.FUSION, "metric": "recall@10", "slice": "discover/short"}
 COLD_CONTROL = "text_knn"  # the content-kNN control of the cold-item slice
-FUSED = ("pop_recent", "rebuy", "als")  # fusion's members in the ablation (the cheap ones, every cut)
+# fusion's members in the ablation: the nightly's (the cheap ones, every cut; content-kNN only with titles)
+FUSED = ("pop_recent", "rebuy", "als", "text_knn")
 
 
 def check_request(arms: list[str], models: list[str], seeds: list[int]) -> None:
@@ -125,7 +128,8 @@ def run_ablation(
     warmup = [cuts[0] - pd.Timedelta(days=cfg.horizon_days)] if registry.FUSION in models else []
     known_from = item_known_from(events, catalog)
     trained = [m for m in models if m != registry.FUSION]
-    fitted_keys = list(dict.fromkeys(trained + (list(FUSED) if registry.FUSION in models else [])))
+    fused = registry.runnable(list(FUSED), has_titles(catalog)) if registry.FUSION in models else []
+    fitted_keys = list(dict.fromkeys(trained + fused))
     vectors = _vectors(known_from.index, catalog, settings, arms, fitted_keys)
     arm_vectors, enriched_products = _arm_vectors(arms, vectors, known_from.index, catalog, settings, fitted_keys)
     slow_cuts = set(cuts[-cfg.slow_cuts :]) if cfg.slow_cuts > 0 else set()
@@ -178,7 +182,7 @@ def run_ablation(
                         if registry.FUSION in models and (arm, seed) in weights:
                             fusion = {
                                 v: Fusion(
-                                    {m: fitted[m] for m in FUSED},
+                                    {m: fitted[m] for m in fused},
                                     weights=w,
                                     members_fitted=True,
                                     rank_unseen=settings.models.fusion.ranks_unseen(VIEWS[v]),
@@ -188,7 +192,7 @@ def run_ablation(
                             rows += _tag(scorer.score(registry.FUSION, fusion)[1], arm, seed)
                         timing["score_seconds"] += time.perf_counter() - t0
                     if registry.FUSION in models and cut != cuts[-1]:
-                        members = {m: fitted[m] for m in FUSED}
+                        members = {m: fitted[m] for m in fused}
                         weights[(arm, seed)] = _choose_fusion_weights(members, scorer, settings.models.fusion)
     finally:
         if owned_generator is not None:

@@ -136,7 +136,7 @@ def test_trigger_form_has_typed_params(dag):
         *("pop", "pop_recent", "rebuy", "als", "bert4rec", "sasrec"),
         *("newest", "text_knn", "markov", "item_knn"),  # the controls
     ]
-    assert models.value == ["pop", "pop_recent", "rebuy", "als"]  # models.nightly: BERT4Rec when chosen
+    assert models.value == ["pop", "pop_recent", "rebuy", "als", "text_knn"]  # models.nightly: BERT4Rec when chosen
     strategy = params.get_param("synth_strategy")
     assert strategy.value == "prior" and "random_prior" not in strategy.schema["enum"]  # a control is no strategy
     from ml.pipeline.airflow_params import PARAM_SETTINGS

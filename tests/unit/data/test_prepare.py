@@ -148,3 +148,12 @@ def test_a_folder_that_is_no_lake_is_named_in_the_error(tmp_path, settings):
         split_lake(tmp_path, settings)
     with pytest.raises(InputDataError, match="not a lake: no catalog"):
         read_lake_catalog(tmp_path)
+
+
+def test_a_catalog_has_titles_only_with_a_non_blank_one():
+    from ml.data.catalog import has_titles
+
+    assert not has_titles(None)
+    assert not has_titles(pd.DataFrame({C.ITEM: ["a"]}))
+    assert not has_titles(pd.DataFrame({C.ITEM: ["a", "b"], C.TITLE: ["  ", None]}))
+    assert has_titles(pd.DataFrame({C.ITEM: ["a", "b"], C.TITLE: ["", "Mug"]}))

@@ -74,3 +74,11 @@ def test_importing_the_registry_loads_no_model_code():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_run_without_titles_leaves_out_the_models_that_need_them():
+    models = ["pop", "als", "text_knn", "bert4rec", "fusion"]
+    assert registry.runnable(models, has_titles=True) == models
+    # BERT4Rec reads text where there is some, and trains without it
+    assert registry.runnable(models, has_titles=False) == ["pop", "als", "bert4rec", "fusion"]
+    assert "text_knn" in registry.fusion_members(models)
