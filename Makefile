@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 HOME_DIR := $(CURDIR)/var
 AS_OF ?= 2011-12-09
 # DAG-run params (the trigger form's fields) for `make run` / `make replay`; the nightly models are
-# `models.nightly` (pop, pop_recent, rebuy, als). Choosing BERT4Rec here caps each of its trainings at
+# `models.nightly` (pop, pop_recent, rebuy, als, text_knn). Choosing BERT4Rec here caps each of its trainings at
 # 5 minutes on this 2-core CPU (the DAG's default cap is 60), e.g.
 #   make run CONF='{"models": ["pop", "pop_recent", "rebuy", "als", "bert4rec"]}'
 CONF ?= {"bert_max_minutes": 5}
