@@ -32,7 +32,6 @@ def main() -> None:
     parser.add_argument("--member", action="store_true", help="serve the arm's events as a fourth member instead")
     args = parser.parse_args()
 
-    import numpy as np
     import pandas as pd
 
     from ml.config import get_settings
@@ -45,7 +44,7 @@ def main() -> None:
     from ml.pipeline.backtest import CutScorer, fit_at_cut, text_frame
     from ml.synth.arms import ARMS, REAL
     from ml.synth.events import as_interactions
-    from ml.synth.strategies import StrategyInputs, item_titles, synthesize_arm
+    from ml.synth.strategies import StrategyInputs, synthesize_arm
 
     settings = get_settings().with_overrides({"eval": {"backtest": {"span_days": args.span_days}}})
     cfg, st = settings.eval.backtest, settings.synth.strategies
@@ -64,13 +63,7 @@ def main() -> None:
         scorer = CutScorer(data, settings)
         extra = None
         if args.arm != REAL:
-            inputs = StrategyInputs(
-                train=data.train,
-                cut_ns=data.cut.value,
-                buyers_before=data.buyers_before,
-                item_text=vectors.reindex(data.item_ids).fillna(0.0).to_numpy(np.float32),
-                titles=item_titles(catalog, data.item_ids),
-            )
+            inputs = StrategyInputs.at_cut(data, vectors, catalog)
             made = synthesize_arm(ARMS[args.arm], inputs, st, {}, None, seed=settings.synth.seed)
             extra = as_interactions(made, data.n_users, data.n_items) if len(made) else None
         own = None if args.member else extra

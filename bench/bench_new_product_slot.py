@@ -49,7 +49,7 @@ def main() -> None:
     from ml.pipeline.backtest import CutScorer, fit_at_cut, text_frame
     from ml.synth.arms import ARMS
     from ml.synth.events import as_interactions
-    from ml.synth.strategies import StrategyInputs, item_titles, synthesize_arm
+    from ml.synth.strategies import StrategyInputs, synthesize_arm
 
     settings = get_settings().with_overrides({"eval": {"backtest": {"span_days": args.span_days}}})
     cfg, st = settings.eval.backtest, settings.synth.strategies
@@ -67,13 +67,7 @@ def main() -> None:
         scorer = CutScorer(data, settings)
         fitted = {m: fit_at_cut(m, data, settings, None)[0] for m in members}
         if weights is not None:
-            inputs = StrategyInputs(
-                train=data.train,
-                cut_ns=data.cut.value,
-                buyers_before=data.buyers_before,
-                item_text=vectors.reindex(data.item_ids).fillna(0.0).to_numpy(np.float32),
-                titles=item_titles(catalog, data.item_ids),
-            )
+            inputs = StrategyInputs.at_cut(data, vectors, catalog)
             made, sources = {}, {}
             for source in SOURCES:
                 t0 = time.perf_counter()

@@ -53,7 +53,7 @@ from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut, 
 from ml.synth.arms import ARMS, CONTROLS, REAL
 from ml.synth.denoise import als_teacher
 from ml.synth.events import CONFIDENCE, as_interactions
-from ml.synth.strategies import StrategyInputs, item_titles, synthesize_arm
+from ml.synth.strategies import StrategyInputs, synthesize_arm
 
 log = logging.getLogger(__name__)
 PRIMARY = {"model": registry.FUSION, "metric": "recall@10", "slice": "discover/short"}
@@ -143,13 +143,7 @@ def run_ablation(
             reported = cut not in warmup
             data = build_cut(event_log, cut, cfg.horizon_days, settings.split.window_days, known_from)
             scorer = CutScorer(data, settings)
-            inputs = StrategyInputs(
-                train=data.train,
-                cut_ns=data.cut.value,
-                buyers_before=data.buyers_before,
-                item_text=None if vectors is None else vectors.reindex(data.item_ids).fillna(0.0).to_numpy(np.float32),
-                titles=item_titles(catalog, data.item_ids),
-            )
+            inputs = StrategyInputs.at_cut(data, vectors, catalog)
             made: dict[str, pd.DataFrame] = {}
             for arm in arms:
                 t0 = time.perf_counter()

@@ -64,6 +64,16 @@ class StrategyInputs:
     item_text: np.ndarray | None = None
     titles: np.ndarray | None = None
 
+    @classmethod
+    def at_cut(cls, data, vectors: pd.DataFrame | None, catalog: pd.DataFrame | None) -> StrategyInputs:
+        """The inputs at a rolling-backtest cut (:class:`ml.data.rolling.CutData`).
+
+        Args:
+            vectors: unit-norm text vectors indexed by item id (items without one get zeros); None = no text.
+        """
+        item_text = None if vectors is None else vectors.reindex(data.item_ids).fillna(0.0).to_numpy(np.float32)
+        return cls(data.train, data.cut.value, data.buyers_before, item_text, item_titles(catalog, data.item_ids))
+
 
 def item_titles(catalog: pd.DataFrame | None, item_ids) -> np.ndarray | None:
     """Each item's catalog title in ``item_ids`` order ("" where it has none): :attr:`StrategyInputs.titles`.
