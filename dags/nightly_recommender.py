@@ -170,7 +170,7 @@ def _new_product_slot() -> str:
         "synth_strategy": Param(
             _nightly_strategy(),
             type="string",
-            enum=nightly_choices(),
+            enum=nightly_choices(_nightly_strategy()),
             title="Synthesis strategy",
             description="prior: pseudo-history before short histories (chosen by the ablation); item: buyers for new "
             "products; appended: next purchases; _llm: re-ranked by the language model; expansion: its own picks.",

@@ -1,7 +1,8 @@
 """``python -m ml synth-ablation``: what each synthesis strategy is worth, on the rolling backtest.
 
-At every cut of ``settings.eval.backtest`` each arm (``ml.synth.strategies.ARMS``) synthesizes once
-from that cut's training window (never from its horizon), and the same models are trained on real
+At every cut of ``settings.eval.backtest`` each arm (``ml.synth.arms.ARMS``, or a share variant such
+as ``prior@1``, one event per subject: ``ml.synth.arms.arm_spec``) synthesizes once from that cut's
+training window (never from its horizon), and the same models are trained on real
 data plus that arm's events, once per model seed; the real-only arm is the baseline. Models that
 take synthetic data are those the registry gives a synthetic variant; the cheap fusion members
 (popularity, re-buy) and the content-kNN control are fitted once per cut on real data. Fusion fuses
@@ -50,7 +51,7 @@ from ml.eval.protocol import VIEWS
 from ml.models import registry
 from ml.models.fusion import Fusion
 from ml.pipeline.backtest import CutScorer, _choose_fusion_weights, fit_at_cut, text_frame
-from ml.synth.arms import ARMS, CONTROLS, REAL
+from ml.synth.arms import ARMS, REAL, SHARE_SEP, arm_spec, controls_of
 from ml.synth.denoise import als_teacher
 from ml.synth.events import CONFIDENCE, as_interactions
 from ml.synth.strategies import StrategyInputs, synthesize_arm
@@ -68,9 +69,11 @@ def check_request(arms: list[str], models: list[str], seeds: list[int]) -> None:
     Raises:
         ValueError: naming what is wrong.
     """
-    unknown = [a for a in arms if a not in ARMS]
+    unknown = [a for a in arms if a.partition(SHARE_SEP)[0] not in ARMS]
     if unknown:
-        raise ValueError(f"unknown arms {unknown}; choose from {list(ARMS)}")
+        raise ValueError(f"unknown arms {unknown}; choose from {list(ARMS)} (or <arm>{SHARE_SEP}<events per subject>)")
+    for arm in arms:
+        arm_spec(arm)  # raises ValueError naming a share that is not a positive integer, or one on an eventless arm
     if REAL not in arms:
         raise ValueError(f"the ablation needs the {REAL!r} arm: every other arm is compared with it")
     bad = [m for m in models if m not in registry.ALL_MODELS]
@@ -88,7 +91,7 @@ def takes_synthetic(key: str) -> bool:
 def baseline_pairs(arms: list[str]) -> list[tuple[str, str]]:
     """(arm, baseline arm) pairs: every arm against real only, and against each of its controls that ran."""
     pairs = [(a, REAL) for a in arms if a != REAL]
-    pairs += [(a, c) for a in arms for c in CONTROLS.get(a, ()) if c in arms]
+    pairs += [(a, c) for a in arms for c in controls_of(a) if c in arms]
     return pairs
 
 
@@ -149,7 +152,7 @@ def run_ablation(
                 t0 = time.perf_counter()
                 if arm not in made:
                     made[arm] = synthesize_arm(
-                        ARMS[arm], inputs, st, made, rerank, seed=settings.synth.seed, teacher=teacher
+                        arm_spec(arm), inputs, st, made, rerank, seed=settings.synth.seed, teacher=teacher
                     )
                 timing["synthesis_seconds"][arm] += time.perf_counter() - t0
                 counts.append(_count(str(cut.date()), arm, made[arm]))
@@ -231,7 +234,7 @@ def summarize(
     rows = []
     for arm, base in baseline_pairs(arms):
         for model in scored:
-            if model == COLD_CONTROL and ARMS[arm].strategy != "enrichment":
+            if model == COLD_CONTROL and arm_spec(arm).strategy != "enrichment":
                 continue  # a real-only control: every arm but the enriched one scores it alike
             for phase, phase_cuts in phases.items():
                 if not phase_cuts:
@@ -244,7 +247,7 @@ def summarize(
     if COLD_CONTROL in scored:  # the cold-item slice against the content-kNN control, in absolute terms
         for arm in arms:
             for model in scored:
-                if model == COLD_CONTROL and ARMS[arm].strategy != "enrichment":
+                if model == COLD_CONTROL and arm_spec(arm).strategy != "enrichment":
                     continue
                 for r in compare_arms(
                     means, arm, REAL, model, metrics, edges, st.short_max_items, seeds,
@@ -355,7 +358,7 @@ def _count(cut: str, arm: str, events: pd.DataFrame) -> dict:
 
 def _lineage(events: pd.DataFrame, data, arm: str, cut: str, rerank) -> pd.DataFrame:
     """Synthetic events with raw ids and where they came from."""
-    spec = ARMS[arm]
+    spec = arm_spec(arm)
     generator = getattr(getattr(rerank, "generator", None), "name", None) if spec.language_model else None
     prompt = None
     if spec.language_model and rerank is not None:
@@ -379,8 +382,8 @@ def _lineage(events: pd.DataFrame, data, arm: str, cut: str, rerank) -> pd.DataF
 
 def _vectors(item_ids, catalog, settings: Settings, arms: list[str], keys: list[str]) -> pd.DataFrame | None:
     """Unit-norm title vectors of every item (a frame indexed by item id) when an arm or a model reads them."""
-    item_side = {a for a, spec in ARMS.items() if spec.strategy == "item_side"}
-    needs = any(a in item_side or ARMS[a].mimics in item_side for a in arms)
+    specs = [arm_spec(a) for a in arms]
+    needs = any(s.strategy == "item_side" or (s.mimics and arm_spec(s.mimics).strategy == "item_side") for s in specs)
     needs = needs or any(registry.reads_item_text(k, settings.models) for k in keys)
     return text_frame(item_ids, catalog, settings) if catalog is not None and needs else None
 
@@ -391,7 +394,7 @@ def check_text_request(arms: list[str], models: list[str], catalog, settings: Se
     Raises:
         ValueError: naming the arm and what it needs.
     """
-    enriched_arms = [a for a in arms if ARMS[a].strategy == "enrichment"]
+    enriched_arms = [a for a in arms if arm_spec(a).strategy == "enrichment"]
     if enriched_arms and (
         catalog is None or not any(registry.reads_item_text(k, settings.models) for k in models if k != registry.FUSION)
     ):
@@ -415,7 +418,7 @@ def _arm_vectors(
     """
     check_text_request(arms, keys, catalog, settings)
     out: dict[str, pd.DataFrame | None] = dict.fromkeys(arms, vectors)
-    enriched_arms = [a for a in arms if ARMS[a].strategy == "enrichment"]
+    enriched_arms = [a for a in arms if arm_spec(a).strategy == "enrichment"]
     if not enriched_arms:
         return out, None
     from ml.synth.enrichment import cache_path, stored_attributes
@@ -434,7 +437,7 @@ def _arm_vectors(
 
 def _reranker(arms: list[str], settings: Settings, generator):
     """The language-model re-ranker when an arm needs one: ``(reranker or None, generator to close or None)``."""
-    if not any(ARMS[a].language_model for a in arms):
+    if not any(arm_spec(a).language_model for a in arms):
         return None, None
     from ml.synth.rerank import LanguageModelReranker
 

@@ -33,7 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
         "--strategy",
-        help="what to synthesize: an arm of ml.synth.strategies or 'expansion' (default: synth.strategies.nightly)",
+        help="what to synthesize: an arm of ml.synth.arms (with its share: prior@1) or 'expansion' "
+        "(default: synth.strategies.nightly)",
     )
     p.add_argument("--max-users", type=int, help="expansion only: at most this many sparse users (seeded sample)")
     p.add_argument("--seed", type=int, help="seed (default: settings synth.seed)")

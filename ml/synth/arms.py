@@ -6,7 +6,7 @@ strategy does is :mod:`ml.synth.strategies`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 EXPANSION = "expansion"  # the language model's next purchases for sparse users (ml.synth.expansion)
 
@@ -24,6 +24,8 @@ class Arm:
         mimics: for ``random``: the arm whose users, counts and positions it copies.
         prunes: the arm whose events it keeps, less the share ``synth.strategies.prune_share`` that an
             ALS teacher fits worst (``ml.synth.denoise``); ``strategy`` is that arm's.
+        share: synthetic events per subject (per short customer, per cold product); None: the settings'
+            ``synth.strategies.per_user`` and ``buyers_per_item``. Set by a share variant (:func:`arm_spec`).
     """
 
     name: str
@@ -31,6 +33,7 @@ class Arm:
     language_model: bool = False
     mimics: str | None = None
     prunes: str | None = None
+    share: int | None = None
 
 
 REAL = "real"
@@ -66,19 +69,82 @@ CONTROLS: dict[str, tuple[str, ...]] = {
 }
 
 
-def nightly_choices() -> list[str]:
+SHARE_SEP = "@"  # ``prior@1``: the arm ``prior`` with 1 synthetic event per subject (its synthetic share)
+
+
+def arm_spec(name: str) -> Arm:
+    """The arm named ``name``: one of :data:`ARMS`, or a share variant ``<arm>@<k>`` of one that adds events.
+
+    A share variant synthesizes like its arm with ``k`` events per subject (``k`` >= 1); its random control,
+    pruned arm and the arm it copies or prunes carry the same share (``random_prior@1`` mimics ``prior@1``).
+
+    Raises:
+        ValueError: an unknown arm, a share that is not a positive integer, or a share on an arm without events.
+    """
+    base, sep, share = name.partition(SHARE_SEP)
+    if base not in ARMS:
+        raise ValueError(f"unknown arm {name!r}; choose from {list(ARMS)} (or <arm>{SHARE_SEP}<events per subject>)")
+    if not sep:
+        return ARMS[base]
+    arm = ARMS[base]
+    if not share.isdigit() or int(share) < 1:
+        raise ValueError(f"arm {name!r}: the share after {SHARE_SEP!r} must be a positive integer")
+    if arm.strategy in EVENTLESS:
+        raise ValueError(f"arm {name!r}: {base!r} adds no synthetic events, so it has no share")
+    suffix = f"{SHARE_SEP}{share}"
+    return replace(
+        arm,
+        name=name,
+        share=int(share),
+        mimics=arm.mimics and arm.mimics + suffix,
+        prunes=arm.prunes and arm.prunes + suffix,
+    )
+
+
+def controls_of(name: str) -> tuple[str, ...]:
+    """The arms ``name`` is compared with besides real only (:data:`CONTROLS`), at the same share."""
+    base, sep, share = name.partition(SHARE_SEP)
+    return tuple(c + sep + share for c in CONTROLS.get(base, ()))
+
+
+def nightly_choices(current: str | None = None) -> list[str]:
     """What ``synth.strategies.nightly`` may name: the expansion, or an arm that adds events and is not a control.
 
     (The nightly run enriches items whatever the strategy, so ``enriched`` is not a choice.)
+
+    Args:
+        current: the setting's value, listed too when it is a valid share variant (``prior@1``), so that a
+            form offering these choices can show it.
     """
-    return [EXPANSION] + [a.name for a in ARMS.values() if a.strategy not in (*EVENTLESS, "random")]
+    choices = [EXPANSION] + [a.name for a in ARMS.values() if a.strategy not in (*EVENTLESS, "random")]
+    if current and current not in choices and _valid_nightly(current, choices):
+        choices.append(current)
+    return choices
+
+
+def _valid_nightly(name: str, choices: list[str]) -> bool:
+    base = name.partition(SHARE_SEP)[0]
+    if base not in choices:
+        return False
+    if name == base:
+        return True
+    try:
+        arm_spec(name)
+    except ValueError:  # not a share variant (e.g. of the expansion), or no positive share
+        return False
+    return True
 
 
 def check_nightly(name: str) -> None:
     """Refuse a nightly strategy that is unknown, the real-only arm or a random control.
 
+    A share variant (``prior@1``) of a valid choice is valid.
+
     Raises:
         ValueError: naming the setting and the valid choices.
     """
-    if name not in nightly_choices():
-        raise ValueError(f"synth.strategies.nightly = {name!r}: choose one of {nightly_choices()}")
+    if not _valid_nightly(name, nightly_choices()):
+        raise ValueError(
+            f"synth.strategies.nightly = {name!r}: choose one of {nightly_choices()} "
+            f"(an arm may carry its share, e.g. prior{SHARE_SEP}1)"
+        )

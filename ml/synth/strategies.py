@@ -39,7 +39,7 @@ from ml import columns as C
 from ml.config import StrategySettings
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, Interactions, W
 from ml.models.base import Recommender
-from ml.synth.arms import ARMS, EVENTLESS, Arm
+from ml.synth.arms import EVENTLESS, Arm, arm_spec
 from ml.synth.denoise import loss_pruned
 from ml.synth.events import CONFIDENCE, empty_events
 
@@ -392,11 +392,13 @@ def synthesize_arm(
     """
     if arm.language_model and rerank is None:
         raise ValueError(f"arm {arm.name} needs a language model")
+    if arm.share is not None:
+        opts = opts.model_copy(update={"per_user": arm.share, "buyers_per_item": arm.share})
     if arm.prunes is not None:
         if teacher is None:
             raise ValueError(f"arm {arm.name} needs a teacher model to prune with")
         if arm.prunes not in made:
-            made[arm.prunes] = synthesize_arm(ARMS[arm.prunes], inputs, opts, made, rerank, seed)
+            made[arm.prunes] = synthesize_arm(arm_spec(arm.prunes), inputs, opts, made, rerank, seed)
         return loss_pruned(made[arm.prunes], inputs.train, opts.prune_share, teacher)
     lm = rerank if arm.language_model else None
     if arm.strategy in EVENTLESS:
@@ -409,6 +411,6 @@ def synthesize_arm(
         return item_side(inputs, opts, lm)
     if arm.strategy == "random":
         if arm.mimics not in made:
-            made[arm.mimics] = synthesize_arm(ARMS[arm.mimics], inputs, opts, made, rerank, seed, teacher)
+            made[arm.mimics] = synthesize_arm(arm_spec(arm.mimics), inputs, opts, made, rerank, seed, teacher)
         return random_like(made[arm.mimics], inputs, seed)
     raise ValueError(f"unknown strategy {arm.strategy!r}")

@@ -15,7 +15,7 @@ from ml import columns as C
 from ml.config import Settings
 from ml.data.dataset import SplitData
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, W
-from ml.synth.arms import ARMS, EXPANSION, check_nightly
+from ml.synth.arms import EXPANSION, arm_spec, check_nightly
 from ml.synth.denoise import als_teacher
 from ml.synth.events import CONFIDENCE
 from ml.synth.llm.base import Generator
@@ -32,12 +32,12 @@ PRUNED_SUFFIX = "+als-loss-pruned"  # lineage of a pruned arm's rows: what gener
 
 def uses_language_model(name: str) -> bool:
     """Whether the nightly strategy ``name`` needs the generator for its interactions."""
-    return name == EXPANSION or ARMS[name].language_model
+    return name == EXPANSION or arm_spec(name).language_model
 
 
 def needs_item_text(name: str) -> bool:
     """Whether the nightly strategy ``name`` reads title vectors (the item-side strategy)."""
-    return name != EXPANSION and ARMS[name].strategy == "item_side"
+    return name != EXPANSION and arm_spec(name).strategy == "item_side"
 
 
 def strategy_proposals(
@@ -54,7 +54,7 @@ def strategy_proposals(
         data: the day's real split.
         catalog: the lake catalog (titles for the language model).
         settings: ``synth.strategies`` (shares, candidates, weight) and ``synth.seed``.
-        name: an arm of :data:`ml.synth.strategies.ARMS` (see :func:`nightly_choices`).
+        name: an arm of :data:`ml.synth.arms.ARMS` or a share variant (see :func:`ml.synth.arms.nightly_choices`).
         generator: a scoring generator, for arms that use the language model.
         item_text: ``(n_items, d)`` unit-norm title vectors over ``data.item_ids``, for the item-side arm.
     Returns:
@@ -65,7 +65,7 @@ def strategy_proposals(
     check_nightly(name)
     if name == EXPANSION:
         raise ValueError("the expansion is proposed by ml.synth.expansion.propose, not by a strategy arm")
-    arm = ARMS[name]
+    arm = arm_spec(name)
     train = data.train_i
     pairs = train.frame[[USER_IDX, ITEM_IDX]].drop_duplicates()
     inputs = StrategyInputs(

@@ -121,6 +121,8 @@ def test_command_refuses_unknown_arms_before_reading_data(tmp_path, capsys):
     assert main(["synth-ablation", "--out", str(tmp_path), "--arms", "real,bogus"]) == 2
     assert "unknown arms ['bogus']" in capsys.readouterr().out
     assert main(["synth-ablation", "--out", str(tmp_path), "--arms", "prior"]) == 2
+    assert main(["synth-ablation", "--out", str(tmp_path), "--arms", "real,prior@0"]) == 2
+    assert "must be a positive integer" in capsys.readouterr().out
 
 
 def test_command_says_to_run_the_backfill_when_the_enriched_arm_finds_an_empty_store(tmp_path, monkeypatch, capsys):

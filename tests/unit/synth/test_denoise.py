@@ -8,6 +8,7 @@ from ml.config import Settings, StrategySettings
 from ml.data.interactions import ITEM_IDX, USER_IDX, Interactions
 from ml.models.popularity import Popularity
 from ml.synth import strategies as S
+from ml.synth.arms import ARMS
 from ml.synth.denoise import als_teacher, loss_pruned, teacher_scores
 
 M = S.MINUTE
@@ -66,10 +67,10 @@ def test_a_pruned_arm_prunes_its_unpruned_events_and_needs_a_teacher():
     inputs = S.StrategyInputs(train=_shop(), cut_ns=100 * M, buyers_before=np.array([2, 1, 3, 1, 0]))
     opts = StrategySettings(short_max_items=3, per_user=3, prune_share=0.5)
     made: dict = {}
-    pruned = S.synthesize_arm(S.ARMS["prior_pruned"], inputs, opts, made, teacher=Popularity)
+    pruned = S.synthesize_arm(ARMS["prior_pruned"], inputs, opts, made, teacher=Popularity)
     # prior gives u2 items 0 then 1 (test_strategies); with them item 0 has 3 buyers and item 1 two,
     # so item 1 fits worse and goes (int(2 * 0.5) = 1 row)
     assert made["prior"][ITEM_IDX].tolist() == [0, 1]  # the unpruned arm, made once and kept
     assert list(zip(pruned[USER_IDX], pruned[ITEM_IDX])) == [(2, 0)]
     with pytest.raises(ValueError, match="needs a teacher"):
-        S.synthesize_arm(S.ARMS["prior_pruned"], inputs, opts, {})
+        S.synthesize_arm(ARMS["prior_pruned"], inputs, opts, {})

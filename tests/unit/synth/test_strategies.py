@@ -7,6 +7,7 @@ import pytest
 from ml.config import StrategySettings
 from ml.data.interactions import CONTEXT, ITEM_IDX, TS, USER_IDX, Interactions, W
 from ml.synth import strategies as S
+from ml.synth.arms import ARMS, arm_spec
 from ml.synth.events import as_interactions
 
 M = S.MINUTE
@@ -110,12 +111,26 @@ def test_random_control_keeps_users_dates_and_flags_and_never_draws_an_owned_ite
 def test_synthesize_arm_dispatches_and_refuses_a_language_model_arm_without_one():
     opts = StrategySettings()
     made: dict = {}
-    assert S.synthesize_arm(S.ARMS["real"], _inputs(), opts, made).empty
-    control = S.synthesize_arm(S.ARMS["random_prior"], _inputs(), opts, made)
+    assert S.synthesize_arm(ARMS["real"], _inputs(), opts, made).empty
+    control = S.synthesize_arm(ARMS["random_prior"], _inputs(), opts, made)
     assert "prior" in made and len(control) == len(made["prior"])  # the mimicked arm is made once
     for arm in ("prior_llm", "item_llm"):
         with pytest.raises(ValueError, match="needs a language model"):
-            S.synthesize_arm(S.ARMS[arm], _inputs(), opts, {})
+            S.synthesize_arm(ARMS[arm], _inputs(), opts, {})
+
+
+def test_a_share_variant_keeps_each_subjects_best_events_and_its_control_copies_them():
+    opts = StrategySettings(short_max_items=3, per_user=3, buyers_per_item=5, weight=0.5)
+    made: dict = {}
+    one = S.synthesize_arm(arm_spec("prior@1"), _inputs(), opts, made)
+    # prior gives u2 items 0 (confidence 1) and 1 (1/3): one event per customer keeps item 0
+    assert list(zip(one[USER_IDX], one[ITEM_IDX], one[TS])) == [(2, 0, 10 * M - M)]
+    control = S.synthesize_arm(arm_spec("random_prior@1"), _inputs(), opts, made)
+    assert set(made) == {"prior@1"} and len(control) == 1 and control[USER_IDX].tolist() == [2]
+    # on the item side the share caps the buyers of each cold product: item 1 had u1 and u2, item 3 had u0
+    cold = opts.model_copy(update={"cold_max_buyers": 1, "text_neighbours": 1})
+    item = S.synthesize_arm(arm_spec("item@1"), _inputs(item_text=_vectors()), cold, {})
+    assert sorted(item[ITEM_IDX].tolist()) == [1, 3]
 
 
 def test_language_model_scores_reorder_candidates_and_scale_confidence():

@@ -90,9 +90,22 @@ def test_a_row_is_placed_before_the_first_order_if_context_only_else_after_the_l
 
 def test_the_nightly_strategy_must_be_a_strategy_not_a_control():
     assert "prior" in nightly_choices() and "expansion" in nightly_choices()
-    for bad in ("real", "random_prior", "random_item", "prior_typo"):
+    bad_names = (
+        "real",
+        "random_prior",
+        "random_item",
+        "prior_typo",
+        "prior@0",
+        "prior@x",
+        "random_prior@1",
+        "expansion@2",
+    )
+    for bad in bad_names:
         with pytest.raises(ValueError, match="synth.strategies.nightly"):
             check_nightly(bad)
+    check_nightly("prior@1")  # a share variant of a strategy is one
+    assert "prior@1" not in nightly_choices() and nightly_choices("prior@1")[-1] == "prior@1"  # the form shows it
+    assert nightly_choices("random_prior@1") == nightly_choices()
 
 
 def test_a_language_model_arm_without_a_generator_is_refused(tmp_path):
