@@ -16,6 +16,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--source", choices=["online-retail"], help="the bundled Online Retail data (default)")
     src.add_argument("--events", type=Path, action="append", help="events file(s), CSV or Parquet, generic schema")
+    src.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="merge finished runs that split the arms between them (same cuts, seeds, models; each with real): "
+        "the rows and the decision over all their arms, written to --out",
+    )
     p.add_argument("--catalog", type=Path, help="optional item catalog for --events (titles)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--as-of", help="only use events up to this day (YYYY-MM-DD); the cuts end there")
@@ -37,12 +45,19 @@ def run(args) -> int:
     """Run the ablation; print the primary endpoint, the decision and where the files are."""
     from ml.config import get_settings
     from ml.data.prepare import SourceSpec, prepare_events
-    from ml.pipeline.synth_ablation import check_request, check_text_request, run_ablation
+    from ml.pipeline.synth_ablation import check_request, check_text_request, merge_ablations, run_ablation
 
     overrides: dict = {"synth": {"strategies": {"per_user": args.per_user}}}
     if args.span_days:
         overrides["eval"] = {"backtest": {"span_days": args.span_days}}
     settings = get_settings().with_overrides(overrides)
+    if args.merge:
+        try:
+            doc = merge_ablations(args.merge, settings, args.out)
+        except ValueError as exc:
+            print(f"error: {exc}")
+            return 2
+        return _report(doc, args, settings)
     st = settings.synth.strategies
     arms, models = _list(args.arms) or st.ablation_arms, _list(args.models) or st.ablation_models
     seeds = _list(args.seeds, int) or st.ablation_seeds
@@ -60,6 +75,10 @@ def run(args) -> int:
         return 2
     # an empty enrichment store raises InputDataError, which the command line reports in one line
     doc = run_ablation(cleaned.interactions, cleaned.catalog, settings, args.out, arms, models, seeds)
+    return _report(doc, args, settings)
+
+
+def _report(doc: dict, args, settings) -> int:
     table, run_id = report_ablation(doc, Path(args.out), settings, track=not args.no_mlflow)
     print(table)
     if run_id:

@@ -32,6 +32,7 @@ Writes, under ``out``::
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -215,6 +216,80 @@ def run_ablation(
     return doc
 
 
+MERGE_KEYS = ("cuts", "warmup_cuts", "seeds", "models", "settings")  # what runs merged into one must share
+
+
+def merge_ablations(runs: list[Path], settings: Settings, out: Path) -> dict:
+    """One ablation from runs that split its arms between them (one process per core, or per machine).
+
+    Every run must have the same cuts, seeds, models and recorded settings, and the real-only arm, whose
+    metrics must agree row for row (the same data and code); each other arm may come from one run only.
+    The rows and the decision are then computed over all arms at once, exactly as one run of all of them
+    would (the random controls are seeded per arm, the real-only fits per cut). Writes what
+    :func:`run_ablation` writes, with ``merged_from`` in the summary.
+
+    Args:
+        settings: the bootstrap and metric settings; the recorded ``synth.strategies`` and backtest
+            settings of the runs are applied over them.
+    Raises:
+        InputDataError: a run folder without its summary or metrics.
+        ValueError: runs that differ in what they must share, lack the real-only arm, repeat an arm, or
+            disagree on real-only metrics.
+    """
+    runs = [Path(r) for r in runs]
+    docs, frames = [], []
+    for run in runs:
+        for name in ("ablation_summary.json", "user_metrics.parquet"):
+            if not (run / name).is_file():
+                raise InputDataError(run / name, "not an ablation run folder (python -m ml synth-ablation --out)")
+        docs.append(json.loads((run / "ablation_summary.json").read_text()))
+        frames.append(pd.read_parquet(run / "user_metrics.parquet"))
+    first = docs[0]
+    for run, doc in zip(runs[1:], docs[1:]):
+        differ = [k for k in MERGE_KEYS if doc.get(k) != first.get(k)]
+        if differ:
+            raise ValueError(f"{run}: its {', '.join(differ)} differ from {runs[0]}'s; only alike runs merge")
+    arms = [REAL]
+    for run, doc in zip(runs, docs):
+        if REAL not in doc["arms"]:
+            raise ValueError(f"{run}: has no {REAL!r} arm, so its arms cannot be checked against the others")
+        repeated = [a for a in doc["arms"] if a in arms and a != REAL]
+        if repeated:
+            raise ValueError(f"{run}: arms {repeated} are in an earlier run too; each arm comes from one run")
+        arms += [a for a in doc["arms"] if a != REAL]
+    key = ["cut", "seed", "model", "view", "truth", "user_id"]
+    reals = [f[f["arm"] == REAL].sort_values(key, kind="stable").reset_index(drop=True) for f in frames]
+    for run, real in zip(runs[1:], reals[1:]):
+        same = real[key].equals(reals[0][key]) and np.allclose(
+            real.select_dtypes("number").to_numpy(float), reals[0].select_dtypes("number").to_numpy(float)
+        )
+        if not same:
+            raise ValueError(f"{run}: its real-only metrics differ from {runs[0]}'s (other data or code)")
+    user_metrics = pd.concat([frames[0], *(f[f["arm"] != REAL] for f in frames[1:])], ignore_index=True)
+    recorded = first["settings"]
+    settings = settings.with_overrides(
+        {"synth": {"strategies": recorded["strategies"]}, "eval": {"backtest": recorded["backtest"]}}
+    )
+    out = Path(out)
+    write_parquet_atomic(user_metrics, out / "user_metrics.parquet")
+    synthetic = [pd.read_parquet(r / "synthetic.parquet") for r in runs if (r / "synthetic.parquet").is_file()]
+    if synthetic:
+        write_parquet_atomic(pd.concat(synthetic, ignore_index=True), out / "synthetic.parquet")
+    doc = summarize(user_metrics, settings, arms, first["models"], first["seeds"], first["cuts"])
+    doc["settings"] = recorded
+    write_json_atomic(doc.pop("rows"), out / "ablation.json")
+    doc.update(
+        merged_from=[str(r) for r in runs],
+        warmup_cuts=first["warmup_cuts"],
+        enriched_products=next((d["enriched_products"] for d in docs if d.get("enriched_products") is not None), None),
+        synthetic_counts=[c for d in docs for c in d["synthetic_counts"] if c["arm"] != REAL or d is first],
+        timing={str(r): {**d["timing"], "elapsed_seconds": d["elapsed_seconds"]} for r, d in zip(runs, docs)},
+        elapsed_seconds=round(sum(d["elapsed_seconds"] for d in docs), 1),  # the runs' times added up
+    )
+    write_json_atomic(doc, out / "ablation_summary.json")
+    return doc
+
+
 def summarize(
     user_metrics: pd.DataFrame,
     settings: Settings,
@@ -255,8 +330,11 @@ def summarize(
                 ):  # fmt: skip
                     if r["slice"].endswith("/cold_items"):
                         rows.append({**r, "baseline_arm": "content_knn"})
+    # a random control is a yardstick, never a strategy to adopt
+    candidates = {a for a in arms if arm_spec(a).strategy != "random"}
     valid_rows = [r for r in rows if r["phase"] == "validation"]
-    chosen = choose_arm(valid_rows, **PRIMARY, order=arms) if valid_rows else None
+    choosable = [r for r in valid_rows if r["arm"] in candidates]
+    chosen = choose_arm(choosable, **PRIMARY, order=arms) if choosable else None
     test_rows = primary([r for r in rows if r["phase"] == "test"], **PRIMARY)
     decision = {
         "primary_endpoint": PRIMARY,

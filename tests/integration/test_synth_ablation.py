@@ -7,7 +7,7 @@ import pytest
 
 from ml.cli import main
 from ml.eval.ablation import ROW_FIELDS
-from ml.pipeline.synth_ablation import run_ablation
+from ml.pipeline.synth_ablation import merge_ablations, run_ablation
 from ml.synth.enrichment import enrich_items
 from tests.support.synth import bundled_events, sample_settings, shared_encoder, shared_generator
 
@@ -115,6 +115,44 @@ def test_the_enriched_arm_extends_only_enriched_products_text_and_adds_no_events
     changed = ~(abs(vectors["enriched"].to_numpy() - titles) < 1e-6).all(1)
     assert set(ids[changed]) == set(accepted["item_id"])
     assert all(c["events"] == 0 for c in doc["synthetic_counts"] if c["arm"] == "enriched")
+
+
+def _part(out, arms, dest):
+    """A run folder holding only ``arms`` of the ablation in ``out``: what a run of those arms alone writes."""
+    dest.mkdir()
+    summary = json.loads((out / "ablation_summary.json").read_text())
+    summary.update(arms=arms, synthetic_counts=[c for c in summary["synthetic_counts"] if c["arm"] in arms])
+    (dest / "ablation_summary.json").write_text(json.dumps(summary))
+    for name in ("user_metrics.parquet", "synthetic.parquet"):
+        frame = pd.read_parquet(out / name)
+        frame[frame["arm"].isin(arms)].to_parquet(dest / name)
+    return dest
+
+
+def test_runs_that_split_the_arms_merge_into_the_whole_ablation(ablation, tmp_path):
+    out, doc = ablation
+    settings = sample_settings(out / "home").with_overrides({"eval": {"bootstrap_resamples": 200}})
+    a = _part(out, ARMS[:4], tmp_path / "a")  # real, prior, prior_llm, random_prior
+    b = _part(out, ["real", *ARMS[4:]], tmp_path / "b")  # real and the item side, enriched
+    merged = merge_ablations([a, b], settings, tmp_path / "merged")
+    assert json.loads((tmp_path / "merged" / "ablation.json").read_text()) == json.loads(
+        (out / "ablation.json").read_text()
+    )  # every row, controls across the two runs included, as the single run computed it
+    summary = json.loads((tmp_path / "merged" / "ablation_summary.json").read_text())
+    assert summary["decision"] == json.loads((out / "ablation_summary.json").read_text())["decision"]
+    assert merged["arms"] == ARMS and merged["merged_from"] == [str(a), str(b)]
+
+    with pytest.raises(ValueError, match="each arm comes from one run"):
+        merge_ablations([a, a], settings, tmp_path / "twice")
+    metrics = pd.read_parquet(b / "user_metrics.parquet")
+    metrics.loc[metrics.index[metrics["arm"] == "real"][0], "recall@10"] += 0.5
+    metrics.to_parquet(b / "user_metrics.parquet")
+    with pytest.raises(ValueError, match="real-only metrics differ"):
+        merge_ablations([a, b], settings, tmp_path / "broken")
+    summary = json.loads((b / "ablation_summary.json").read_text())
+    (b / "ablation_summary.json").write_text(json.dumps({**summary, "seeds": [0]}))
+    with pytest.raises(ValueError, match="its seeds differ"):
+        merge_ablations([a, b], settings, tmp_path / "other")
 
 
 def test_command_refuses_unknown_arms_before_reading_data(tmp_path, capsys):
