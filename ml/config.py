@@ -391,10 +391,11 @@ class StrategySettings(BaseModel):
     # (LLMRec's loss-based pruning; ml.synth.denoise); one value, not tuned
     prune_share: float = Field(0.25, ge=0.0, lt=1.0)
     # what the nightly run synthesizes: an arm of ml.synth.strategies.ARMS (not a random control), or
-    # "expansion" (the language model's next purchases for sparse users, ml.synth.expansion). Chosen by the
-    # ablation's rule on its validation cuts (fusion discover Recall@10, customers with 1..3 items): "prior",
-    # +0.0098 [-0.0051, +0.0485]; its test check was -0.0148 [-0.0741, +0.0000] (README, "What synthesis is
-    # worth"), so synthetic data reaches the served model only where it wins validation and promotion
+    # "expansion" (the language model's next purchases for sparse users, ml.synth.expansion); an arm may carry its
+    # share ("prior@1"). The 12-cut ablation chose "prior" on validation (+0.0098 [-0.0051, +0.0485], test -0.0148
+    # [-0.0741, +0.0000]); the 36-cut one chose nothing (every strategy and share below real only on validation:
+    # README, "What synthesis is worth"). It stays so that each night keeps measuring it; synthetic data reaches
+    # the served model only where it wins the night's validation and promotion
     nightly: str = "prior"
     # the ablation: arms (ml.synth.strategies.ARMS), models (fusion fuses the cheap members) and model seeds
     ablation_arms: list[str] = Field(
