@@ -13,7 +13,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from ml.config import Settings
-from ml.tracking.names import flat_params, group_metrics, numeric_leaves
+from ml.tracking.names import flat_params, group_metrics, metric_name, numeric_leaves
 
 PIPELINE_KEY = "pipeline_key"
 MODEL_TAG = "model"
@@ -190,9 +190,10 @@ def log_ablation(settings: Settings, doc: dict, artifacts: list[Path], run_name:
     """
     configure(settings)
     d = doc["decision"]
-    metrics = {f"validation/{arm}/delta": row["delta"] for arm, row in d["validation"].items()}
+    metrics = {metric_name(f"validation/{arm}/delta"): row["delta"] for arm, row in d["validation"].items()}
     if d.get("test"):
-        metrics.update({f"test/{d['chosen_arm']}/{k}": d["test"][k] for k in ("delta", "ci_low", "ci_high")})
+        chosen = d["chosen_arm"]
+        metrics.update({metric_name(f"test/{chosen}/{k}"): d["test"][k] for k in ("delta", "ci_low", "ci_high")})
     with mlflow.start_run(run_name=run_name or f"synth-ablation {doc['cuts'][0]}..{doc['cuts'][-1]}") as run:
         mlflow.set_tags({"ablation": "synthesis", "chosen_arm": str(d["chosen_arm"])})
         mlflow.log_params(flat_params({"arms": doc["arms"], "models": doc["models"], "seeds": doc["seeds"]}))

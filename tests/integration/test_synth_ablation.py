@@ -177,6 +177,7 @@ def test_the_report_writes_the_table_and_plot_and_logs_one_mlflow_run(ablation):
     import mlflow
 
     from ml.pipeline.ablation_command import report_ablation
+    from ml.tracking.runs import log_ablation
 
     out, doc = ablation
     settings = sample_settings(out / "home")
@@ -188,6 +189,10 @@ def test_the_report_writes_the_table_and_plot_and_logs_one_mlflow_run(ablation):
     assert run.data.tags["chosen_arm"] == str(doc["decision"]["chosen_arm"])
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     assert {"ablation.json", "ablation.md", "ablation.png"} <= logged
+    row = {"delta": 0.25, "ci_low": 0.125, "ci_high": 0.5}  # a share variant's name is no valid MLflow metric name
+    decision = {**doc["decision"], "chosen_arm": "prior@1", "validation": {"prior@1": row}, "test": row}
+    metrics = mlflow.get_run(log_ablation(settings, {**doc, "decision": decision}, [out / "ablation.md"])).data.metrics
+    assert metrics["validation/prior_at_1/delta"] == 0.25 and metrics["test/prior_at_1/ci_low"] == 0.125
 
 
 def test_the_weekly_step_runs_over_the_lake_and_a_failed_rerun_keeps_the_last_report(tmp_path):
