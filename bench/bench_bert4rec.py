@@ -20,6 +20,7 @@ uniform negatives per batch, side by side in one run (the SASRec+ paper's two lo
 Examples:
     python bench/bench_bert4rec.py --max-minutes 8
     python bench/bench_bert4rec.py --models sasrec --negatives 0,256 --max-epochs 10
+    python bench/bench_bert4rec.py --models sasrec,bert4rec --loss materialised,chunked --max-epochs 3 --users 2000
     python bench/bench_bert4rec.py --events ml-1m.csv --max-minutes 60
 
 Measured on the synthetic set (defaults: hidden 64, 2 layers, max_len 200, batch 128, lr 1e-3):
@@ -212,6 +213,12 @@ def main() -> None:
     parser.add_argument(
         "--negatives", default="0", help="comma list: 0 = full softmax, k = sampled softmax with k negatives"
     )
+    parser.add_argument(
+        "--loss",
+        default="chunked",
+        help="comma list: chunked (PyTorch's chunked linear cross-entropy on CPU, the default) or materialised "
+        "(every position's logits at once), e.g. 'materialised,chunked' to compare them side by side",
+    )
     args = parser.parse_args()
 
     import pytorch_lightning as pl
@@ -245,17 +252,22 @@ def main() -> None:
     else:
         devices = args.devices.split(",")
     negatives = [int(k) for k in args.negatives.split(",")]
+    losses = args.loss.split(",")
+    if set(losses) - {"chunked", "materialised"}:
+        parser.error(f"--loss takes chunked and/or materialised, got {args.loss!r}")
     runs = [
-        (m, d, p, k)
+        (m, d, p, k, loss)
         for m in args.models.split(",")
         for d in devices
         for p in args.precision.split(",")
         for k in negatives
+        for loss in losses
     ]
     results = {}
-    for name, device, precision, k in runs:
+    for name, device, precision, k, loss in runs:
         label = f"{name}/{device}" + ("" if len(args.precision.split(",")) == 1 else f"/{precision}")
         label += "" if len(negatives) == 1 else f"/neg{k}"
+        label += "" if len(losses) == 1 else f"/{loss}"
 
         class Live(pl.Callback):
             """One line per validation: epoch, validation NDCG@10, seconds since training started."""
@@ -274,7 +286,7 @@ def main() -> None:
             max_epochs=args.max_epochs, patience=args.patience, seed=args.seed, crop=args.crop,
             attention_dropout=args.attention_dropout, val_view=args.val_view,
             max_minutes=args.max_minutes, accelerator="gpu" if device == "cuda" else "cpu", callbacks=[Live(label)],
-            precision=precision, negatives=k,
+            precision=precision, negatives=k, chunked_loss=loss == "chunked",
         )  # fmt: skip
         model.fit(train, valid)
         summary = model.training_summary

@@ -2,7 +2,8 @@
 
 Training loss is the full-softmax cross-entropy over all items, computed only at masked positions:
 hidden states are gathered first and only those (about ``mask_prob`` of the tokens) are multiplied
-with the item embeddings. This is the main speed-up over scoring every position.
+with the item embeddings. This is the main speed-up over scoring every position; on CPU the loss is
+also taken in chunks (:meth:`Bert4RecNetwork.item_loss`), so the logits are never held all at once.
 """
 
 from __future__ import annotations
@@ -234,6 +235,8 @@ class Bert4RecModule(pl.LightningModule):
         val_view: the view whose validation NDCG@10 is ``val_ndcg@10`` (what early stopping and
             checkpointing follow): ``repeat`` ranks all items, ``discover`` leaves out history items.
             Both views are always logged.
+        chunked_loss: take the full-softmax loss with PyTorch's chunked linear cross-entropy on CPU
+            (:meth:`Bert4RecNetwork.item_loss`); False materialises every trained position's logits.
     """
 
     def __init__(
@@ -245,8 +248,10 @@ class Bert4RecModule(pl.LightningModule):
         val_view: str = "repeat",
         negatives: int = 0,
         decay: PlateauDecay | None = None,
+        chunked_loss: bool = True,
     ) -> None:
         super().__init__()
+        self.chunked_loss = chunked_loss
         self.network = network
         self.decay = decay
         self.negatives = negatives
@@ -287,7 +292,7 @@ class Bert4RecModule(pl.LightningModule):
             drawn = torch.randint(0, self.network.n_items, (self.negatives,), device=targets.device)
             logits = self.network.sampled_logits(states, targets, drawn)
             return F.cross_entropy(logits.float(), torch.zeros_like(targets)), where.sum()
-        return F.cross_entropy(self.network.item_logits(states).float(), targets), where.sum()
+        return self.network.item_loss(states, targets, self.chunked_loss), where.sum()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, n_masked = self.masked_loss(batch)

@@ -173,6 +173,40 @@ def test_padding_does_not_change_real_positions():
     torch.testing.assert_close(short[0], long[0, :4], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("chunked", [True, False])
+def test_full_softmax_loss_and_gradients_match_hand_computed_values(chunked):
+    net = Bert4RecNetwork(n_items=2, hidden=2, layers=1, heads=1, max_len=4, dropout=0.0)
+    with torch.no_grad():
+        net.item_emb.weight[1:3] = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # items 0 and 1
+    states = torch.tensor([[1.0, 0.0], [1.0, 0.0]], requires_grad=True)
+    loss = net.item_loss(states, torch.tensor([0, 1]), chunked=chunked)
+    loss.backward()
+    # both rows score logits [1, 0]: softmax p = [0.731059, 0.268941]; row 0 wants item 0, row 1 item 1
+    # loss = mean(log(1 + e) - 1, log(1 + e)) = mean(0.313262, 1.313262)
+    assert loss.item() == pytest.approx(0.813262, abs=1e-6)
+    # d loss / d state = (p - onehot) @ items / 2; item 1's vector is 0, so only item 0's column counts
+    torch.testing.assert_close(states.grad, torch.tensor([[-0.134471, 0.0], [0.365529, 0.0]]), atol=1e-6, rtol=0)
+    # d loss / d bias = sum over rows of (p - onehot) / 2
+    torch.testing.assert_close(net.out_bias.grad, torch.tensor([0.231059, -0.231059]), atol=1e-6, rtol=0)
+    # d loss / d item 0's vector = sum over rows of (p_0 - onehot_0) * state / 2 = ((-0.268941) + 0.731059) / 2
+    torch.testing.assert_close(net.item_emb.weight.grad[1], torch.tensor([0.231059, 0.0]), atol=1e-6, rtol=0)
+
+
+def test_chunked_loss_gives_the_materialised_loss_and_gradients_through_the_text_view():
+    torch.manual_seed(0)
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=2, max_len=8, dropout=0.0, text_dim=6)
+    net.set_item_text(torch.randn(N_ITEMS, 6))
+    states, targets = torch.randn(700, 16), torch.randint(0, N_ITEMS, (700,))  # more rows than one chunk
+    grads = []
+    for chunked in (True, False):
+        net.zero_grad()
+        loss = net.item_loss(states, targets, chunked=chunked)
+        loss.backward()
+        grads.append((loss.detach(), net.item_emb.weight.grad.clone(), net.text_proj.weight.grad.clone()))
+    for chunked_value, materialised_value in zip(*grads):
+        torch.testing.assert_close(chunked_value, materialised_value, atol=1e-6, rtol=1e-5)
+
+
 def test_set_metrics_match_hand_computed_ndcg_and_recall():
     logits = torch.tensor([[0.1, 0.9, 0.5, 0.3], [0.4, 0.3, 0.2, 0.1]])
     targets = torch.tensor([[2, -1], [3, 0]])
@@ -398,6 +432,17 @@ def test_from_settings_takes_the_bert4rec_section_and_seed():
     )
     assert model.item_text is None  # the section's item_text mode is no vector
     assert model.max_epochs == 3
+
+
+def test_only_the_causal_model_takes_its_loss_in_chunks_by_default():
+    from ml.config import ModelSettings
+    from ml.models.bert4rec.model import SASRec
+
+    settings = ModelSettings()
+    assert Bert4Rec.from_settings(settings).chunked_loss is False  # few masked positions: chunks cost more
+    assert SASRec.from_settings(settings).chunked_loss is True  # loss at every position
+    assert (Bert4Rec().chunked_loss, SASRec().chunked_loss) == (False, True)
+    assert Bert4Rec(chunked_loss=True).chunked_loss is True
 
 
 def test_every_epoch_prints_one_progress_line(cycles, caplog):
