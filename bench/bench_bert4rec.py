@@ -29,6 +29,9 @@ one H200 (bf16) ~8-9k sequences/s. Validation NDCG@10 sits at popularity level (
 epochs, then rises to ~0.11 within 5 epochs and ~0.12 by epoch 40; on a longer GPU run of the same
 recipe 0.139 (0.179 excluding history) at epoch 150, still rising. Markov-1 scores 0.19 here: the
 synthetic order is first-order, so treat its absolute levels as a throughput and convergence test.
+SASRec with the chunked loss (its default), full size, 2 AMD EPYC cores: 329 sequences/s, 21 s per epoch with
+validation, 95% of its best validation NDCG@10 after 364 s (``--models sasrec --max-minutes 15 --patience 20
+--crop last --val-view discover``); at 2,000 users 300 sequences/s against 182 with the logits materialised.
 """
 
 from __future__ import annotations
