@@ -69,7 +69,8 @@ def cmd_benchmark(args) -> int:
     from ml.pipeline.benchmark import check_request, run_benchmark
     from ml.pipeline.report import bucket_table, comparison_table, metrics_table, training_table
 
-    overrides = {"models": {"seed": args.seed, "bert4rec": {"max_epochs": args.max_epochs}}}
+    epochs = {"max_epochs": args.max_epochs}
+    overrides = {"models": {"seed": args.seed, "bert4rec": epochs, "sasrec": epochs}}
     settings = get_settings().with_overrides(overrides)
     if (request := _request(args, check_request)) is None:
         return 2
@@ -223,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="print B - A per view, segment and metric with its paired 95%% interval and p-value (repeatable)",
     )
     bench.add_argument(
-        "--max-epochs", type=int, default=None, help="upper bound on BERT4Rec epochs (early stopping decides)"
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="upper bound on the sequence models' epochs, BERT4Rec's and SASRec's (early stopping decides)",
     )
     bench.add_argument(
         "--seeds",

@@ -168,6 +168,7 @@ def run_seeded_benchmark(
         "seeds": seeds,
         "protocol": first["protocol"],
         "bert4rec": {"max_minutes": None, "max_epochs": settings.models.bert4rec.max_epochs},
+        "sasrec": {"max_minutes": None, "max_epochs": settings.models.sasrec.max_epochs},
         "models": summary,
         "comparisons": records,
         "elapsed_seconds": round(time.perf_counter() - started, 1),

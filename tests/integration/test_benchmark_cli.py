@@ -91,6 +91,7 @@ def test_seeded_benchmark_reports_spread_over_seeds_and_seed_averaged_comparison
     assert code == 0
     doc = json.loads((out / "seeds.json").read_text())
     assert doc["seeds"] == [1, 2, 3] and doc["bert4rec"]["max_minutes"] is None  # epochs bound it, not the clock
+    assert doc["bert4rec"]["max_epochs"] == doc["sasrec"]["max_epochs"] == 2  # --max-epochs bounds both
     per_seed = [json.loads((out / f"seed_{s}" / "metrics.json").read_text()) for s in (1, 2, 3)]
     als = doc["models"]["als"]["discover"]["overall"]["ndcg@10"]
     assert als["values"] == [d["models"]["als"]["views"]["discover"]["overall"]["ndcg@10"] for d in per_seed]
