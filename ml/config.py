@@ -211,8 +211,8 @@ class Bert4RecSettings(BaseModel):
     negatives: int = Field(0, ge=0)
     # full softmax on CPU: PyTorch's chunked linear cross-entropy (same loss and gradients, the logits of every
     # trained position are never held at once) or false: materialise them. Off for BERT4Rec, whose ~20% masked
-    # positions it slowed (ML-1M-shaped set, 2 cores: 397 vs 448 sequences/s); on for SASRec (its section).
-    # Measured: bench/bench_bert4rec.py --loss materialised,chunked
+    # positions it did not speed up (ML-1M-shaped set, 2 cores: 397 vs 448 sequences/s at 2,000 users, 453 vs
+    # 470 at 6,040); on for SASRec (its section). Measured: bench/bench_bert4rec.py --loss materialised,chunked
     chunked_loss: bool = False
     # learning rate after warm-up: "none" keeps it constant; "plateau" multiplies it by decay_factor each time
     # decay_patience validations in a row bring no improvement (counted, as patience, only once the model has
@@ -236,7 +236,8 @@ class SASRecSettings(Bert4RecSettings):
     """
 
     dropout: float = 0.2  # without item text (with it, ``text_dropout`` 0.3 applies)
-    # loss at every position: the chunked loss trains 300 vs 182 sequences/s (ML-1M-shaped set, 2 CPU cores)
+    # loss at every position: the chunked loss trains 298 vs 170 sequences/s with 101 vs 1,068 MiB of peak memory
+    # (ML-1M-shaped set at full size, 2 CPU cores)
     chunked_loss: bool = True
 
 

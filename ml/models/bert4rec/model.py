@@ -138,7 +138,7 @@ class Bert4Rec(Recommender):
         chunked_loss: on CPU, take the full-softmax loss in chunks (PyTorch's ``linear_cross_entropy``):
             the same loss and gradients without holding every position's logits at once. None: on for the
             causal model, which takes loss at every position (ML-1M-shaped set, 2 cores: 300 vs 182
-            sequences/s), off for BERT4Rec, whose few masked positions it slowed (397 vs 448).
+            sequences/s), off for BERT4Rec, whose few masked positions it did not speed up (397 vs 448).
         accelerator: Lightning accelerator (``"auto"`` uses CUDA when present).
         precision: Lightning precision; ``"auto"`` = ``bf16-mixed`` on a GPU, ``32-true`` on CPU (at
             this width bf16 autocast on CPU is slower: 7.7 vs 5.2 s per Online Retail epoch here,
