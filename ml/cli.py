@@ -69,9 +69,7 @@ def cmd_benchmark(args) -> int:
     from ml.pipeline.benchmark import check_request, run_benchmark
     from ml.pipeline.report import bucket_table, comparison_table, metrics_table, training_table
 
-    epochs = {"max_epochs": args.max_epochs}
-    overrides = {"models": {"seed": args.seed, "bert4rec": epochs, "sasrec": epochs}}
-    settings = get_settings().with_overrides(overrides)
+    settings = get_settings().with_overrides({"models": {"seed": args.seed}}).with_max_epochs(args.max_epochs)
     if (request := _request(args, check_request)) is None:
         return 2
     models, compare = request

@@ -274,6 +274,11 @@ class ModelSettings(BaseModel):
     sasrec: SASRecSettings = Field(default_factory=SASRecSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
 
+    def epoch_trained(self) -> dict[str, Bert4RecSettings]:
+        """The sections of the models trained by epochs (every section with ``max_epochs``), by name."""
+        sections = {name: getattr(self, name) for name in type(self).model_fields}
+        return {name: section for name, section in sections.items() if hasattr(section, "max_epochs")}
+
 
 class BacktestSettings(BaseModel):
     """Rolling-origin backtest (``python -m ml backtest``): the nightly loop replayed over the last weeks of data."""
@@ -520,17 +525,24 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
     def without_time_caps(self) -> Settings:
-        """A copy whose epoch-trained models (every ``models`` section with ``max_minutes``) have no wall-time cap.
+        """A copy whose epoch-trained models (:meth:`ModelSettings.epoch_trained`) have no wall-time cap.
 
         Epochs and early stopping then bound them, so two runs train alike however loaded the machine
         is: what a comparison of runs (seeds, ablation arms) needs. A time cap makes the arm that ran
         on a busier moment train fewer epochs.
         """
         out = self.model_copy(deep=True)
-        for name in type(out.models).model_fields:
-            section = getattr(out.models, name)
-            if hasattr(section, "max_minutes"):
-                section.max_minutes = None
+        for section in out.models.epoch_trained().values():
+            section.max_minutes = None
+        return out
+
+    def with_max_epochs(self, max_epochs: int | None) -> Settings:
+        """A copy whose epoch-trained models (:meth:`ModelSettings.epoch_trained`) train at most ``max_epochs``
+        epochs (early stopping may end them sooner); None leaves each section's own bound."""
+        out = self.model_copy(deep=True)
+        if max_epochs is not None:
+            for section in out.models.epoch_trained().values():
+                section.max_epochs = max_epochs
         return out
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> Settings:

@@ -167,8 +167,10 @@ def run_seeded_benchmark(
     doc = {
         "seeds": seeds,
         "protocol": first["protocol"],
-        "bert4rec": {"max_minutes": None, "max_epochs": settings.models.bert4rec.max_epochs},
-        "sasrec": {"max_minutes": None, "max_epochs": settings.models.sasrec.max_epochs},
+        **{  # the bounds the sequence models trained under (no time cap: see above)
+            name: {"max_minutes": section.max_minutes, "max_epochs": section.max_epochs}
+            for name, section in settings.models.epoch_trained().items()
+        },
         "models": summary,
         "comparisons": records,
         "elapsed_seconds": round(time.perf_counter() - started, 1),

@@ -80,3 +80,14 @@ def test_without_time_caps_lifts_every_sequence_models_wall_time_cap_and_nothing
     assert lifted.models.bert4rec.max_minutes is None and lifted.models.sasrec.max_minutes is None
     assert lifted.models.sasrec.max_epochs == 4 and lifted.models.als == s.models.als
     assert s.models.sasrec.max_minutes == 2.5  # the original is untouched
+
+
+def test_with_max_epochs_bounds_every_sequence_model_and_none_keeps_their_own_bounds():
+    s = Settings().with_overrides({"models": {"sasrec": {"max_epochs": 4}}})
+    assert set(s.models.epoch_trained()) == {"bert4rec", "sasrec"}
+    bounded = s.with_max_epochs(7)
+    assert bounded.models.bert4rec.max_epochs == 7 and bounded.models.sasrec.max_epochs == 7
+    assert bounded.models.als == s.models.als and bounded.models.sasrec.max_minutes == 60.0
+    kept = s.with_max_epochs(None)
+    assert kept.models.bert4rec.max_epochs == 200 and kept.models.sasrec.max_epochs == 4
+    assert s.models.bert4rec.max_epochs == 200  # the original is untouched

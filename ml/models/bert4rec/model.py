@@ -345,15 +345,9 @@ class Bert4Rec(Recommender):
         if self.lr_decay == "plateau" and val_loader is not None:
             decay = PlateauDecay(self.decay_factor, self.decay_patience)
         module = Bert4RecModule(
-            self.network,
-            self.lr,
-            self.weight_decay,
-            self.warmup_steps,
-            self.val_view,
-            self.negatives,
-            decay,
-            self.chunked_loss,
-        )
+            self.network, self.lr, self.weight_decay, self.warmup_steps, self.val_view, self.negatives, decay=decay,
+            chunked_loss=self.chunked_loss,
+        )  # fmt: skip
         clock = TrainingClock(self.name)
         with tempfile.TemporaryDirectory(prefix=f"{self.name}-") as tmp, warnings.catch_warnings(), _quiet_lightning():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
