@@ -16,6 +16,9 @@ table gives sequences/s, the best validation NDCG@10, the seconds to reach 95% o
 process's peak resident memory above its size when the training started (``peak_rss_growth_mib``) and,
 on CUDA, the peak allocated GPU memory.
 
+``--blocks bert,gpt2:heads=1:feed_forward=64:activation=relu`` trains each transformer block side by side (the
+causal model only takes ``gpt2``): a block name, then any ``param=value`` of the network's shape.
+
 ``--negatives 0,256,3000`` compares full-softmax cross-entropy (0) with sampled softmax against that many
 uniform negatives per batch, side by side in one run (the SASRec+ paper's two losses).
 
@@ -23,6 +26,7 @@ Examples:
     python bench/bench_bert4rec.py --max-minutes 8
     python bench/bench_bert4rec.py --models sasrec --negatives 0,256 --max-epochs 10
     python bench/bench_bert4rec.py --models sasrec,bert4rec --loss materialised,chunked --max-epochs 3 --users 2000
+    python bench/bench_bert4rec.py --models sasrec --blocks bert,gpt2:heads=1:feed_forward=64:activation=relu
     python bench/bench_bert4rec.py --events ml-1m.csv --max-minutes 60
 
 Measured on the synthetic set (defaults: hidden 64, 2 layers, max_len 200, batch 128, lr 1e-3):
@@ -43,6 +47,7 @@ stays materialised), 319 against 1,024 MiB (that first run of the process also h
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -229,6 +234,19 @@ class PeakMemory:
         return round(self.peak_mib - self.base_mib, 1)
 
 
+def block_spec(text: str) -> tuple[str, dict]:
+    """``--blocks`` entry ``name[:param=value...]`` as (name, network arguments); values are JSON or strings."""
+    name, *params = text.split(":")
+    shape = {"block": name}
+    for param in params:
+        key, _, value = param.partition("=")
+        try:
+            shape[key] = json.loads(value)
+        except json.JSONDecodeError:
+            shape[key] = value
+    return text, shape
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=Path, help="CSV with user_id,item_id,timestamp (default: synthetic)")
@@ -266,6 +284,12 @@ def main() -> None:
         help="comma list: chunked (PyTorch's chunked linear cross-entropy on CPU, the default) or materialised "
         "(every position's logits at once), e.g. 'materialised,chunked' to compare them side by side",
     )
+    parser.add_argument(
+        "--blocks",
+        default="bert",
+        help="comma list of transformer blocks, each name[:param=value...], e.g. "
+        "'bert,gpt2:heads=1:feed_forward=64:activation=relu' (gpt2: the causal model only)",
+    )
     args = parser.parse_args()
 
     import pytorch_lightning as pl
@@ -302,19 +326,23 @@ def main() -> None:
     losses = args.loss.split(",")
     if set(losses) - {"chunked", "materialised"}:
         parser.error(f"--loss takes chunked and/or materialised, got {args.loss!r}")
+    blocks = [block_spec(b) for b in args.blocks.split(",")]
     runs = [
-        (m, d, p, k, loss)
+        (m, d, p, k, loss, block)
         for m in args.models.split(",")
         for d in devices
         for p in args.precision.split(",")
         for k in negatives
         for loss in losses
+        for block in blocks
+        if m == "sasrec" or block[1]["block"] != "gpt2"  # GPT-2's block is causal only
     ]
     results = {}
-    for name, device, precision, k, loss in runs:
+    for name, device, precision, k, loss, (block, shape) in runs:
         label = f"{name}/{device}" + ("" if len(args.precision.split(",")) == 1 else f"/{precision}")
         label += "" if len(negatives) == 1 else f"/neg{k}"
         label += "" if len(losses) == 1 else f"/{loss}"
+        label += "" if len(blocks) == 1 else f"/{block}"
 
         class Live(pl.Callback):
             """One line per validation: epoch, validation NDCG@10, seconds since training started."""
@@ -333,7 +361,7 @@ def main() -> None:
             max_epochs=args.max_epochs, patience=args.patience, seed=args.seed, crop=args.crop,
             attention_dropout=args.attention_dropout, val_view=args.val_view,
             max_minutes=args.max_minutes, accelerator="gpu" if device == "cuda" else "cpu", callbacks=[Live(label)],
-            precision=precision, negatives=k, chunked_loss=loss == "chunked",
+            precision=precision, negatives=k, chunked_loss=loss == "chunked", **shape,
         )  # fmt: skip
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()

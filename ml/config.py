@@ -221,6 +221,12 @@ class Bert4RecSettings(BaseModel):
     lr_decay: Literal["none", "plateau"] = "none"
     decay_factor: float = Field(0.5, gt=0, lt=1)
     decay_patience: int = Field(5, ge=1)
+    # the transformer block: "bert" (BertModel, layer norm after each residual sum) or "gpt2" (GPT2Model, layer
+    # norm before attention and feed-forward: SASRec's block shape; causal model only), the feed-forward width
+    # (None: 4 x hidden; SASRec's is hidden) and its activation (SASRec's is relu)
+    block: Literal["bert", "gpt2"] = "bert"
+    feed_forward: int | None = Field(None, ge=1)
+    activation: Literal["gelu", "relu"] = "gelu"
     accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
 
 

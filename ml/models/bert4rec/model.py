@@ -32,7 +32,8 @@ HPARAMS = (
     "hidden", "layers", "heads", "max_len", "mask_prob", "dropout", "attention_dropout", "batch_size", "lr",
     "weight_decay", "warmup_steps", "max_epochs", "patience", "seed", "crop", "val_max_users",
     "val_view", "max_minutes", "arm_factor", "arm_loss_margin", "precision", "text_dropout", "text_mode",
-    "shuffle_baskets", "negatives", "lr_decay", "decay_factor", "decay_patience", "chunked_loss",
+    "shuffle_baskets", "negatives", "lr_decay", "decay_factor", "decay_patience", "chunked_loss", "block",
+    "feed_forward", "activation",
 )  # fmt: skip
 TEXT_MODES = ("augment", "init", "init+augment")
 LR_DECAYS = ("none", "plateau")  # after warm-up: constant, or lowered on a validation plateau (lightning.PlateauDecay)
@@ -104,6 +105,9 @@ class Bert4Rec(Recommender):
 
     Args:
         hidden, layers, heads, max_len, dropout: network shape (see :class:`Bert4RecNetwork`).
+        block, feed_forward, activation: the transformer block (``"bert"``, or ``"gpt2"`` for the causal
+            model only), its feed-forward width (None: 4 x ``hidden``) and activation (see
+            :class:`Bert4RecNetwork`).
         attention_dropout: dropout on attention weights (0 keeps the fast attention kernel).
         mask_prob: probability of masking each training item.
         batch_size: training sequences per step.
@@ -204,6 +208,9 @@ class Bert4Rec(Recommender):
         decay_factor: float = 0.5,
         decay_patience: int = 5,
         chunked_loss: bool | None = None,
+        block: str = "bert",
+        feed_forward: int | None = None,
+        activation: str = "gelu",
     ) -> None:
         self.hidden, self.layers, self.heads, self.max_len = hidden, layers, heads, max_len
         self.mask_prob, self.dropout, self.attention_dropout = mask_prob, dropout, attention_dropout
@@ -229,6 +236,9 @@ class Bert4Rec(Recommender):
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {lr_decay!r}")
         self.lr_decay, self.decay_factor, self.decay_patience = lr_decay, decay_factor, decay_patience
         self.chunked_loss = self.causal if chunked_loss is None else chunked_loss
+        if block == "gpt2" and not self.causal:
+            raise ValueError(f"{self.name}: block 'gpt2' is causal only (GPT-2 cannot attend both ways); use 'bert'")
+        self.block, self.feed_forward, self.activation = block, feed_forward, activation
         self.network: Bert4RecNetwork | None = None
         self.n_items = 0
         self.training_summary: dict[str, Any] = {}
@@ -270,6 +280,9 @@ class Bert4Rec(Recommender):
             self.attention_dropout,
             text_dim=self.text_dim,
             causal=self.causal,
+            block=self.block,
+            feed_forward=self.feed_forward,
+            activation=self.activation,
         )
 
     def _train_collator(self):

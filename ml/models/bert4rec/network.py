@@ -3,7 +3,8 @@
 Token ids: 0 is padding, item index ``i`` is token ``i + 1``, ``n_items + 1`` is [MASK] (the causal
 model uses it as its start-of-sequence token). The output head is tied to the item embeddings and
 scores real items only (never pad or mask). With ``causal=True`` the same parts make the causal
-next-item model (SASRec's recipe): each position attends only to itself and earlier positions.
+next-item model (SASRec's recipe): each position attends only to itself and earlier positions, either
+through BERT's block with a causal mask or through GPT-2's pre-norm block (``block="gpt2"``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertModel
+from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
 
 PAD_ID = 0
+BLOCKS = ("bert", "gpt2")  # the transformer: BERT's post-norm block, or GPT-2's pre-norm one (causal only)
+ACTIVATIONS = ("gelu", "relu")  # of the feed-forward layer
 # PyTorch's chunked linear cross-entropy: the batch is scored in pieces and the (positions x items) logits are
 # never materialised. Same loss and gradients as scoring all at once, in less time where many positions are
 # trained (SASRec: 300 vs 182 sequences/s on the ML-1M-shaped set, 2 CPU cores, bench/bench_bert4rec.py --loss)
@@ -51,10 +54,17 @@ class Bert4RecNetwork(nn.Module):
             used both as input and in the tied output head.
         causal: causal self-attention (``BertConfig(is_decoder=True)``) and positions counted from the
             start, so no position's output depends on any later token.
+        block: ``"bert"`` (``BertModel``: layer norm after each residual sum) or ``"gpt2"`` (``GPT2Model``:
+            layer norm before attention and feed-forward, one more at the end; the block shape of SASRec,
+            which SASRec+ trained). GPT-2's attention is causal only.
+        feed_forward: width of the feed-forward layer; None = ``4 * hidden`` (BERT and GPT-2). SASRec's is
+            ``hidden``.
+        activation: of the feed-forward layer: ``"gelu"`` (BERT, GPT-2) or ``"relu"`` (SASRec).
 
-    The transformer's linear layers are Xavier-initialised instead of BERT's N(0, 0.02): that
-    scale suits width 768, but at width 64 it leaves attention uniform for thousands of steps
-    (a long plateau at popularity level); Xavier halves that plateau and ends higher.
+    BERT's linear layers are Xavier-initialised instead of BERT's N(0, 0.02): that scale suits
+    width 768, but at width 64 it leaves attention uniform for thousands of steps (a long plateau
+    at popularity level); Xavier halves that plateau and ends higher. GPT-2's block keeps its own
+    N(0, ``init_std``) initialisation, as SASRec+'s reference code does.
     """
 
     def __init__(
@@ -69,33 +79,65 @@ class Bert4RecNetwork(nn.Module):
         init_std: float = 0.02,
         text_dim: int = 0,
         causal: bool = False,
+        block: str = "bert",
+        feed_forward: int | None = None,
+        activation: str = "gelu",
     ) -> None:
         super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+        if block == "gpt2" and not causal:
+            raise ValueError("block 'gpt2' is causal only: use block 'bert' for the bidirectional model")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.n_items = n_items
         self.mask_id = n_items + 1
         self.max_len = max_len
         self.causal = causal
         self.item_emb = nn.Embedding(n_items + 2, hidden, padding_idx=PAD_ID)
-        config = BertConfig(
-            vocab_size=2,  # unused: inputs arrive as embeddings
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=4 * hidden,
-            max_position_embeddings=max_len,
-            type_vocab_size=1,
-            hidden_dropout_prob=dropout,
-            attention_probs_dropout_prob=attention_dropout,
-            initializer_range=init_std,
-            is_decoder=causal,
-            use_cache=False,
-        )
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self.block = block
+        feed_forward = feed_forward or 4 * hidden
+        if block == "gpt2":
+            self.gpt2 = GPT2Model(
+                GPT2Config(
+                    vocab_size=2,  # unused: inputs arrive as embeddings
+                    n_positions=max_len,
+                    n_embd=hidden,
+                    n_layer=layers,
+                    n_head=heads,
+                    n_inner=feed_forward,
+                    activation_function=activation,
+                    resid_pdrop=dropout,
+                    embd_pdrop=dropout,
+                    attn_pdrop=attention_dropout,
+                    initializer_range=init_std,
+                    bos_token_id=None,
+                    eos_token_id=None,
+                    use_cache=False,
+                )
+            )
+        else:
+            config = BertConfig(
+                vocab_size=2,  # unused: inputs arrive as embeddings
+                hidden_size=hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                intermediate_size=feed_forward,
+                hidden_act=activation,
+                max_position_embeddings=max_len,
+                type_vocab_size=1,
+                hidden_dropout_prob=dropout,
+                attention_probs_dropout_prob=attention_dropout,
+                initializer_range=init_std,
+                is_decoder=causal,
+                use_cache=False,
+            )
+            self.bert = BertModel(config, add_pooling_layer=False)
+            for module in self.bert.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.xavier_normal_(module.weight)
+                    nn.init.zeros_(module.bias)
         self.out_bias = nn.Parameter(torch.zeros(n_items))
-        for module in self.bert.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_normal_(module.weight)
-                nn.init.zeros_(module.bias)
         nn.init.normal_(self.item_emb.weight, std=init_std)
         with torch.no_grad():
             self.item_emb.weight[PAD_ID].zero_()
@@ -142,7 +184,8 @@ class Bert4RecNetwork(nn.Module):
             positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         else:
             positions = positions_from_end(attention_mask)
-        return self.bert(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions).last_hidden_state
+        encoder = self.gpt2 if self.block == "gpt2" else self.bert
+        return encoder(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions).last_hidden_state
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the real items for any ``(..., hidden)`` states: ``(..., n_items)``."""

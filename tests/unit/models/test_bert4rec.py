@@ -445,6 +445,20 @@ def test_only_the_causal_model_takes_its_loss_in_chunks_by_default():
     assert Bert4Rec(chunked_loss=True).chunked_loss is True
 
 
+def test_the_block_comes_from_each_models_section(monkeypatch):
+    from ml.config import Settings
+    from ml.models.bert4rec.model import SASRec
+
+    monkeypatch.setenv("RECO_MODELS__SASREC__BLOCK", "gpt2")
+    monkeypatch.setenv("RECO_MODELS__SASREC__FEED_FORWARD", "64")
+    monkeypatch.setenv("RECO_MODELS__SASREC__ACTIVATION", "relu")
+    settings = Settings().models
+    causal = SASRec.from_settings(settings)
+    assert (causal.block, causal.feed_forward, causal.activation) == ("gpt2", 64, "relu")
+    masked = Bert4Rec.from_settings(settings)  # BERT4Rec's own section is untouched
+    assert (masked.block, masked.feed_forward, masked.activation) == ("bert", None, "gelu")
+
+
 def test_every_epoch_prints_one_progress_line(cycles, caplog):
     import logging
 

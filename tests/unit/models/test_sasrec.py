@@ -35,9 +35,11 @@ def test_prediction_input_is_start_plus_history_scored_at_its_last_token():
     assert batch["positions"].tolist() == [2, 0]
 
 
-def test_no_position_sees_the_future():
+@pytest.mark.parametrize("block", ["bert", "gpt2"])
+def test_no_position_sees_the_future(block):
     torch.manual_seed(0)
-    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=2, heads=2, max_len=8, dropout=0.0, causal=True).eval()
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=2, heads=2, max_len=8, dropout=0.0, causal=True, block=block)
+    net.eval()
     ids = torch.tensor([[START, 3, 4, 5, 6, 7]])
     changed = ids.clone()
     changed[0, 3:] = torch.tensor([30, 31, 32])  # a different future from position 3 on
@@ -45,12 +47,44 @@ def test_no_position_sees_the_future():
     with torch.no_grad():
         a, b = net.encode(ids, mask), net.encode(changed, mask)
         shorter = net.encode(ids[:, :3], mask[:, :3])  # no future at all
+        padded = net.encode(torch.tensor([[START, 3, 4, 0, 0, 0]]), torch.tensor([[1, 1, 1, 0, 0, 0]]))
     torch.testing.assert_close(a[0, :3], b[0, :3])
     torch.testing.assert_close(a[0, :3], shorter[0])
+    torch.testing.assert_close(padded[0, :3], shorter[0])  # right padding is no future either
     assert not torch.allclose(a[0, 3:], b[0, 3:])
     bidirectional = Bert4RecNetwork(N_ITEMS, hidden=16, layers=2, heads=2, max_len=8, dropout=0.0).eval()
     with torch.no_grad():  # the control: BERT4Rec's attention does see later tokens
         assert not torch.allclose(bidirectional.encode(ids, mask)[0, :3], bidirectional.encode(changed, mask)[0, :3])
+
+
+def test_gpt2_block_has_sasrecs_shape_when_asked():
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=2, heads=1, causal=True, block="gpt2", feed_forward=16,
+                          activation="relu")  # fmt: skip
+    block = net.gpt2.h[0]
+    # layer norm before attention and before the feed-forward layer, one more after the last block
+    assert isinstance(block.ln_1, torch.nn.LayerNorm) and isinstance(block.ln_2, torch.nn.LayerNorm)
+    assert isinstance(net.gpt2.ln_f, torch.nn.LayerNorm) and len(net.gpt2.h) == 2
+    assert block.attn.num_heads == 1 and isinstance(block.mlp.act, torch.nn.ReLU)
+    assert block.mlp.c_fc.weight.shape == (16, 16)  # feed-forward width = hidden, as SASRec
+    default = Bert4RecNetwork(N_ITEMS, hidden=16, causal=True, block="gpt2")
+    assert default.gpt2.h[0].mlp.c_fc.weight.shape == (16, 64)  # GPT-2's 4 x hidden
+    bert = Bert4RecNetwork(N_ITEMS, hidden=16, causal=True, feed_forward=16, activation="relu")
+    layer = bert.bert.encoder.layer[0]
+    assert layer.intermediate.dense.out_features == 16  # BERT's block takes the same two settings
+    assert isinstance(layer.intermediate.intermediate_act_fn, torch.nn.ReLU)
+
+
+def test_gpt2_block_is_refused_where_attention_must_see_both_ways():
+    from ml.models.bert4rec.model import Bert4Rec
+
+    with pytest.raises(ValueError, match="causal only"):
+        Bert4RecNetwork(N_ITEMS, block="gpt2")
+    with pytest.raises(ValueError, match="bert4rec: block 'gpt2' is causal only"):
+        Bert4Rec(block="gpt2")
+    with pytest.raises(ValueError, match="block must be one of"):
+        Bert4RecNetwork(N_ITEMS, causal=True, block="gpt3")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        Bert4RecNetwork(N_ITEMS, causal=True, activation="tanh")
 
 
 def test_the_loss_is_taken_at_every_real_position_and_only_there():
@@ -122,13 +156,25 @@ def test_learns_the_next_item_of_the_cycle():
     assert (ids[:, 0] == (last + 1) % N_ITEMS).mean() >= 0.9
 
 
-def test_saved_model_loads_as_the_causal_model(tmp_path):
+def test_learns_the_next_item_of_the_cycle_with_gpt2s_block():
+    train, valid = cycle_walks()
+    model = SASRec(hidden=32, layers=1, heads=1, max_len=16, batch_size=32, lr=5e-3, warmup_steps=5, block="gpt2",
+                   feed_forward=32, activation="relu", max_epochs=30, patience=30, seed=7, num_threads=1,
+                   accelerator="cpu")  # fmt: skip
+    model.fit(train, valid)
+    assert model.training_summary["best_val_ndcg@10"] > 0.5, model.training_summary  # popularity: about 0.1
+
+
+@pytest.mark.parametrize("block", ["bert", "gpt2"])
+def test_saved_model_loads_as_the_causal_model(tmp_path, block):
     train, valid = cycle_walks(n_users=40)
-    model = SASRec(hidden=16, layers=1, heads=1, max_len=8, max_epochs=2, batch_size=16, num_threads=1, seed=0)
+    model = SASRec(hidden=16, layers=1, heads=1, max_len=8, max_epochs=2, batch_size=16, num_threads=1, seed=0,
+                   block=block, feed_forward=16, activation="relu")  # fmt: skip
     model.fit(train, valid)
     model.save(tmp_path / "m")
     loaded = SASRec.load(tmp_path / "m")
-    assert type(loaded) is SASRec and loaded.network.causal
+    assert type(loaded) is SASRec and loaded.network.causal and loaded.network.block == block
+    assert (loaded.feed_forward, loaded.activation) == (16, "relu")
     np.testing.assert_allclose(loaded.score(np.arange(5), train), model.score(np.arange(5), train), rtol=1e-5)
 
 
