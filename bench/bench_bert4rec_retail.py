@@ -16,9 +16,16 @@ Variants (``--variants``, comma separated), each ``<text>:<view>[:param=value...
 ``--model sasrec`` trains the causal model instead of BERT4Rec (same variants). Every variant after the
 first is compared with the first on the same test customers (NDCG@10 difference, paired bootstrap 95% interval).
 
+``--seeds 42,43,44`` trains every variant once per seed (as ``<variant>@<seed>``) and adds, per variant, the mean
+and spread of its best validation NDCG@10 over the seeds (what a choice is made on) and seed-averaged paired
+test differences against the first variant (each customer's metric averaged over the seeds first, as
+``python -m ml benchmark --seeds``).
+
     python bench/bench_bert4rec_retail.py --max-minutes 5 --variants ids:repeat,ids:discover,text:discover
     python bench/bench_bert4rec_retail.py --model sasrec --max-minutes 1000 --max-epochs 80 \
         --variants text:discover,text:discover:lr_decay=plateau
+    python bench/bench_bert4rec_retail.py --model sasrec --max-minutes 1000 --max-epochs 80 --seeds 42,43,44 \
+        --variants text:discover,text:discover:block=gpt2:heads=1:feed_forward=64:activation=relu
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from ml.config import Settings
 from ml.data.lake import write_json_atomic
 from ml.data.prepare import SourceSpec, prepare_split
 from ml.models.bert4rec.model import Bert4Rec, SASRec
+from ml.pipeline.benchmark import seed_averaged_comparisons
 from ml.pipeline.evaluation import evaluate_models
 from ml.pipeline.layout import RunFolder
 from ml.pipeline.training import fit_model
@@ -71,6 +79,32 @@ def parse_value(text: str):
         return text
 
 
+def seed_summary(variants: list[str], seeds: list[int], fits: dict, run: RunFolder, settings: Settings) -> list[str]:
+    """Lines to print: per variant its best validation NDCG@10 over the seeds (what a choice is made on), then the
+    seed-averaged test differences from the first variant."""
+    lines = [f"\nover seeds {seeds}: best validation NDCG@10 (mean +- sd, each seed), best epochs, throughput"]
+    for variant in variants:
+        runs = [fits[f"{variant}@{seed}"] for seed in seeds]
+        val = [r["best_val_ndcg@10"] for r in runs]
+        lines.append(
+            f"{variant:<60} val {np.mean(val):.4f} +- {np.std(val, ddof=1) if len(val) > 1 else 0.0:.4f} "
+            f"({', '.join(f'{v:.4f}' for v in val)}); best epochs {[r['best_epoch'] for r in runs]} of "
+            f"{[r['epochs_run'] for r in runs]}; {np.mean([r['sequences_per_s'] for r in runs]):.0f} seq/s"
+        )
+    frame = pd.read_parquet(run.user_metrics)
+    named = frame[C.MODEL].str.rpartition("@")
+    seeded = named[1] == "@"  # popularity is trained once, without a seed
+    frame = frame[seeded].assign(**{C.MODEL: named[0][seeded], "seed": named[2][seeded].astype(int)})
+    records = seed_averaged_comparisons(frame, [(variants[0], v) for v in variants[1:]], settings, seeds)
+    for r in records:
+        if r["slice"] in ("discover/overall", "repeat/overall", "discover/sparse") and r["metric"] == "ndcg@10":
+            lines.append(
+                f"{r['b']} - {r['a']}: {r['slice']} test NDCG@10, seed-averaged {r['delta']:+.4f} "
+                f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] ({r['n_users']} customers)"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default="ids:repeat,ids:discover,text:discover")
@@ -79,6 +113,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--cold-max", type=int, default=5, help="items with at most this many buyers are cold")
     parser.add_argument("--out", type=Path, default=None, help="keep models and metrics here (default: temporary)")
+    parser.add_argument("--seeds", default=None, help="comma list: train every variant once per seed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ml.models.bert4rec.lightning").setLevel(logging.INFO)  # one progress line per epoch
@@ -93,6 +128,7 @@ def main() -> None:
         f"item text vectors: {vectors['text'].shape} in {time.perf_counter() - started:.1f} s "
         f"({int((np.abs(vectors['text']).sum(1) > 0).sum())} items with text)"
     )
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
     variants = [v.split(":") for v in args.variants.split(",")]  # [text, view, param=value...]
     if any(kind == "enriched" for kind, *_ in variants):
         accepted = stored_attributes(settings, catalog)
@@ -106,9 +142,11 @@ def main() -> None:
         run = RunFolder(run_dir)
         fit_model("pop", data, settings, run)
         names, fits = ["pop"], {}
-        for kind, view, *extra in variants:
+        for (kind, view, *extra), seed in ((v, seed) for v in variants for seed in seeds):
             params = {k: parse_value(v) for k, v in (e.split("=", 1) for e in extra)}
             name = "_".join([args.model, kind, view, *extra])
+            if seed is not None:
+                params["seed"], name = seed, f"{name}@{seed}"
             model = {"bert4rec": Bert4Rec, "sasrec": SASRec}[args.model].from_settings(
                 settings.models,
                 val_view=view,
@@ -134,6 +172,8 @@ def main() -> None:
         # every variant against the first, paired over the same test customers (bootstrap 95% intervals)
         doc = evaluate_models(names, data, settings, run, compare=[(names[1], n) for n in names[2:]])
         cold = cold_item_recall(run_dir, data, args.cold_max)
+        keys = ["_".join([args.model, *v]) for v in variants]
+        over_seeds = seed_summary(keys, seeds, fits, run, settings) if args.seeds else []
 
     print(
         f"\nOnline Retail temporal split, test {data.info.get('test_start', '')}; "
@@ -162,6 +202,7 @@ def main() -> None:
                 f"{r['b']} - {r['a']}: {r['slice']} NDCG@10 {r['delta']:+.4f} "
                 f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] ({r['n_users']} customers)"
             )
+    print("\n".join(over_seeds))
     if args.out:
         (args.out / "training.json").write_text(json.dumps(fits, indent=1, default=str))
 

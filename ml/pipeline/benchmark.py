@@ -89,6 +89,50 @@ def _fit_and_evaluate(
     return evaluate_models(evaluated, data, settings, run, compare=compare)
 
 
+def seed_averaged_comparisons(
+    user_metrics: pd.DataFrame, compare: list[tuple[str, str]], settings: Settings, seeds: list[int]
+) -> list[dict]:
+    """(A, B) paired differences with every user's metrics first averaged over the seeds.
+
+    Args:
+        user_metrics: per-user metrics of every seed's run (``RunFolder.user_metrics`` frames stacked),
+            with a ``seed`` column; a model keeps its name across seeds.
+        compare: (A, B) model pairs.
+        settings: the metrics compared (``eval.compare_metrics``), the history segments and the bootstrap.
+        seeds: the seeds averaged (recorded with each comparison; the first seeds the bootstrap).
+    Returns:
+        Comparison dicts (``ml.eval.compare``) per pair, view, segment (overall, by history length) and metric.
+    """
+    metrics = settings.eval.compare_metrics
+    per_user = user_metrics.groupby([C.MODEL, "view", C.USER], sort=False)
+    averaged = per_user[metrics].mean().join(per_user["history_items"].first()).reset_index()
+    records = []
+    edges, sparse_max = settings.eval.history_buckets, settings.split.sparse_max_items
+    for a, b in compare:
+        left = averaged[averaged[C.MODEL] == a]
+        right = averaged[averaged[C.MODEL] == b]
+        paired = left.merge(right, on=["view", C.USER], suffixes=("_a", "_b"))
+        for view, rows in paired.groupby("view", sort=False):
+            masks = {"overall": np.ones(len(rows), bool), **length_segments(rows["history_items_a"], sparse_max, edges)}
+            for segment, mask in masks.items():
+                if not mask.any():
+                    continue
+                for metric in metrics:
+                    record = compare_values(
+                        rows.loc[mask, f"{metric}_a"],
+                        rows.loc[mask, f"{metric}_b"],
+                        a=a,
+                        b=b,
+                        metric=metric,
+                        slice=f"{view}/{segment}",
+                        seeds=seeds,
+                        n_resamples=settings.eval.bootstrap_resamples,
+                        random_state=seeds[0],
+                    )
+                    records.append(record.to_dict())
+    return records
+
+
 def run_seeded_benchmark(
     spec: SourceSpec,
     protocol: str,
@@ -138,32 +182,7 @@ def run_seeded_benchmark(
                         **cell,
                         "values": values,
                     }
-    per_user = pd.concat(frames).groupby([C.MODEL, "view", C.USER], sort=False)
-    averaged = per_user[metrics].mean().join(per_user["history_items"].first()).reset_index()
-    records = []
-    edges, sparse_max = settings.eval.history_buckets, settings.split.sparse_max_items
-    for a, b in compare:
-        left = averaged[averaged[C.MODEL] == a]
-        right = averaged[averaged[C.MODEL] == b]
-        paired = left.merge(right, on=["view", C.USER], suffixes=("_a", "_b"))
-        for view, rows in paired.groupby("view", sort=False):
-            masks = {"overall": np.ones(len(rows), bool), **length_segments(rows["history_items_a"], sparse_max, edges)}
-            for segment, mask in masks.items():
-                if not mask.any():
-                    continue
-                for metric in metrics:
-                    record = compare_values(
-                        rows.loc[mask, f"{metric}_a"],
-                        rows.loc[mask, f"{metric}_b"],
-                        a=a,
-                        b=b,
-                        metric=metric,
-                        slice=f"{view}/{segment}",
-                        seeds=seeds,
-                        n_resamples=settings.eval.bootstrap_resamples,
-                        random_state=seeds[0],
-                    )
-                    records.append(record.to_dict())
+    records = seed_averaged_comparisons(pd.concat(frames), compare, settings, seeds)
     doc = {
         "seeds": seeds,
         "protocol": first["protocol"],
