@@ -146,7 +146,7 @@ class RecommenderContract:
         before = fitted.recommend(users, data, n=10)
         after = loaded.recommend(users, data, n=10)
         np.testing.assert_array_equal(before[0], after[0])
-        np.testing.assert_allclose(before[1], after[1], rtol=1e-5)
+        np.testing.assert_allclose(before[1], after[1], rtol=1e-5, atol=1e-6)  # scores near zero: float32 rounding
 
     def test_same_seed_same_recommendations(self, data, users):
         if not self.deterministic:
