@@ -522,6 +522,8 @@ class Bert4Rec(Recommender):
     def _load(cls, path: Path) -> Bert4Rec:
         meta = json.loads((path / "bert4rec.json").read_text())
         # hyper-parameters that no longer exist (arm_after_epochs) are left out: the weights do not depend on them
+        # keys an older save lacks take the class defaults, which are what it was trained with (BERT's block:
+        # the platform's SASRec default, GPT-2's, lives in its settings section, never in the class)
         model = cls(**{k: v for k, v in meta["hyperparams"].items() if k in HPARAMS})
         model.n_items, model.text_dim = meta["n_items"], meta.get("text_dim", 0)
         model.training_summary = meta.get("training_summary", {})
@@ -534,11 +536,13 @@ class Bert4Rec(Recommender):
 class SASRec(Bert4Rec):
     """The causal next-item transformer from the same parts ("SASRec+", Klenitskiy & Vasilev, RecSys 2023).
 
-    ``transformers.BertModel`` with causal self-attention (each position sees itself and earlier items
-    only), trained with full-softmax cross-entropy at **every** position: the input is [START] + the
-    sequence without its last item, the labels are the sequence itself. A customer is scored from the
-    hidden state of their last item (a customer without history from [START]: a learned prior). Early
-    stopping (patience counted from the first epoch: ``arm_factor=0``), checkpointing, the time cap, item
+    A transformer with causal self-attention (each position sees itself and earlier items only):
+    ``transformers.BertModel`` with a causal mask (the class default), or ``GPT2Model``'s pre-norm block
+    with ``block="gpt2"`` (the platform's default, from ``models.sasrec``, chosen on validation), trained
+    with full-softmax cross-entropy at **every** position: the input is [START] + the sequence without
+    its last item, the labels are the sequence itself. A customer is scored from the hidden state of
+    their last item (a customer without history from [START]: a learned prior). Early stopping
+    (patience counted from the first epoch: ``arm_factor=0``), checkpointing, the time cap, item
     text and scoring are BERT4Rec's; ``mask_prob`` is unused.
     """
 

@@ -449,14 +449,15 @@ def test_the_block_comes_from_each_models_section(monkeypatch):
     from ml.config import Settings
     from ml.models.bert4rec.model import SASRec
 
-    monkeypatch.setenv("RECO_MODELS__SASREC__BLOCK", "gpt2")
-    monkeypatch.setenv("RECO_MODELS__SASREC__FEED_FORWARD", "64")
-    monkeypatch.setenv("RECO_MODELS__SASREC__ACTIVATION", "relu")
     settings = Settings().models
-    causal = SASRec.from_settings(settings)
-    assert (causal.block, causal.feed_forward, causal.activation) == ("gpt2", 64, "relu")
-    masked = Bert4Rec.from_settings(settings)  # BERT4Rec's own section is untouched
-    assert (masked.block, masked.feed_forward, masked.activation) == ("bert", None, "gelu")
+    causal, masked = SASRec.from_settings(settings), Bert4Rec.from_settings(settings)
+    assert (causal.block, causal.heads, causal.feed_forward, causal.activation) == ("gpt2", 1, 64, "relu")
+    assert (masked.block, masked.heads, masked.feed_forward, masked.activation) == ("bert", 2, None, "gelu")
+    monkeypatch.setenv("RECO_MODELS__SASREC__BLOCK", "bert")
+    monkeypatch.setenv("RECO_MODELS__SASREC__HEADS", "2")
+    monkeypatch.setenv("RECO_MODELS__SASREC__ACTIVATION", "gelu")
+    causal = SASRec.from_settings(Settings().models)
+    assert (causal.block, causal.heads, causal.feed_forward, causal.activation) == ("bert", 2, 64, "gelu")
 
 
 def test_every_epoch_prints_one_progress_line(cycles, caplog):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -178,6 +180,22 @@ def test_saved_model_loads_as_the_causal_model(tmp_path, block):
     # float32 rounding differs by ~1e-9 between two forward passes; scores near zero need an absolute bound
     before, after = model.score(np.arange(5), train), loaded.score(np.arange(5), train)
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_saved_before_the_block_option_loads_with_berts_block(tmp_path):
+    """Saves from before ``block`` existed name no block; they were BERT's, whatever today's settings say."""
+    train, valid = cycle_walks(n_users=40)
+    model = SASRec(hidden=16, layers=1, heads=2, max_len=8, max_epochs=1, batch_size=16, num_threads=1, seed=0)
+    model.fit(train, valid)
+    model.save(tmp_path / "m")
+    meta_path = next((tmp_path / "m").rglob("bert4rec.json"))
+    meta = json.loads(meta_path.read_text())
+    for key in ("block", "feed_forward", "activation"):
+        del meta["hyperparams"][key]
+    meta_path.write_text(json.dumps(meta))
+    loaded = SASRec.load(tmp_path / "m")
+    assert (loaded.block, loaded.feed_forward, loaded.activation) == ("bert", None, "gelu")
+    np.testing.assert_allclose(loaded.score(np.arange(5), train), model.score(np.arange(5), train), atol=1e-6)
 
 
 class TestSASRecContract(RecommenderContract):
