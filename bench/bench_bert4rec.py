@@ -17,7 +17,13 @@ process's peak resident memory above its size when the training started (``peak_
 on CUDA, the peak allocated GPU memory.
 
 ``--blocks bert,gpt2:heads=1:feed_forward=64:activation=relu`` trains each transformer block side by side (the
-causal model only takes ``gpt2``): a block name, then any ``param=value`` of the network's shape.
+causal model only takes ``gpt2``): a block name, then any ``param=value`` of the network's shape. The models here
+start from their class defaults (BERT's block), not from the platform's settings (``models.sasrec`` trains the
+second of those two).
+
+Peak memory depends on the order of the runs: the first one in the process also pays one-time allocations
+(SASRec, full size, BERT's block then GPT-2's: 911 and 79 MiB of growth; the other way round: 431 and 588).
+Compare memory with the order swapped as well.
 
 ``--negatives 0,256,3000`` compares full-softmax cross-entropy (0) with sampled softmax against that many
 uniform negatives per batch, side by side in one run (the SASRec+ paper's two losses).

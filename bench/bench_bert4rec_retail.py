@@ -25,7 +25,10 @@ test differences against the first variant (each customer's metric averaged over
     python bench/bench_bert4rec_retail.py --model sasrec --max-minutes 1000 --max-epochs 80 \
         --variants text:discover,text:discover:lr_decay=plateau
     python bench/bench_bert4rec_retail.py --model sasrec --max-minutes 1000 --max-epochs 80 --seeds 42,43,44 \
-        --variants text:discover,text:discover:block=gpt2:heads=1:feed_forward=64:activation=relu
+        --variants text:discover:block=bert:heads=2:feed_forward=null:activation=gelu,text:discover
+
+Variants start from the model's settings section (``models.sasrec`` trains GPT-2's block in SASRec's shape; the
+last example compares BERT's block, the earlier default, with it: validation 0.1068 +- 0.0019 vs 0.1103 +- 0.0014).
 """
 
 from __future__ import annotations
