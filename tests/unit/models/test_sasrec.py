@@ -199,10 +199,13 @@ def test_a_model_saved_before_the_block_option_loads_with_berts_block(tmp_path):
 
 
 class TestSASRecContract(RecommenderContract):
+    """The platform's SASRec (``models.sasrec``): GPT-2's block in SASRec's shape."""
+
     def _get_model(self) -> SASRec:
         return SASRec(
-            hidden=32, layers=1, heads=2, max_len=16, batch_size=16, lr=5e-3, warmup_steps=5,
+            hidden=32, layers=1, heads=1, max_len=16, batch_size=16, lr=5e-3, warmup_steps=5,
             max_epochs=40, patience=40, seed=3, accelerator="cpu", num_threads=1,
+            block="gpt2", feed_forward=32, activation="relu",
         )  # fmt: skip
 
 
