@@ -23,6 +23,16 @@ ACTIVATIONS = ("gelu", "relu")  # of the feed-forward layer
 CHUNKED_LOSS = torch.nn.LinearCrossEntropyOptions()
 
 
+def rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` with a deterministic backward: ``F.embedding`` sums each row's gradient in a fixed order.
+
+    Indexing a tensor (``table[index]``) accumulates its gradient on CPU with threaded atomic adds, whose order
+    changes from run to run: a seeded training then drifts (by 1e-6 in one epoch on the bundled data, enough to
+    move the best validation NDCG@10 by +-0.0006 over a whole training).
+    """
+    return F.embedding(index, table)
+
+
 def positions_from_end(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids counted back from each row's last real token (which gets 0).
 
@@ -179,7 +189,7 @@ class Bert4RecNetwork(nn.Module):
         Returns:
             ``(batch, length, hidden)`` float tensor.
         """
-        embeds = self.item_table()[input_ids] if self.text_dim else self.item_emb(input_ids)
+        embeds = rows(self.item_table(), input_ids) if self.text_dim else self.item_emb(input_ids)
         if self.causal:  # from the start: a position's id must not depend on how many tokens follow it
             positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         else:
@@ -216,8 +226,9 @@ class Bert4RecNetwork(nn.Module):
             negatives: ``(k,)`` item indices; where one equals a row's target its score is ``-inf``.
         """
         items = self.item_table()[1 : self.n_items + 1]
-        positive = (hidden * items[targets]).sum(-1, keepdim=True) + self.out_bias[targets].unsqueeze(-1)
-        negative = hidden @ items[negatives].T + self.out_bias[negatives]
+        bias = self.out_bias.unsqueeze(-1)
+        positive = (hidden * rows(items, targets)).sum(-1, keepdim=True) + rows(bias, targets)
+        negative = hidden @ rows(items, negatives).T + rows(bias, negatives).squeeze(-1)
         negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(-1), float("-inf"))
         return torch.cat([positive, negative], dim=-1)
 

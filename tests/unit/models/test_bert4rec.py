@@ -27,7 +27,7 @@ from ml.models.bert4rec.lightning import (
     time_to_quality,
 )
 from ml.models.bert4rec.model import Bert4Rec, validation_pairs
-from ml.models.bert4rec.network import Bert4RecNetwork
+from ml.models.bert4rec.network import Bert4RecNetwork, rows
 
 N_ITEMS = 40
 
@@ -171,6 +171,42 @@ def test_padding_does_not_change_real_positions():
     short = net.encode(ids, torch.ones_like(ids))
     long = net.encode(padded, (padded != 0).long())
     torch.testing.assert_close(short[0], long[0, :4], atol=1e-5, rtol=1e-4)
+
+
+def test_rows_sums_the_gradient_of_every_use_of_a_row():
+    table = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], requires_grad=True)
+    out = rows(table, torch.tensor([[0, 2], [2, 2]]))
+    assert out.tolist() == [[[1.0, 2.0], [5.0, 6.0]], [[5.0, 6.0], [5.0, 6.0]]]
+    out.sum().backward()
+    assert table.grad.tolist() == [[1.0, 1.0], [0.0, 0.0], [3.0, 3.0]]  # row 0 once, row 1 never, row 2 three times
+
+
+@pytest.mark.parametrize("negatives", [0, 300])
+def test_a_training_step_through_the_text_view_gives_the_same_gradients_every_time_on_two_threads(negatives):
+    # at this size a tensor index's backward (threaded atomic adds) gave different float sums from run to run
+    torch.manual_seed(0)
+    n_items = 4000
+    net = Bert4RecNetwork(n_items, hidden=64, layers=1, heads=1, max_len=200, dropout=0.0, text_dim=8, causal=True,
+                          block="gpt2")  # fmt: skip
+    net.set_item_text(torch.randn(n_items, 8))
+    ids = torch.randint(1, n_items + 1, (128, 200))
+    targets = torch.randint(0, n_items, (128 * 200,))
+    sampled = torch.randint(0, n_items, (negatives,))
+    grads = []
+    with hardware.torch_threads(2):
+        for _ in range(3):
+            net.zero_grad()
+            hidden = net.encode(ids, torch.ones_like(ids)).reshape(-1, 64)
+            if negatives:
+                logits = net.sampled_logits(hidden, targets, sampled)
+                loss = torch.nn.functional.cross_entropy(logits, torch.zeros_like(targets))
+            else:
+                loss = net.item_loss(hidden, targets)
+            loss.backward()
+            grads.append([p.grad.clone() for p in net.parameters() if p.grad is not None])
+    for again in grads[1:]:
+        for a, b in zip(grads[0], again):
+            assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("chunked", [True, False])
@@ -432,6 +468,9 @@ def test_from_settings_takes_the_bert4rec_section_and_seed():
     )
     assert model.item_text is None  # the section's item_text mode is no vector
     assert model.max_epochs == 3
+    assert model.num_threads is None  # the free cores, re-read every epoch
+    pinned = ModelSettings.model_validate({"bert4rec": {"num_threads": 2}})
+    assert Bert4Rec.from_settings(pinned).num_threads == 2
 
 
 def test_only_the_causal_model_takes_its_loss_in_chunks_by_default():
