@@ -228,6 +228,10 @@ class Bert4RecSettings(BaseModel):
     feed_forward: int | None = Field(None, ge=1)
     activation: Literal["gelu", "relu"] = "gelu"
     accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
+    # CPU threads for training and scoring. None: the cores other processes leave free, re-read every epoch (two
+    # threads on two cores that another process also uses run about 4x slower than one). A seeded training is
+    # bit-reproducible at one thread count, but another count changes its float sums: pin it to repeat a run exactly
+    num_threads: int | None = Field(None, ge=1)
 
 
 class SASRecSettings(Bert4RecSettings):

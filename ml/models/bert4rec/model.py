@@ -151,7 +151,8 @@ class Bert4Rec(Recommender):
         logger: a Lightning logger (e.g. ``MLFlowLogger``), or None for no logging.
         checkpoint_dir: where the best-epoch checkpoint is written (default: a temporary folder).
         num_threads: torch CPU threads; default: the cores not busy with other processes,
-            re-checked every epoch (see :func:`free_cpu_threads`).
+            re-checked every epoch (see :func:`free_cpu_threads`). A seeded fit is bit-reproducible at one
+            thread count; another count changes its float sums.
         callbacks: extra Lightning callbacks for ``fit`` (e.g. progress printing); not saved.
         item_text: fixed text vectors of the items, ``(n_items, dim)`` in item-index order (see
             :mod:`ml.text.items`); the network adds a learned projection of them to the id
@@ -251,7 +252,7 @@ class Bert4Rec(Recommender):
         as ``item_text=`` when the mode asks for them (any mode but ``"none"``).
         """
         section = getattr(settings, cls.settings_section).model_dump()
-        params = {k: v for k, v in section.items() if k in HPARAMS or k == "accelerator"}
+        params = {k: v for k, v in section.items() if k in HPARAMS or k in ("accelerator", "num_threads")}
         if section.get("item_text", "none") != "none":
             params["text_mode"] = section["item_text"]
         params["seed"] = settings.seed
