@@ -249,14 +249,17 @@ class Bert4Rec(Recommender):
         """Build from ``ModelSettings``: its ``bert4rec`` section and ``seed``; ``overrides`` win.
 
         The section's ``item_text`` mode becomes ``text_mode``; the caller passes the vectors themselves
-        as ``item_text=`` when the mode asks for them (any mode but ``"none"``).
+        as ``item_text=`` when the mode asks for them (any mode but ``"none"``). The feed-forward width is
+        ``feed_forward_ratio`` x ``hidden`` (either may be overridden), unless ``feed_forward=`` gives it.
         """
         section = getattr(settings, cls.settings_section).model_dump()
         params = {k: v for k, v in section.items() if k in HPARAMS or k in ("accelerator", "num_threads")}
         if section.get("item_text", "none") != "none":
             params["text_mode"] = section["item_text"]
         params["seed"] = settings.seed
+        ratio = overrides.pop("feed_forward_ratio", section["feed_forward_ratio"])
         params.update(overrides)
+        params.setdefault("feed_forward", max(1, round(ratio * params["hidden"])))
         return cls(**params)
 
     # -- fitting -------------------------------------------------------------------------------

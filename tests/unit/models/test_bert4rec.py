@@ -491,12 +491,36 @@ def test_the_block_comes_from_each_models_section(monkeypatch):
     settings = Settings().models
     causal, masked = SASRec.from_settings(settings), Bert4Rec.from_settings(settings)
     assert (causal.block, causal.heads, causal.feed_forward, causal.activation) == ("gpt2", 1, 64, "relu")
-    assert (masked.block, masked.heads, masked.feed_forward, masked.activation) == ("bert", 2, None, "gelu")
+    assert (masked.block, masked.heads, masked.feed_forward, masked.activation) == ("bert", 2, 256, "gelu")
     monkeypatch.setenv("RECO_MODELS__SASREC__BLOCK", "bert")
     monkeypatch.setenv("RECO_MODELS__SASREC__HEADS", "2")
     monkeypatch.setenv("RECO_MODELS__SASREC__ACTIVATION", "gelu")
+    monkeypatch.setenv("RECO_MODELS__SASREC__FEED_FORWARD_RATIO", "4")
     causal = SASRec.from_settings(Settings().models)
-    assert (causal.block, causal.heads, causal.feed_forward, causal.activation) == ("bert", 2, 64, "gelu")
+    assert (causal.block, causal.heads, causal.feed_forward, causal.activation) == ("bert", 2, 256, "gelu")
+
+
+def test_the_feed_forward_follows_the_width_it_is_a_multiple_of(monkeypatch):
+    from ml.config import Settings
+    from ml.models.bert4rec.model import SASRec
+
+    monkeypatch.setenv("RECO_MODELS__SASREC__HIDDEN", "96")
+    settings = Settings().models
+    assert SASRec.from_settings(settings).feed_forward == 96  # SASRec's shape: as wide as the model
+    assert SASRec.from_settings(settings, hidden=32).feed_forward == 32  # a bench override of the width too
+    assert SASRec.from_settings(settings, feed_forward_ratio=2.5).feed_forward == 240
+    assert SASRec.from_settings(settings, feed_forward=50).feed_forward == 50  # a width given outright wins
+    assert Bert4Rec.from_settings(settings, hidden=32).feed_forward == 128  # BERT's: four times as wide
+
+
+def test_a_retired_or_misspelt_sequence_model_key_is_an_error(monkeypatch):
+    from pydantic import ValidationError
+
+    from ml.config import Settings
+
+    monkeypatch.setenv("RECO_MODELS__SASREC__FEED_FORWARD", "64")  # retired: feed_forward_ratio
+    with pytest.raises(ValidationError, match="models.sasrec.feed_forward"):
+        Settings()
 
 
 def test_every_epoch_prints_one_progress_line(cycles, caplog):
