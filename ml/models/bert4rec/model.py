@@ -33,7 +33,7 @@ HPARAMS = (
     "weight_decay", "warmup_steps", "max_epochs", "patience", "seed", "crop", "val_max_users",
     "val_view", "max_minutes", "arm_factor", "arm_loss_margin", "precision", "text_dropout", "text_mode",
     "shuffle_baskets", "negatives", "lr_decay", "decay_factor", "decay_patience", "chunked_loss", "block",
-    "feed_forward", "activation",
+    "feed_forward", "activation", "scale_inputs",
 )  # fmt: skip
 TEXT_MODES = ("augment", "init", "init+augment")
 LR_DECAYS = ("none", "plateau")  # after warm-up: constant, or lowered on a validation plateau (lightning.PlateauDecay)
@@ -108,6 +108,9 @@ class Bert4Rec(Recommender):
         block, feed_forward, activation: the transformer block (``"bert"``, or ``"gpt2"`` for the causal
             model only), its feed-forward width (None: 4 x ``hidden``) and activation (see
             :class:`Bert4RecNetwork`).
+        scale_inputs: multiply the item vectors entering the transformer by ``sqrt(hidden)`` (SASRec's reference
+            code; see :class:`Bert4RecNetwork`). Off: on the bundled data it lowered SASRec's best validation
+            NDCG@10 (0.1062 vs 0.1105, three seeds).
         attention_dropout: dropout on attention weights (0 keeps the fast attention kernel).
         mask_prob: probability of masking each training item.
         batch_size: training sequences per step.
@@ -212,6 +215,7 @@ class Bert4Rec(Recommender):
         block: str = "bert",
         feed_forward: int | None = None,
         activation: str = "gelu",
+        scale_inputs: bool = False,
     ) -> None:
         self.hidden, self.layers, self.heads, self.max_len = hidden, layers, heads, max_len
         self.mask_prob, self.dropout, self.attention_dropout = mask_prob, dropout, attention_dropout
@@ -240,6 +244,7 @@ class Bert4Rec(Recommender):
         if block == "gpt2" and not self.causal:
             raise ValueError(f"{self.name}: block 'gpt2' is causal only (GPT-2 cannot attend both ways); use 'bert'")
         self.block, self.feed_forward, self.activation = block, feed_forward, activation
+        self.scale_inputs = scale_inputs
         self.network: Bert4RecNetwork | None = None
         self.n_items = 0
         self.training_summary: dict[str, Any] = {}
@@ -287,6 +292,7 @@ class Bert4Rec(Recommender):
             block=self.block,
             feed_forward=self.feed_forward,
             activation=self.activation,
+            scale_inputs=self.scale_inputs,
         )
 
     def _train_collator(self):

@@ -70,6 +70,8 @@ class Bert4RecNetwork(nn.Module):
         feed_forward: width of the feed-forward layer; None = ``4 * hidden`` (BERT and GPT-2). SASRec's is
             ``hidden``.
         activation: of the feed-forward layer: ``"gelu"`` (BERT, GPT-2) or ``"relu"`` (SASRec).
+        scale_inputs: multiply the item vectors that enter the transformer by ``sqrt(hidden)`` (SASRec's
+            reference code does; the output head scores with the unscaled vectors).
 
     BERT's linear layers are Xavier-initialised instead of BERT's N(0, 0.02): that scale suits
     width 768, but at width 64 it leaves attention uniform for thousands of steps (a long plateau
@@ -92,6 +94,7 @@ class Bert4RecNetwork(nn.Module):
         block: str = "bert",
         feed_forward: int | None = None,
         activation: str = "gelu",
+        scale_inputs: bool = False,
     ) -> None:
         super().__init__()
         if block not in BLOCKS:
@@ -104,6 +107,7 @@ class Bert4RecNetwork(nn.Module):
         self.mask_id = n_items + 1
         self.max_len = max_len
         self.causal = causal
+        self.input_scale = hidden**0.5 if scale_inputs else 1.0
         self.item_emb = nn.Embedding(n_items + 2, hidden, padding_idx=PAD_ID)
         self.block = block
         feed_forward = feed_forward or 4 * hidden
@@ -190,6 +194,8 @@ class Bert4RecNetwork(nn.Module):
             ``(batch, length, hidden)`` float tensor.
         """
         embeds = rows(self.item_table(), input_ids) if self.text_dim else self.item_emb(input_ids)
+        if self.input_scale != 1.0:
+            embeds = embeds * self.input_scale
         if self.causal:  # from the start: a position's id must not depend on how many tokens follow it
             positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         else:

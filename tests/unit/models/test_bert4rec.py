@@ -173,6 +173,21 @@ def test_padding_does_not_change_real_positions():
     torch.testing.assert_close(short[0], long[0, :4], atol=1e-5, rtol=1e-4)
 
 
+def test_scaled_inputs_enter_the_transformer_as_sqrt_width_times_the_item_vectors():
+    torch.manual_seed(3)
+    scaled = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=1, max_len=8, dropout=0.0, scale_inputs=True).eval()
+    plain = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=1, max_len=8, dropout=0.0).eval()
+    plain.load_state_dict(scaled.state_dict())
+    ids = torch.tensor([[3, 4, 5, N_ITEMS + 1]])
+    with torch.no_grad():
+        states = scaled.encode(ids, torch.ones_like(ids))
+        plain.item_emb.weight *= 4.0  # sqrt(16)
+        torch.testing.assert_close(states, plain.encode(ids, torch.ones_like(ids)))
+        # the output head scores with the unscaled vectors
+        unscaled = scaled.item_emb.weight[1 : N_ITEMS + 1]
+        torch.testing.assert_close(scaled.item_logits(states), states @ unscaled.T + scaled.out_bias)
+
+
 def test_rows_sums_the_gradient_of_every_use_of_a_row():
     table = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], requires_grad=True)
     out = rows(table, torch.tensor([[0, 2], [2, 2]]))
