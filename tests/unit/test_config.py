@@ -35,6 +35,18 @@ def test_unknown_keys_are_refused():
         get_settings().with_overrides({"models": {"als": 3}})
 
 
+def test_unknown_keys_in_the_file_or_the_environment_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECO_SPLIT__TSET_DAYS", "60")
+    with pytest.raises(SettingsError, match="split.tset_days"):
+        get_settings()
+    monkeypatch.delenv("RECO_SPLIT__TSET_DAYS")
+    path = tmp_path / "settings.toml"
+    path.write_text("[models.als]\nfactor = 32\n")
+    monkeypatch.setenv("RECO_SETTINGS_FILE", str(path))
+    with pytest.raises(SettingsError, match="models.als.factor"):
+        get_settings()
+
+
 def test_model_settings_nest_per_model_in_files_environment_and_overrides(tmp_path, monkeypatch):
     path = tmp_path / "settings.toml"
     path.write_text("[models.als]\nfactors = 32\n[models.bert4rec]\nlayers = 3\n")
