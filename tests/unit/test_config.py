@@ -40,6 +40,10 @@ def test_unknown_keys_in_the_file_or_the_environment_are_refused(tmp_path, monke
     with pytest.raises(SettingsError, match="split.tset_days"):
         get_settings()
     monkeypatch.delenv("RECO_SPLIT__TSET_DAYS")
+    monkeypatch.setenv("RECO_MODELS__SASREC__FEED_FORWARD", "64")  # retired: now feed_forward_ratio
+    with pytest.raises(SettingsError, match="models.sasrec.feed_forward"):
+        get_settings()
+    monkeypatch.delenv("RECO_MODELS__SASREC__FEED_FORWARD")
     path = tmp_path / "settings.toml"
     path.write_text("[models.als]\nfactor = 32\n")
     monkeypatch.setenv("RECO_SETTINGS_FILE", str(path))

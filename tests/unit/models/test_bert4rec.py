@@ -528,16 +528,6 @@ def test_the_feed_forward_follows_the_width_it_is_a_multiple_of(monkeypatch):
     assert Bert4Rec.from_settings(settings, hidden=32).feed_forward == 128  # BERT's: four times as wide
 
 
-def test_a_retired_or_misspelt_sequence_model_key_is_an_error(monkeypatch):
-    from pydantic import ValidationError
-
-    from ml.config import Settings
-
-    monkeypatch.setenv("RECO_MODELS__SASREC__FEED_FORWARD", "64")  # retired: feed_forward_ratio
-    with pytest.raises(ValidationError, match="models.sasrec.feed_forward"):
-        Settings()
-
-
 def test_every_epoch_prints_one_progress_line(cycles, caplog):
     import logging
 
