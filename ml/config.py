@@ -228,10 +228,11 @@ class Bert4RecSettings(Section):
     lr_decay: Literal["none", "plateau"] = "none"
     decay_factor: float = Field(0.5, gt=0, lt=1)
     decay_patience: int = Field(5, ge=1)
-    # the transformer block: "bert" (BertModel, layer norm after each residual sum) or "gpt2" (GPT2Model, layer
-    # norm before attention and feed-forward: SASRec's block shape; causal model only), the feed-forward width as
-    # a multiple of hidden (BERT's and GPT-2's: 4; SASRec's: 1) and its activation (SASRec's is relu)
-    block: Literal["bert", "gpt2"] = "bert"
+    # the transformer block: "bert" (BertModel, layer norm after each residual sum), "gpt2" (GPT2Model, layer
+    # norm before attention and feed-forward: SASRec's block shape) or "sasrec" (SASRec's reference layout; both
+    # causal model only), the feed-forward width as a multiple of hidden (BERT's and GPT-2's: 4; SASRec's: 1) and
+    # its activation (SASRec's is relu)
+    block: Literal["bert", "gpt2", "sasrec"] = "bert"
     feed_forward_ratio: float = Field(4.0, gt=0)
     activation: Literal["gelu", "relu"] = "gelu"
     accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
@@ -258,7 +259,7 @@ class SASRecSettings(Bert4RecSettings):
     # Chosen on validation (temporal split, discover NDCG@10, three seeds): 0.1103 +- 0.0014 against
     # 0.1068 +- 0.0019 for BERT's post-norm block (2 heads, 4 x hidden, GELU), and 787 vs 719 sequences/s.
     # Measured: bench/bench_bert4rec_retail.py --seeds, variant block=gpt2:heads=1:feed_forward=64:activation=relu
-    block: Literal["bert", "gpt2"] = "gpt2"
+    block: Literal["bert", "gpt2", "sasrec"] = "gpt2"
     heads: int = 1
     feed_forward_ratio: float = Field(1.0, gt=0)
     activation: Literal["gelu", "relu"] = "relu"

@@ -26,14 +26,14 @@ from ml.models.bert4rec.data import (
     NextItemDataset,
     SequenceDataset,
 )
-from ml.models.bert4rec.network import Bert4RecNetwork
+from ml.models.bert4rec.network import CAUSAL_BLOCKS, Bert4RecNetwork
 
 HPARAMS = (
     "hidden", "layers", "heads", "max_len", "mask_prob", "dropout", "attention_dropout", "batch_size", "lr",
     "weight_decay", "warmup_steps", "max_epochs", "patience", "seed", "crop", "val_max_users",
     "val_view", "max_minutes", "arm_factor", "arm_loss_margin", "precision", "text_dropout", "text_mode",
     "shuffle_baskets", "negatives", "lr_decay", "decay_factor", "decay_patience", "chunked_loss", "block",
-    "feed_forward", "activation", "scale_inputs",
+    "feed_forward", "activation", "scale_inputs", "output_bias",
 )  # fmt: skip
 TEXT_MODES = ("augment", "init", "init+augment")
 LR_DECAYS = ("none", "plateau")  # after warm-up: constant, or lowered on a validation plateau (lightning.PlateauDecay)
@@ -105,12 +105,13 @@ class Bert4Rec(Recommender):
 
     Args:
         hidden, layers, heads, max_len, dropout: network shape (see :class:`Bert4RecNetwork`).
-        block, feed_forward, activation: the transformer block (``"bert"``, or ``"gpt2"`` for the causal
-            model only), its feed-forward width (None: 4 x ``hidden``) and activation (see
+        block, feed_forward, activation: the transformer block (``"bert"``, or ``"gpt2"`` or ``"sasrec"`` for
+            the causal model only), its feed-forward width (None: 4 x ``hidden``) and activation (see
             :class:`Bert4RecNetwork`).
         scale_inputs: multiply the item vectors entering the transformer by ``sqrt(hidden)`` (SASRec's reference
             code; see :class:`Bert4RecNetwork`). Off: on the bundled data it lowered SASRec's best validation
             NDCG@10 (0.1062 vs 0.1105, three seeds).
+        output_bias: a learned per-item bias on the scores; off, it stays 0 (SASRec's reference code).
         attention_dropout: dropout on attention weights (0 keeps the fast attention kernel).
         mask_prob: probability of masking each training item.
         batch_size: training sequences per step.
@@ -216,6 +217,7 @@ class Bert4Rec(Recommender):
         feed_forward: int | None = None,
         activation: str = "gelu",
         scale_inputs: bool = False,
+        output_bias: bool = True,
     ) -> None:
         self.hidden, self.layers, self.heads, self.max_len = hidden, layers, heads, max_len
         self.mask_prob, self.dropout, self.attention_dropout = mask_prob, dropout, attention_dropout
@@ -241,10 +243,10 @@ class Bert4Rec(Recommender):
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {lr_decay!r}")
         self.lr_decay, self.decay_factor, self.decay_patience = lr_decay, decay_factor, decay_patience
         self.chunked_loss = self.causal if chunked_loss is None else chunked_loss
-        if block == "gpt2" and not self.causal:
-            raise ValueError(f"{self.name}: block 'gpt2' is causal only (GPT-2 cannot attend both ways); use 'bert'")
+        if block in CAUSAL_BLOCKS and not self.causal:
+            raise ValueError(f"{self.name}: block {block!r} is causal only (it cannot attend both ways); use 'bert'")
         self.block, self.feed_forward, self.activation = block, feed_forward, activation
-        self.scale_inputs = scale_inputs
+        self.scale_inputs, self.output_bias = scale_inputs, output_bias
         self.network: Bert4RecNetwork | None = None
         self.n_items = 0
         self.training_summary: dict[str, Any] = {}
@@ -293,6 +295,7 @@ class Bert4Rec(Recommender):
             feed_forward=self.feed_forward,
             activation=self.activation,
             scale_inputs=self.scale_inputs,
+            output_bias=self.output_bias,
         )
 
     def _train_collator(self):

@@ -3,8 +3,9 @@
 Token ids: 0 is padding, item index ``i`` is token ``i + 1``, ``n_items + 1`` is [MASK] (the causal
 model uses it as its start-of-sequence token). The output head is tied to the item embeddings and
 scores real items only (never pad or mask). With ``causal=True`` the same parts make the causal
-next-item model (SASRec's recipe): each position attends only to itself and earlier positions, either
-through BERT's block with a causal mask or through GPT-2's pre-norm block (``block="gpt2"``).
+next-item model (SASRec's recipe): each position attends only to itself and earlier positions, through
+BERT's block with a causal mask, GPT-2's pre-norm block (``block="gpt2"``) or SASRec's reference block
+(``block="sasrec"``, :class:`SASRecStack`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from torch import nn
 from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
 
 PAD_ID = 0
-BLOCKS = ("bert", "gpt2")  # the transformer: BERT's post-norm block, or GPT-2's pre-norm one (causal only)
+# the transformer: BERT's post-norm block, GPT-2's pre-norm one or SASRec's reference block (both causal only)
+BLOCKS = ("bert", "gpt2", "sasrec")
+CAUSAL_BLOCKS = ("gpt2", "sasrec")
 ACTIVATIONS = ("gelu", "relu")  # of the feed-forward layer
 # PyTorch's chunked linear cross-entropy: the batch is scored in pieces and the (positions x items) logits are
 # never materialised. Same loss and gradients as scoring all at once, in less time where many positions are
@@ -46,6 +49,71 @@ def positions_from_end(attention_mask: torch.Tensor) -> torch.Tensor:
     return (lengths - 1 - steps).clamp(min=0)
 
 
+class SASRecStack(nn.Module):
+    """SASRec's block stack as its reference code lays it out (pmixer/SASRec.pytorch, which SASRec+ trained).
+
+    It differs from GPT-2's pre-norm block in two places: attention's residual starts from the normalised
+    query (``x = LN(x) + attention(LN(x), x, x)``: keys and values are the un-normalised states), and the
+    feed-forward's input is normalised in place (``x = LN(x); x = x + FF(x)``), so no raw residual stream runs
+    through the stack. Padded positions are zeroed after the embeddings and after every block; a final layer
+    norm ends it. Linear layers and positions start at N(0, ``init_std``), as there.
+
+    Args:
+        hidden, layers, heads, max_len, feed_forward, activation, dropout, attention_dropout, init_std: as
+            :class:`Bert4RecNetwork`'s.
+    """
+
+    def __init__(
+        self,
+        hidden: int,
+        layers: int,
+        heads: int,
+        max_len: int,
+        feed_forward: int,
+        activation: str,
+        dropout: float,
+        attention_dropout: float,
+        init_std: float,
+    ) -> None:
+        super().__init__()
+        act = nn.ReLU() if activation == "relu" else nn.GELU()
+        self.positions = nn.Embedding(max_len, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.attention_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-8) for _ in range(layers))
+        self.attentions = nn.ModuleList(
+            nn.MultiheadAttention(hidden, heads, dropout=attention_dropout, batch_first=True) for _ in range(layers)
+        )
+        self.forward_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-8) for _ in range(layers))
+        self.feed_forwards = nn.ModuleList(
+            nn.Sequential(
+                nn.Linear(hidden, feed_forward), nn.Dropout(dropout), act,
+                nn.Linear(feed_forward, hidden), nn.Dropout(dropout),
+            )
+            for _ in range(layers)
+        )  # fmt: skip
+        self.last_norm = nn.LayerNorm(hidden, eps=1e-8)
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=init_std)
+            if isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
+
+    def forward(self, embeds: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(batch, length, hidden)`` of right-padded ``embeds`` (``attention_mask`` 1 where real)."""
+        keep = attention_mask.unsqueeze(-1).to(embeds.dtype)
+        x = self.dropout(embeds + self.positions(positions)) * keep
+        length = embeds.shape[1]
+        future = torch.ones(length, length, dtype=torch.bool, device=embeds.device).triu(1)
+        for attention_norm, attention, forward_norm, feed_forward in zip(
+            self.attention_norms, self.attentions, self.forward_norms, self.feed_forwards, strict=True
+        ):
+            query = attention_norm(x)
+            x = query + attention(query, x, x, attn_mask=future, need_weights=False)[0]
+            x = forward_norm(x)
+            x = (x + feed_forward(x)) * keep
+        return self.last_norm(x)
+
+
 class Bert4RecNetwork(nn.Module):
     """Bidirectional transformer over item sequences with a tied item-scoring head.
 
@@ -64,14 +132,16 @@ class Bert4RecNetwork(nn.Module):
             used both as input and in the tied output head.
         causal: causal self-attention (``BertConfig(is_decoder=True)``) and positions counted from the
             start, so no position's output depends on any later token.
-        block: ``"bert"`` (``BertModel``: layer norm after each residual sum) or ``"gpt2"`` (``GPT2Model``:
+        block: ``"bert"`` (``BertModel``: layer norm after each residual sum), ``"gpt2"`` (``GPT2Model``:
             layer norm before attention and feed-forward, one more at the end; the block shape of SASRec,
-            which SASRec+ trained). GPT-2's attention is causal only.
+            which SASRec+ trained) or ``"sasrec"`` (:class:`SASRecStack`, SASRec's reference layout). The last
+            two are causal only.
         feed_forward: width of the feed-forward layer; None = ``4 * hidden`` (BERT and GPT-2). SASRec's is
             ``hidden``.
         activation: of the feed-forward layer: ``"gelu"`` (BERT, GPT-2) or ``"relu"`` (SASRec).
         scale_inputs: multiply the item vectors that enter the transformer by ``sqrt(hidden)`` (SASRec's
             reference code does; the output head scores with the unscaled vectors).
+        output_bias: a learned per-item bias on the scores (on); off, it stays 0, as in SASRec's reference code.
 
     BERT's linear layers are Xavier-initialised instead of BERT's N(0, 0.02): that scale suits
     width 768, but at width 64 it leaves attention uniform for thousands of steps (a long plateau
@@ -95,12 +165,13 @@ class Bert4RecNetwork(nn.Module):
         feed_forward: int | None = None,
         activation: str = "gelu",
         scale_inputs: bool = False,
+        output_bias: bool = True,
     ) -> None:
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
-        if block == "gpt2" and not causal:
-            raise ValueError("block 'gpt2' is causal only: use block 'bert' for the bidirectional model")
+        if block in CAUSAL_BLOCKS and not causal:
+            raise ValueError(f"block {block!r} is causal only: use block 'bert' for the bidirectional model")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.n_items = n_items
@@ -111,7 +182,11 @@ class Bert4RecNetwork(nn.Module):
         self.item_emb = nn.Embedding(n_items + 2, hidden, padding_idx=PAD_ID)
         self.block = block
         feed_forward = feed_forward or 4 * hidden
-        if block == "gpt2":
+        if block == "sasrec":
+            self.sasrec = SASRecStack(
+                hidden, layers, heads, max_len, feed_forward, activation, dropout, attention_dropout, init_std
+            )
+        elif block == "gpt2":
             self.gpt2 = GPT2Model(
                 GPT2Config(
                     vocab_size=2,  # unused: inputs arrive as embeddings
@@ -151,7 +226,10 @@ class Bert4RecNetwork(nn.Module):
                 if isinstance(module, nn.Linear):
                     nn.init.xavier_normal_(module.weight)
                     nn.init.zeros_(module.bias)
-        self.out_bias = nn.Parameter(torch.zeros(n_items))
+        if output_bias:
+            self.out_bias = nn.Parameter(torch.zeros(n_items))
+        else:  # a buffer: the same state-dict entry, never trained
+            self.register_buffer("out_bias", torch.zeros(n_items))
         nn.init.normal_(self.item_emb.weight, std=init_std)
         with torch.no_grad():
             self.item_emb.weight[PAD_ID].zero_()
@@ -200,6 +278,8 @@ class Bert4RecNetwork(nn.Module):
             positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         else:
             positions = positions_from_end(attention_mask)
+        if self.block == "sasrec":
+            return self.sasrec(embeds, attention_mask, positions)
         encoder = self.gpt2 if self.block == "gpt2" else self.bert
         return encoder(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions).last_hidden_state
 

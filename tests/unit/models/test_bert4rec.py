@@ -188,6 +188,26 @@ def test_scaled_inputs_enter_the_transformer_as_sqrt_width_times_the_item_vector
         torch.testing.assert_close(scaled.item_logits(states), states @ unscaled.T + scaled.out_bias)
 
 
+def test_without_output_bias_the_scores_carry_none_and_training_leaves_it_at_zero():
+    torch.manual_seed(3)
+    net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=1, max_len=8, output_bias=False)
+    assert "out_bias" in net.state_dict() and all(p is not net.out_bias for p in net.parameters())
+    optimizer = torch.optim.AdamW(net.parameters(), lr=0.1)
+    ids = torch.tensor([[3, 4, 5, N_ITEMS + 1]])
+    loss = net.item_loss(net.encode(ids, torch.ones_like(ids))[:, -1], torch.tensor([6]))
+    loss.backward()
+    optimizer.step()
+    assert net.out_bias.abs().sum() == 0
+    with torch.no_grad():  # the scores are the states against the item vectors, nothing added
+        states = net.encode(ids, torch.ones_like(ids))
+        torch.testing.assert_close(net.item_logits(states), states @ net.item_emb.weight[1 : N_ITEMS + 1].T)
+    with_bias = Bert4RecNetwork(N_ITEMS, hidden=16, layers=1, heads=1, max_len=8)  # the control: trained
+    optimizer = torch.optim.AdamW(with_bias.parameters(), lr=0.1)
+    with_bias.item_loss(with_bias.encode(ids, torch.ones_like(ids))[:, -1], torch.tensor([6])).backward()
+    optimizer.step()
+    assert with_bias.out_bias.abs().sum() > 0
+
+
 def test_rows_sums_the_gradient_of_every_use_of_a_row():
     table = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], requires_grad=True)
     out = rows(table, torch.tensor([[0, 2], [2, 2]]))

@@ -37,7 +37,7 @@ def test_prediction_input_is_start_plus_history_scored_at_its_last_token():
     assert batch["positions"].tolist() == [2, 0]
 
 
-@pytest.mark.parametrize("block", ["bert", "gpt2"])
+@pytest.mark.parametrize("block", ["bert", "gpt2", "sasrec"])
 def test_no_position_sees_the_future(block):
     torch.manual_seed(0)
     net = Bert4RecNetwork(N_ITEMS, hidden=16, layers=2, heads=2, max_len=8, dropout=0.0, causal=True, block=block)
@@ -76,6 +76,28 @@ def test_gpt2_block_has_sasrecs_shape_when_asked():
     assert isinstance(layer.intermediate.intermediate_act_fn, torch.nn.ReLU)
 
 
+def test_sasrec_reference_block_adds_attention_to_the_normalised_query_over_raw_keys_and_values():
+    from ml.models.bert4rec.network import SASRecStack
+
+    stack = SASRecStack(hidden=3, layers=1, heads=1, max_len=2, feed_forward=3, activation="relu", dropout=0.0,
+                        attention_dropout=0.0, init_std=0.02).eval()  # fmt: skip
+    with torch.no_grad():  # identity projections, no positions, a feed-forward that adds nothing
+        stack.positions.weight.zero_()
+        attention = stack.attentions[0]
+        attention.in_proj_weight.copy_(torch.eye(3).repeat(3, 1))
+        attention.in_proj_bias.zero_()
+        attention.out_proj.weight.copy_(torch.eye(3))
+        stack.feed_forwards[0][3].weight.zero_()
+        out = stack(torch.tensor([[[3.0, 0, 0], [0, 3.0, 0]]]), torch.ones(1, 2), torch.arange(2)[None])
+    # by hand, LN = layer norm without scale. Position 0 sees only itself: LN(LN(x0) + x0) = LN(x0) =
+    # [2, -1, -1] / sqrt(2). Position 1: q = LN(x1) = [-0.7071, 1.4142, -0.7071] against the raw keys x0, x1:
+    # scores q.x / sqrt(3) = [-1.2247, 2.4495], weights [0.02474, 0.97526], attention = 0.02474 x0 + 0.97526 x1
+    # = [0.0742, 2.9258, 0]; q + attention = [-0.6329, 4.3400, -0.7071], whose layer norm is [-0.6913, 1.4141,
+    # -0.7228] (the feed-forward adds 0; later layer norms leave a normalised vector as it is)
+    expected = torch.tensor([[[1.4142, -0.7071, -0.7071], [-0.6913, 1.4141, -0.7228]]])
+    torch.testing.assert_close(out, expected, atol=2e-4, rtol=0)
+
+
 def test_gpt2_block_is_refused_where_attention_must_see_both_ways():
     from ml.models.bert4rec.model import Bert4Rec
 
@@ -83,6 +105,8 @@ def test_gpt2_block_is_refused_where_attention_must_see_both_ways():
         Bert4RecNetwork(N_ITEMS, block="gpt2")
     with pytest.raises(ValueError, match="bert4rec: block 'gpt2' is causal only"):
         Bert4Rec(block="gpt2")
+    with pytest.raises(ValueError, match="block 'sasrec' is causal only"):
+        Bert4RecNetwork(N_ITEMS, block="sasrec")
     with pytest.raises(ValueError, match="block must be one of"):
         Bert4RecNetwork(N_ITEMS, causal=True, block="gpt3")
     with pytest.raises(ValueError, match="activation must be one of"):
