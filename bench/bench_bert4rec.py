@@ -16,10 +16,10 @@ table gives sequences/s, the best validation NDCG@10, the seconds to reach 95% o
 process's peak resident memory above its size when the training started (``peak_rss_growth_mib``) and,
 on CUDA, the peak allocated GPU memory.
 
-``--blocks bert,gpt2:heads=1:feed_forward=64:activation=relu`` trains each transformer block side by side (the
-causal model only takes ``gpt2``): a block name, then any ``param=value`` of the network's shape. The models here
-start from their class defaults (BERT's block), not from the platform's settings (``models.sasrec`` trains the
-second of those two).
+``--blocks bert,gpt2:heads=1:feed_forward=64:activation=relu`` trains each transformer block side by side (only
+the causal model takes ``gpt2`` and ``sasrec``): a block name, then any ``param=value`` of the network's shape. The
+models here start from their class defaults (BERT's block), not from the platform's settings (``models.sasrec``
+trains the second of those two).
 
 Peak memory depends on the order of the runs: the first one in the process also pays one-time allocations
 (SASRec, full size, BERT's block then GPT-2's: 911 and 79 MiB of growth; the other way round: 431 and 588).

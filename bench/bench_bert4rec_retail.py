@@ -1,5 +1,10 @@
 """BERT4Rec or SASRec variants on the bundled Online Retail data (temporal split), side by side with popularity.
 
+Any other data works the same way: ``--events FILE`` (with ``--catalog FILE`` for titles, as ``python -m ml
+benchmark`` takes them) and ``--protocol`` (``temporal``, ``leave-one-out``, ``leave-one-basket-out``). On a
+ratings file with a title catalog, ``--variants text:discover,ids:discover`` measures whether title text helps
+its sequence model there, paired over the same test users.
+
 Prints test-period NDCG@10 in both views (repeat: all items; discover: items not bought before),
 overall and for sparse users, plus Recall@20 on cold items (test purchases of items with at most
 ``--cold-max`` buyers before the test period) and each training's time and best epoch.
@@ -26,6 +31,8 @@ test differences against the first variant (each customer's metric averaged over
         --variants text:discover,text:discover:lr_decay=plateau
     python bench/bench_bert4rec_retail.py --model sasrec --max-minutes 1000 --max-epochs 80 --seeds 42,43,44 \
         --variants text:discover:block=bert:heads=2:feed_forward=null:activation=gelu,text:discover
+    python bench/bench_bert4rec_retail.py --events ratings.csv --catalog movies.csv --protocol leave-one-out \
+        --model sasrec --max-minutes 60 --variants text:discover,ids:discover
 
 Variants start from the model's settings section (``models.sasrec`` trains GPT-2's block in SASRec's shape; the
 last example compares BERT's block, the earlier default, with it: validation 0.1068 +- 0.0019 vs 0.1103 +- 0.0014).
@@ -44,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from ml import columns as C
-from ml.config import Settings
+from ml.config import SPLIT_PROTOCOLS, Settings
 from ml.data.lake import write_json_atomic
 from ml.data.prepare import SourceSpec, prepare_split
 from ml.models.bert4rec.model import Bert4Rec, SASRec
@@ -117,12 +124,18 @@ def main() -> None:
     parser.add_argument("--cold-max", type=int, default=5, help="items with at most this many buyers are cold")
     parser.add_argument("--out", type=Path, default=None, help="keep models and metrics here (default: temporary)")
     parser.add_argument("--seeds", default=None, help="comma list: train every variant once per seed")
+    parser.add_argument("--events", type=Path, default=None, help="an events file instead of the bundled data")
+    parser.add_argument("--catalog", type=Path, default=None, help="its item catalog (item_id, title, ...)")
+    parser.add_argument("--protocol", choices=list(SPLIT_PROTOCOLS), default="temporal")
     args = parser.parse_args()
+    if args.catalog and not args.events:
+        parser.error("--catalog needs --events (the bundled data has no catalog file)")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ml.models.bert4rec.lightning").setLevel(logging.INFO)  # one progress line per epoch
 
     settings = Settings()
-    prepared = prepare_split(SourceSpec.bundled(settings), settings, "temporal")
+    spec = SourceSpec(events=(args.events,), catalog=args.catalog) if args.events else SourceSpec.bundled(settings)
+    prepared = prepare_split(spec, settings, args.protocol)
     data, catalog = prepared.data, prepared.catalog
     started = time.perf_counter()
     encoder = TitleEncoder.from_settings(settings)
@@ -133,6 +146,8 @@ def main() -> None:
     )
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
     variants = [v.split(":") for v in args.variants.split(",")]  # [text, view, param=value...]
+    if any(kind == "text" for kind, *_ in variants) and not np.abs(vectors["text"]).sum():
+        raise SystemExit("no item has a title (a ratings file without --catalog?): use ids variants only")
     if any(kind == "enriched" for kind, *_ in variants):
         accepted = stored_attributes(settings, catalog)
         if accepted.empty:
@@ -179,7 +194,9 @@ def main() -> None:
         over_seeds = seed_summary(keys, seeds, fits, run, settings) if args.seeds else []
 
     print(
-        f"\nOnline Retail temporal split, test {data.info.get('test_start', '')}; "
+        f"\n{spec.describe()}, {args.protocol} protocol"
+        + (f", test from {data.info['test_start']}" if data.info.get("test_start") else "")
+        + "; "
         f"sparse = <= {settings.split.sparse_max_items} items;"
         f" cold items: <= {args.cold_max} buyers ({cold['_pairs']} discover test pairs)"
     )
