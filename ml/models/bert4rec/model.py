@@ -111,7 +111,8 @@ class Bert4Rec(Recommender):
         scale_inputs: multiply the item vectors entering the transformer by ``sqrt(hidden)`` (SASRec's reference
             code; see :class:`Bert4RecNetwork`). Off: on the bundled data it lowered SASRec's best validation
             NDCG@10 (0.1062 vs 0.1105, three seeds).
-        output_bias: a learned per-item bias on the scores; off, it stays 0 (SASRec's reference code).
+        output_bias: a learned per-item bias on the scores; off, it stays 0 (SASRec's reference code). On: off
+            gave 0.1104 vs 0.1110 best validation NDCG@10 for SASRec on the bundled data (three seeds).
         attention_dropout: dropout on attention weights (0 keeps the fast attention kernel).
         mask_prob: probability of masking each training item.
         batch_size: training sequences per step.
