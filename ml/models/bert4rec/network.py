@@ -16,7 +16,7 @@ from torch import nn
 from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
 
 PAD_ID = 0
-# the transformer: BERT's post-norm block, GPT-2's pre-norm one or SASRec's reference block (both causal only)
+# the transformer: BERT's post-norm block, GPT-2's pre-norm one, SASRec's reference block; the last two causal only
 BLOCKS = ("bert", "gpt2", "sasrec")
 CAUSAL_BLOCKS = ("gpt2", "sasrec")
 ACTIVATIONS = ("gelu", "relu")  # of the feed-forward layer
