@@ -178,6 +178,12 @@ class ALSSettings(Section):
     window_days: int | None = 30  # ALS trains on its last N days of training data only; None or 0 = all of it
 
 
+# the sequence models' transformer block: BERT's post-norm block, GPT-2's pre-norm one, SASRec's reference layout
+# (the last two causal only; ml.models.bert4rec.network builds them), and the feed-forward's activation
+TransformerBlock = Literal["bert", "gpt2", "sasrec"]
+Activation = Literal["gelu", "relu"]
+
+
 class Bert4RecSettings(Section):
     """BERT4Rec (``transformers.BertModel`` trained with Lightning); defaults follow published replications."""
 
@@ -232,9 +238,9 @@ class Bert4RecSettings(Section):
     # norm before attention and feed-forward: SASRec's block shape) or "sasrec" (SASRec's reference layout; both
     # causal model only), the feed-forward width as a multiple of hidden (BERT's and GPT-2's: 4; SASRec's: 1) and
     # its activation (SASRec's is relu)
-    block: Literal["bert", "gpt2", "sasrec"] = "bert"
+    block: TransformerBlock = "bert"
     feed_forward_ratio: float = Field(4.0, gt=0)
-    activation: Literal["gelu", "relu"] = "gelu"
+    activation: Activation = "gelu"
     accelerator: str = "auto"  # Lightning accelerator: auto (CUDA when present) | cpu | gpu
     # CPU threads for training and scoring. None: the cores other processes leave free, re-read every epoch (two
     # threads on two cores that another process also uses run about 4x slower than one). A seeded training is
@@ -260,10 +266,10 @@ class SASRecSettings(Bert4RecSettings):
     # 0.1068 +- 0.0019 for BERT's post-norm block (2 heads, 4 x hidden, GELU), and 787 vs 719 sequences/s.
     # Measured: bench/bench_bert4rec_retail.py --seeds, variant block=gpt2:heads=1:feed_forward=64:activation=relu.
     # SASRec's reference layout ("sasrec") was lower: 0.1084 +- 0.0034 against 0.1110 +- 0.0018 (bench/README.md)
-    block: Literal["bert", "gpt2", "sasrec"] = "gpt2"
+    block: TransformerBlock = "gpt2"
     heads: int = 1
     feed_forward_ratio: float = Field(1.0, gt=0)
-    activation: Literal["gelu", "relu"] = "relu"
+    activation: Activation = "relu"
     # loss at every position: the chunked loss trains 298 vs 170 sequences/s with 101 vs 1,068 MiB of peak memory
     # (ML-1M-shaped set at full size, 2 CPU cores)
     chunked_loss: bool = True

@@ -26,7 +26,7 @@ from ml.models.bert4rec.data import (
     NextItemDataset,
     SequenceDataset,
 )
-from ml.models.bert4rec.network import CAUSAL_BLOCKS, Bert4RecNetwork
+from ml.models.bert4rec.network import Bert4RecNetwork, check_shape
 
 HPARAMS = (
     "hidden", "layers", "heads", "max_len", "mask_prob", "dropout", "attention_dropout", "batch_size", "lr",
@@ -244,8 +244,10 @@ class Bert4Rec(Recommender):
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {lr_decay!r}")
         self.lr_decay, self.decay_factor, self.decay_patience = lr_decay, decay_factor, decay_patience
         self.chunked_loss = self.causal if chunked_loss is None else chunked_loss
-        if block in CAUSAL_BLOCKS and not self.causal:
-            raise ValueError(f"{self.name}: block {block!r} is causal only (it cannot attend both ways); use 'bert'")
+        try:  # refused at construction, before any data is read, by the network's own check
+            check_shape(block, self.causal, activation)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
         self.block, self.feed_forward, self.activation = block, feed_forward, activation
         self.scale_inputs, self.output_bias = scale_inputs, output_bias
         self.network: Bert4RecNetwork | None = None

@@ -10,20 +10,38 @@ BERT's block with a causal mask, GPT-2's pre-norm block (``block="gpt2"``) or SA
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
 
+from ml.config import Activation, TransformerBlock
+
 PAD_ID = 0
-# the transformer: BERT's post-norm block, GPT-2's pre-norm one, SASRec's reference block; the last two causal only
-BLOCKS = ("bert", "gpt2", "sasrec")
-CAUSAL_BLOCKS = ("gpt2", "sasrec")
-ACTIVATIONS = ("gelu", "relu")  # of the feed-forward layer
+BLOCKS = get_args(TransformerBlock)  # the transformer (the settings' list)
+CAUSAL_BLOCKS = ("gpt2", "sasrec")  # blocks that cannot attend both ways
+ACTIVATIONS = get_args(Activation)  # of the feed-forward layer
 # PyTorch's chunked linear cross-entropy: the batch is scored in pieces and the (positions x items) logits are
 # never materialised. Same loss and gradients as scoring all at once, in less time where many positions are
 # trained (SASRec: 300 vs 182 sequences/s on the ML-1M-shaped set, 2 CPU cores, bench/bench_bert4rec.py --loss)
 CHUNKED_LOSS = torch.nn.LinearCrossEntropyOptions()
+
+
+def check_shape(block: str, causal: bool, activation: str) -> None:
+    """Refuse a transformer block or activation the network cannot build, or a causal-only block where attention
+    must see both ways (BERT4Rec).
+
+    Raises:
+        ValueError: naming the value and what is accepted.
+    """
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+    if block in CAUSAL_BLOCKS and not causal:
+        raise ValueError(f"block {block!r} is causal only: use block 'bert' for the bidirectional model")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
 
 
 def rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -168,12 +186,7 @@ class Bert4RecNetwork(nn.Module):
         output_bias: bool = True,
     ) -> None:
         super().__init__()
-        if block not in BLOCKS:
-            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
-        if block in CAUSAL_BLOCKS and not causal:
-            raise ValueError(f"block {block!r} is causal only: use block 'bert' for the bidirectional model")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        check_shape(block, causal, activation)
         self.n_items = n_items
         self.mask_id = n_items + 1
         self.max_len = max_len
