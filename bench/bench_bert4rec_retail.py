@@ -128,13 +128,11 @@ def main() -> None:
     parser.add_argument("--catalog", type=Path, default=None, help="its item catalog (item_id, title, ...)")
     parser.add_argument("--protocol", choices=list(SPLIT_PROTOCOLS), default="temporal")
     args = parser.parse_args()
-    if args.catalog and not args.events:
-        parser.error("--catalog needs --events (the bundled data has no catalog file)")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ml.models.bert4rec.lightning").setLevel(logging.INFO)  # one progress line per epoch
 
     settings = Settings()
-    spec = SourceSpec(events=(args.events,), catalog=args.catalog) if args.events else SourceSpec.bundled(settings)
+    spec = SourceSpec.from_files(settings, [args.events] if args.events else (), args.catalog)
     prepared = prepare_split(spec, settings, args.protocol)
     data, catalog = prepared.data, prepared.catalog
     started = time.perf_counter()

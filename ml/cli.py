@@ -25,11 +25,7 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
 def _spec(args, settings):
     from ml.data.prepare import SourceSpec
 
-    if args.events:
-        return SourceSpec(events=tuple(args.events), catalog=args.catalog)
-    if args.catalog:
-        raise InputDataError(args.catalog, "--catalog needs --events (the bundled data has no catalog file)")
-    return SourceSpec.bundled(settings)
+    return SourceSpec.from_files(settings, args.events or (), args.catalog)
 
 
 def cmd_data_prepare(args) -> int:

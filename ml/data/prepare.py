@@ -38,6 +38,19 @@ class SourceSpec:
         return cls(online_retail=settings.paths.bundled_data)
 
     @classmethod
+    def from_files(cls, settings: Settings, events=(), catalog: Path | None = None) -> SourceSpec:
+        """A shop's ``events`` files (+ ``catalog``) where given, else the bundled data (as the commands take them).
+
+        Raises:
+            InputDataError: a catalog without events (the bundled data has no catalog file).
+        """
+        if events:
+            return cls(events=tuple(events), catalog=catalog)
+        if catalog:
+            raise InputDataError(catalog, "--catalog needs --events (the bundled data has no catalog file)")
+        return cls.bundled(settings)
+
+    @classmethod
     def from_settings(cls, settings: Settings) -> SourceSpec:
         """The source configured in ``settings.source``."""
         if settings.source.kind == "online-retail":

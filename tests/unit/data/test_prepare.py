@@ -7,6 +7,7 @@ import pytest
 
 from ml import columns as C
 from ml.cli import main
+from ml.config import Settings
 from ml.data.lake import read_partitioned
 from ml.data.prepare import CATALOG_FILE, SourceSpec, prepare
 from ml.errors import InputDataError
@@ -157,3 +158,16 @@ def test_a_catalog_has_titles_only_with_a_non_blank_one():
     assert not has_titles(pd.DataFrame({C.ITEM: ["a"]}))
     assert not has_titles(pd.DataFrame({C.ITEM: ["a", "b"], C.TITLE: ["  ", None]}))
     assert has_titles(pd.DataFrame({C.ITEM: ["a", "b"], C.TITLE: ["", "Mug"]}))
+
+
+def test_the_commands_read_a_shops_files_where_given_else_the_bundled_data(tmp_path, capsys):
+    settings = Settings()
+    events, catalog = tmp_path / "events.csv", tmp_path / "items.csv"
+    assert SourceSpec.from_files(settings, [events], catalog) == SourceSpec(events=(events,), catalog=catalog)
+    assert SourceSpec.from_files(settings) == SourceSpec(online_retail=settings.paths.bundled_data)
+    with pytest.raises(InputDataError, match="--catalog needs --events"):
+        SourceSpec.from_files(settings, (), catalog)
+    # the command line says so and exits 2, writing nothing
+    assert main(["data", "prepare", "--catalog", str(catalog), "--out", str(tmp_path / "out")]) == 2
+    assert "--catalog needs --events" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
