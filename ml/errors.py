@@ -10,7 +10,8 @@ class InputDataError(ValueError):
         path: the file that is wrong.
         message: what is wrong with it.
         column: the offending column, if one is to blame.
-        row: 0-based row number inside the file, if one row is to blame.
+        row: 0-based index of the data row to blame, if one is (the frame's position; the message counts data
+            rows from 1 below the header, as a reader of the file would: ``row=0`` reads "data row 1").
     """
 
     def __init__(self, path: object, message: str, column: str | None = None, row: int | None = None):
@@ -21,7 +22,7 @@ class InputDataError(ValueError):
         if column is not None:
             where.append(f"column {column!r}")
         if row is not None:
-            where.append(f"row {row}")
+            where.append(f"data row {row + 1}")
         super().__init__(f"{', '.join(where)}: {message}")
 
 

@@ -16,7 +16,7 @@ from ml.data.sources import ONLINE_RETAIL, ONLINE_RETAIL_FILES, read_catalog, re
 from ml.errors import InputDataError
 
 H = "user_id,item_id,timestamp,quantity,price\n"
-OK = "u1,i1,2021-01-01,1,1.0\n"  # a good first row: the bad one is row 1
+OK = "u1,i1,2021-01-01,1,1.0\n"  # a good first row: the bad one is row index 1, "data row 2"
 EV = "user_id,item_id,timestamp,event_type\n"
 
 
@@ -27,7 +27,7 @@ def _assert_refused(err: InputDataError, path, column, row, words):
     if column is not None:
         assert f"column {column!r}" in msg
     if row is not None:
-        assert f"row {row}:" in msg
+        assert f"data row {row + 1}:" in msg  # counted from 1 below the header
     for word in words:
         assert word in msg
 
@@ -312,7 +312,7 @@ def test_cli_refuses_an_implausible_timestamp_with_exit_2_and_writes_nothing(tmp
     out = tmp_path / "out"
     assert main(["data", "prepare", "--events", str(bad), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "column 'timestamp'" in err and "row 1" in err
+    assert str(bad) in err and "column 'timestamp'" in err and "data row 2" in err
     assert not out.exists()
 
 

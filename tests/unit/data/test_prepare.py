@@ -111,7 +111,7 @@ def test_cli_bad_input_exits_nonzero_with_a_message_and_no_output(tmp_path, caps
     code = main(["data", "prepare", "--events", str(bad), "--out", str(tmp_path / "out")])
     assert code == 2
     err = capsys.readouterr().err
-    assert "bad.csv" in err and "'timestamp'" in err and "row 0" in err
+    assert "bad.csv" in err and "'timestamp'" in err and "data row 1" in err
     assert not (tmp_path / "out").exists()
 
 
