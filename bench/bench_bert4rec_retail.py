@@ -165,6 +165,7 @@ def main() -> None:
                 params["seed"], name = seed, f"{name}@{seed}"
             model = {"bert4rec": Bert4Rec, "sasrec": SASRec}[args.model].from_settings(
                 settings.models,
+                protocol=args.protocol,
                 val_view=view,
                 max_minutes=args.max_minutes,
                 max_epochs=args.max_epochs,
@@ -182,7 +183,8 @@ def main() -> None:
             print(
                 f"{name}: {fit_s:.0f} s, {s['epochs_run']} epochs, best epoch {s['best_epoch']} "
                 f"(val_ndcg@10 {s['best_val_ndcg@10']}, popularity {s['popularity_val_ndcg@10']}), "
-                f"stopped by {s['stopped_by']}, learning rate halved after epochs {s['lr_decays_after_epoch']}",
+                f"stopped by {s['stopped_by']}, learning rate halved after epochs {s['lr_decays_after_epoch']}, "
+                f"baskets {'shuffled' if s['shuffle_baskets'] else 'in the split order'}",
                 flush=True,
             )
         # every variant against the first, paired over the same test customers (bootstrap 95% intervals)

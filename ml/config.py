@@ -213,11 +213,13 @@ class Bert4RecSettings(Section):
     # "init+augment" does both; "none" uses ids only. Without titles (e.g. a ratings file) the model uses
     # ids only either way. Measured: bench/bench_bert4rec_retail.py
     item_text: Literal["none", "augment", "init", "init+augment"] = "augment"
-    # train on each basket's items in a fresh random order every epoch (a basket's listing order says
-    # nothing about the next purchase, and a fixed order is learned instead). Chosen on validation
+    # train on each basket's items (equal timestamps) in a fresh random order every epoch (a basket's listing
+    # order says nothing about the next purchase, and a fixed order is learned instead). Chosen on validation
     # (temporal split, discover NDCG@10, 6-minute cap): BERT4Rec 0.0952 vs 0.0697 with the fixed order;
-    # SASRec's figures are in its section
-    shuffle_baskets: bool = True
+    # SASRec's figures are in its section. "auto" (see ``shuffles``): on, except under leave-one-out, whose
+    # held-out event is the last of its basket in the split's order (ties by item id), so the models train
+    # on that order, as published leave-one-out figures do
+    shuffle_baskets: bool | Literal["auto"] = "auto"
     # 0: full-softmax cross-entropy over every item; k > 0: sampled softmax against k uniform negatives per
     # batch (SASRec+'s cheaper variant; 3,000 of them matched full softmax on MovieLens-1M). At a few thousand
     # items the full softmax is cheap: measured in bench/bench_bert4rec.py --negatives
@@ -246,6 +248,19 @@ class Bert4RecSettings(Section):
     # threads on two cores that another process also uses run about 4x slower than one). A seeded training is
     # bit-reproducible at one thread count, but another count changes its float sums: pin it to repeat a run exactly
     num_threads: int | None = Field(None, ge=1)
+
+    def shuffles(self, protocol: str) -> bool:
+        """Whether training shuffles each basket's items under ``protocol`` (one of ``SPLIT_PROTOCOLS``).
+
+        ``shuffle_baskets="auto"`` shuffles under every protocol but ``leave-one-out``: that one holds out
+        a single event of the last basket, the last in the split's order of ties, so the order is part of
+        what it asks for. ``temporal`` and ``leave-one-basket-out`` hold out whole periods or baskets.
+        """
+        if protocol not in SPLIT_PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r} (one of {', '.join(SPLIT_PROTOCOLS)})")
+        if self.shuffle_baskets == "auto":
+            return protocol != "leave-one-out"
+        return self.shuffle_baskets
 
 
 class SASRecSettings(Bert4RecSettings):

@@ -70,16 +70,22 @@ def _als(m: ModelSettings, **_: Any) -> Recommender:
     return ALS(**m.als.model_dump(), seed=m.seed)
 
 
-def _bert4rec(m: ModelSettings, logger=None, checkpoint_dir=None, item_text=None, **_: Any) -> Recommender:
+def _bert4rec(
+    m: ModelSettings, logger=None, checkpoint_dir=None, item_text=None, protocol: str = "temporal", **_: Any
+) -> Recommender:
     from ml.models.bert4rec.model import Bert4Rec
 
-    return Bert4Rec.from_settings(m, logger=logger, checkpoint_dir=checkpoint_dir, item_text=item_text)
+    return Bert4Rec.from_settings(
+        m, protocol=protocol, logger=logger, checkpoint_dir=checkpoint_dir, item_text=item_text
+    )
 
 
-def _sasrec(m: ModelSettings, logger=None, checkpoint_dir=None, item_text=None, **_: Any) -> Recommender:
+def _sasrec(
+    m: ModelSettings, logger=None, checkpoint_dir=None, item_text=None, protocol: str = "temporal", **_: Any
+) -> Recommender:
     from ml.models.bert4rec.model import SASRec
 
-    return SASRec.from_settings(m, logger=logger, checkpoint_dir=checkpoint_dir, item_text=item_text)
+    return SASRec.from_settings(m, protocol=protocol, logger=logger, checkpoint_dir=checkpoint_dir, item_text=item_text)
 
 
 @dataclass(frozen=True)
@@ -235,7 +241,7 @@ def make_model(key: str, settings: ModelSettings, **options: Any) -> Recommender
 
     Args:
         options: fit-time objects for the models that take them (``logger``, ``checkpoint_dir``,
-            ``item_text``); others ignore them.
+            ``item_text``, the split's ``protocol``); others ignore them.
     """
     return spec(key).build(settings, **options)
 

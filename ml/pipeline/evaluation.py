@@ -27,10 +27,11 @@ from ml.pipeline.layout import RunFolder
 from ml.pipeline.training import load_final
 
 # what the metrics document keeps of an epoch-trained model's summary (the sequence models): throughput,
-# how training ended, and time-to-quality
+# how training ended, time-to-quality, and whether baskets were read in a shuffled order
 TRAINING_FACTS = (
     "epochs_run", "best_epoch", "stopped_by", "early_stopping_armed_epoch", "early_stopping_armed_by",
     "sequences_per_s", "train_seconds", "best_elapsed_seconds", "seconds_to_95pct_of_best", "device",
+    "shuffle_baskets",
 )  # fmt: skip
 
 

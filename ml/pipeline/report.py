@@ -179,21 +179,22 @@ def metrics_table(doc: dict, metric: str = "ndcg@10") -> str:
 
 
 def training_table(doc: dict) -> str | None:
-    """How the epoch-trained models trained: epochs, the best one, what ended training, throughput and the
-    seconds to reach 95% of the best validation NDCG@10 (None when no model reports epochs)."""
+    """How the epoch-trained models trained: epochs, the best one, what ended training, throughput, the
+    seconds to reach 95% of the best validation NDCG@10 and the order baskets were read in (``shuffled``
+    or the split's ``fixed`` order); None when no model reports epochs."""
     rows = {name: e["training"] for name, e in doc["models"].items() if e.get("training")}
     if not rows:
         return None
-    head = ("epochs", "best", "stopped_by", "armed_at", "seq/s", "train_s", "best_s", "to_95%_s")
+    head = ("epochs", "best", "stopped_by", "armed_at", "seq/s", "train_s", "best_s", "to_95%_s", "baskets")
     lines = ["training (time-to-quality: seconds to 95% of the best validation NDCG@10)"]
     lines.append(f"{'model':<11}" + "".join(f"{h:>15}" for h in head))
     for name, t in rows.items():
-        armed = t.get("early_stopping_armed_epoch")
+        armed, shuffled = t.get("early_stopping_armed_epoch"), t.get("shuffle_baskets")
         cells = (
             t.get("epochs_run"), t.get("best_epoch"), t.get("stopped_by"),
             "-" if armed is None else f"{armed} ({t.get('early_stopping_armed_by') or '?'})"[:14],
             t.get("sequences_per_s"), t.get("train_seconds"), t.get("best_elapsed_seconds"),
-            t.get("seconds_to_95pct_of_best"),
+            t.get("seconds_to_95pct_of_best"), None if shuffled is None else ("shuffled" if shuffled else "fixed"),
         )  # fmt: skip
         lines.append(f"{name:<11}" + "".join(f"{'-' if c is None else c!s:>15}" for c in cells))
     return "\n".join(lines)

@@ -94,7 +94,8 @@ def fit_model(
     extra = synthetic_events(data, synthetic, settings.synth.weight) if registry.is_synthetic(key) else None
 
     def build(**options) -> Recommender:
-        model = registry.make_model(key, settings.models, item_text=item_text, **options)
+        protocol = data.info.get("protocol", "temporal")
+        model = registry.make_model(key, settings.models, item_text=item_text, protocol=protocol, **options)
         return AugmentedHistory(model, extra) if extra is not None else model
 
     train, valid = data.train_i, data.valid_i

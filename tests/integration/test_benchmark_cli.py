@@ -49,6 +49,8 @@ def test_leave_one_out_benchmark_writes_recomputable_outputs(tmp_path, capsys):
     assert doc["protocol"]["protocol"] == "leave-one-out"
     assert doc["protocol"]["test_events"] == 80 and doc["protocol"]["valid_events"] == 80
     assert set(doc["models"]) == {"pop", "rebuy", "als", "bert4rec", "fusion"}
+    # leave-one-out holds out the last event in the split's order: BERT4Rec trains on that order
+    assert doc["models"]["bert4rec"]["training"]["shuffle_baskets"] is False
     for entry in doc["models"].values():
         assert entry["fit_seconds"] is not None
         for k in (10, 20):
@@ -70,6 +72,8 @@ def test_leave_one_out_benchmark_writes_recomputable_outputs(tmp_path, capsys):
     assert record["ci_low"] <= record["delta"] <= record["ci_high"] and 0 <= record["p_value"] <= 1
     printed = capsys.readouterr().out
     assert "ndcg@10" in printed and "95% interval" in printed and "rebuy - pop" in printed
+    training = printed.split("training (time-to-quality")[1].splitlines()
+    assert next(line for line in training if line.startswith("bert4rec ")).split()[-1] == "fixed"
 
 
 def test_compare_needs_models_that_are_benchmarked(tmp_path, capsys):

@@ -107,3 +107,22 @@ def test_with_max_epochs_bounds_every_sequence_model_and_none_keeps_their_own_bo
     kept = s.with_max_epochs(None)
     assert kept.models.bert4rec.max_epochs == 200 and kept.models.sasrec.max_epochs == 4
     assert s.models.bert4rec.max_epochs == 200  # the original is untouched
+
+
+def test_basket_shuffling_follows_the_protocol_unless_set(monkeypatch):
+    models = Settings().models
+    # auto: shuffled wherever whole periods or baskets are held out; the split's order under leave-one-out,
+    # whose held-out event is the last of its basket in that order
+    assert [models.sasrec.shuffles(p) for p in ("temporal", "leave-one-basket-out", "leave-one-out")] == [
+        True,
+        True,
+        False,
+    ]
+    assert models.bert4rec.shuffles("leave-one-out") is False
+    monkeypatch.setenv("RECO_MODELS__SASREC__SHUFFLE_BASKETS", "true")
+    monkeypatch.setenv("RECO_MODELS__BERT4REC__SHUFFLE_BASKETS", "false")
+    models = Settings().models
+    assert models.sasrec.shuffles("leave-one-out") is True
+    assert models.bert4rec.shuffles("temporal") is False
+    with pytest.raises(ValueError, match="rolling"):
+        models.sasrec.shuffles("rolling")

@@ -255,15 +255,19 @@ class Bert4Rec(Recommender):
         self.training_summary: dict[str, Any] = {}
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> Bert4Rec:
+    def from_settings(cls, settings: Any, protocol: str = "temporal", **overrides: Any) -> Bert4Rec:
         """Build from ``ModelSettings``: its ``bert4rec`` section and ``seed``; ``overrides`` win.
 
         The section's ``item_text`` mode becomes ``text_mode``; the caller passes the vectors themselves
         as ``item_text=`` when the mode asks for them (any mode but ``"none"``). The feed-forward width is
         ``feed_forward_ratio`` x ``hidden`` (either may be overridden), unless ``feed_forward=`` gives it.
+        ``protocol`` is the split the model will train on: it resolves ``shuffle_baskets="auto"``
+        (``Bert4RecSettings.shuffles``).
         """
-        section = getattr(settings, cls.settings_section).model_dump()
+        config = getattr(settings, cls.settings_section)
+        section = config.model_dump()
         params = {k: v for k, v in section.items() if k in HPARAMS or k in ("accelerator", "num_threads")}
+        params["shuffle_baskets"] = config.shuffles(protocol)
         if section.get("item_text", "none") != "none":
             params["text_mode"] = section["item_text"]
         params["seed"] = settings.seed
@@ -461,6 +465,7 @@ class Bert4Rec(Recommender):
             "train_users": n_train,
             "valid_users": n_valid,
             "device": "cuda" if self._use_cuda() else f"cpu x{torch.get_num_threads()}",
+            "shuffle_baskets": self.shuffle_baskets,
             "epochs": epochs,
         }
 

@@ -508,6 +508,17 @@ def test_from_settings_takes_the_bert4rec_section_and_seed():
     assert Bert4Rec.from_settings(pinned).num_threads == 2
 
 
+def test_from_settings_reads_baskets_as_the_protocol_asks_and_an_override_wins():
+    from ml.config import ModelSettings
+    from ml.models.bert4rec.model import SASRec
+
+    settings = ModelSettings()
+    assert SASRec.from_settings(settings).shuffle_baskets is True  # temporal unless told
+    assert SASRec.from_settings(settings, protocol="leave-one-out").shuffle_baskets is False
+    assert Bert4Rec.from_settings(settings, protocol="leave-one-basket-out").shuffle_baskets is True
+    assert SASRec.from_settings(settings, protocol="leave-one-out", shuffle_baskets=True).shuffle_baskets is True
+
+
 def test_only_the_causal_model_takes_its_loss_in_chunks_by_default():
     from ml.config import ModelSettings
     from ml.models.bert4rec.model import SASRec

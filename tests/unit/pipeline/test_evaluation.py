@@ -46,11 +46,14 @@ def test_the_training_table_shows_how_each_epoch_trained_model_ended():
                     "train_seconds": 88.2,
                     "best_elapsed_seconds": 61.0,
                     "seconds_to_95pct_of_best": 33.5,
+                    "shuffle_baskets": False,
                 }
             },
+            "bert4rec": {"training": {"epochs_run": 3, "shuffle_baskets": True}},
         }
     }
     lines = training_table(doc).splitlines()
-    assert len(lines) == 3 and lines[2].split()[:4] == ["sasrec", "12", "7", "early_stopping"]
-    assert lines[2].split()[-4:] == ["410.5", "88.2", "61.0", "33.5"]
+    assert len(lines) == 4 and lines[2].split()[:4] == ["sasrec", "12", "7", "early_stopping"]
+    assert lines[2].split()[-5:] == ["410.5", "88.2", "61.0", "33.5", "fixed"]
+    assert lines[3].split()[-1] == "shuffled"
     assert training_table({"models": {"pop": {"training": None}}}) is None
