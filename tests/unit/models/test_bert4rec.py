@@ -536,14 +536,16 @@ def test_the_block_comes_from_each_models_section(monkeypatch):
 
     settings = Settings().models
     causal, masked = SASRec.from_settings(settings), Bert4Rec.from_settings(settings)
-    assert (causal.block, causal.heads, causal.feed_forward, causal.activation) == ("gpt2", 1, 64, "relu")
+    # SASRec's width is 128, BERT4Rec's 64 (each chosen on validation)
+    assert (causal.hidden, masked.hidden) == (128, 64)
+    assert (causal.block, causal.heads, causal.feed_forward, causal.activation) == ("gpt2", 1, 128, "relu")
     assert (masked.block, masked.heads, masked.feed_forward, masked.activation) == ("bert", 2, 256, "gelu")
     monkeypatch.setenv("RECO_MODELS__SASREC__BLOCK", "bert")
     monkeypatch.setenv("RECO_MODELS__SASREC__HEADS", "2")
     monkeypatch.setenv("RECO_MODELS__SASREC__ACTIVATION", "gelu")
     monkeypatch.setenv("RECO_MODELS__SASREC__FEED_FORWARD_RATIO", "4")
     causal = SASRec.from_settings(Settings().models)
-    assert (causal.block, causal.heads, causal.feed_forward, causal.activation) == ("bert", 2, 256, "gelu")
+    assert (causal.block, causal.heads, causal.feed_forward, causal.activation) == ("bert", 2, 512, "gelu")
 
 
 def test_the_feed_forward_follows_the_width_it_is_a_multiple_of(monkeypatch):
