@@ -93,8 +93,9 @@ def fit_model(
         raise ValueError(f"{key} needs synthetic interactions")
     extra = synthetic_events(data, synthetic, settings.synth.weight) if registry.is_synthetic(key) else None
 
+    protocol = data.info.get("protocol", "temporal")  # how the split held data out (orders sequence models' baskets)
+
     def build(**options) -> Recommender:
-        protocol = data.info.get("protocol", "temporal")
         model = registry.make_model(key, settings.models, item_text=item_text, protocol=protocol, **options)
         return AugmentedHistory(model, extra) if extra is not None else model
 
